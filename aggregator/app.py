@@ -1,0 +1,118 @@
+"""The ASGI application: wires settings, upstreams, catalog and MCP server, and mounts the routes.
+
+    /mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless)
+    /sse        legacy HTTP+SSE stream (+ /messages/ for its POSTs)
+    /healthz    liveness: the process answers
+    /readyz     readiness: 200 when every enabled upstream is connected, else 503; JSON either way
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server import Server
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from aggregator.catalog import Catalog
+from aggregator.config import ServersFile, Settings
+from aggregator.server import build_server
+from aggregator.upstreams.pool import UpstreamPool
+from aggregator.upstreams.upstream import Timings
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """The live parts of one gateway, for the CLI and for tests to reach."""
+
+    settings: Settings
+    pool: UpstreamPool
+    catalog: Catalog
+    server: Server[Any]
+
+
+def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
+    """Create (without starting) the pool, catalog and downstream server for `servers`."""
+    catalog = Catalog(servers)
+    timings = Timings(
+        connect_timeout=settings.connect_timeout,
+        health_interval=settings.health_interval,
+        backoff_initial=settings.backoff_initial,
+        backoff_max=settings.backoff_max,
+    )
+    pool = UpstreamPool(servers, timings, on_change=catalog.rebuild)
+    return Gateway(settings, pool, catalog, build_server(catalog, pool))
+
+
+def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Starlette:
+    """The HTTP application serving `gateway`; its lifespan connects and closes the upstreams.
+
+    `on_ready` runs once the app is started (upstreams connect in the background after that).
+    """
+    security = _transport_security(gateway.settings.host)
+    sessions = StreamableHTTPSessionManager(app=gateway.server, security_settings=security)
+    sse = SseServerTransport("/messages/", security_settings=security)
+    server = gateway.server
+
+    async def sse_stream(scope: Scope, receive: Receive, send: Send) -> None:
+        async with sse.connect_sse(scope, receive, send) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        upstreams = {
+            u.name: {"state": u.state.value, "era": u.protocol_version, "tools": len(u.tools), "error": u.last_error}
+            for u in gateway.pool
+        }
+        ready = gateway.pool.all_connected()
+        return JSONResponse({"ready": ready, "upstreams": upstreams}, status_code=200 if ready else 503)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with gateway.pool, sessions.run():
+            if on_ready is not None:
+                on_ready()
+            yield
+
+    routes = [
+        Route("/mcp", StreamableHTTPASGIApp(sessions)),
+        Route("/sse", _AsgiEndpoint(sse_stream), methods=["GET"]),
+        Mount("/messages/", app=sse.handle_post_message),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+class _AsgiEndpoint:
+    """Marks a plain ASGI callable so Starlette's `Route` hands it the raw scope/receive/send."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+def _transport_security(host: str) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection (Host and Origin checks) for loopback binds."""
+    if host not in _LOOPBACK:
+        return None
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )

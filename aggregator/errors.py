@@ -1,0 +1,98 @@
+"""The gateway's exceptions: one tree, converted to MCP errors in exactly one place (`server.py`).
+
+    GatewayError
+    ├── ConfigError          a configuration file is invalid; carries every problem found
+    ├── UnknownNameError     a caller named a tool/prompt/resource the catalog does not have
+    └── UpstreamError        something went wrong talking to one upstream (names it)
+        ├── UpstreamUnavailableError   not connected (down, starting, or reconnecting)
+        ├── UpstreamTimeoutError       no answer within the upstream's timeout
+        ├── UpstreamRejectedError      the upstream answered with a JSON-RPC error
+        └── UpstreamProtocolError      the upstream answered with something that is not valid MCP
+
+Messages are sentences that name the culprit; they never contain secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a configuration file: where it is and what is wrong."""
+
+    file: str
+    path: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.path or '<root>'}: {self.reason}"
+
+
+class ConfigError(GatewayError):
+    """Raised when a configuration file cannot be used; lists every issue, not just the first."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        noun = "problem" if len(issues) == 1 else "problems"
+        super().__init__(f"{len(issues)} configuration {noun}:\n" + "\n".join(f"  {issue}" for issue in issues))
+
+
+class UnknownNameError(GatewayError):
+    """Raised when a caller asks for a capability the gateway does not offer."""
+
+    def __init__(self, kind: str, name: str, suggestions: list[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.suggestions = suggestions
+        message = f"Unknown {kind} '{name}'."
+        if suggestions:
+            message += " Did you mean " + " or ".join(f"'{s}'" for s in suggestions) + "?"
+        super().__init__(message)
+
+
+class UpstreamError(GatewayError):
+    """Base of the errors that concern one upstream server."""
+
+    def __init__(self, upstream: str, message: str) -> None:
+        self.upstream = upstream
+        super().__init__(message)
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """Raised when a request needs an upstream that is not connected right now."""
+
+    def __init__(self, upstream: str, cause: str) -> None:
+        self.cause = cause
+        super().__init__(upstream, f"Upstream '{upstream}' is unavailable: {cause}")
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """Raised when an upstream does not answer a request within its configured timeout."""
+
+    def __init__(self, upstream: str, method: str, timeout: float) -> None:
+        self.method = method
+        self.timeout = timeout
+        super().__init__(upstream, f"Upstream '{upstream}' did not answer {method} within {timeout:g} s.")
+
+
+class UpstreamRejectedError(UpstreamError):
+    """Raised when an upstream answers a request with a JSON-RPC error; keeps its code."""
+
+    def __init__(self, upstream: str, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(upstream, f"Upstream '{upstream}' returned an error: {message}")
+
+
+class UpstreamProtocolError(UpstreamError):
+    """Raised when an upstream's answer does not parse as the MCP result that was asked for."""
+
+    def __init__(self, upstream: str, method: str) -> None:
+        self.method = method
+        super().__init__(upstream, f"Upstream '{upstream}' sent an invalid answer to {method}.")
