@@ -1,18 +1,20 @@
 """The ASGI application: wires settings, upstreams, catalog and MCP server, and mounts the routes.
 
-    /mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless)
-    /sse        legacy HTTP+SSE stream (+ /messages/ for its POSTs)
-    /healthz    liveness: the process answers
-    /readyz     readiness: 200 when every enabled upstream is connected, else 503; JSON either way
+/mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless)
+/sse        legacy HTTP+SSE stream (+ /messages/ for its POSTs)
+/healthz    liveness: the process answers
+/readyz     readiness: 200 when every enabled upstream is connected, else 503; JSON either way
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from mcp.server import Server
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -28,6 +30,8 @@ from aggregator.config import ServersFile, Settings
 from aggregator.server import build_server
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Timings
+
+logger = logging.getLogger(__name__)
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -82,10 +86,12 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with gateway.pool, sessions.run():
+        async with gateway.pool, sessions.run(), anyio.create_task_group() as background:
+            background.start_soon(_announce_connected, gateway.pool)
             if on_ready is not None:
                 on_ready()
             yield
+            background.cancel_scope.cancel()
 
     routes = [
         Route("/mcp", StreamableHTTPASGIApp(sessions)),
@@ -95,6 +101,13 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         Route("/readyz", readyz, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _announce_connected(pool: UpstreamPool) -> None:
+    started = anyio.current_time()
+    await pool.wait_until(UpstreamPool.all_connected)
+    seconds = round(anyio.current_time() - started, 2)
+    logger.info("gateway.all_upstreams_connected", extra={"upstreams": len(list(pool)), "seconds": seconds})
 
 
 class _AsgiEndpoint:

@@ -68,6 +68,10 @@ class Catalog:
             self.version += 1
         self._tools = tools
 
+    def prefix_of(self, server: str) -> str:
+        """The prefix under which `server` exports its capabilities."""
+        return self._prefixes[server]
+
     def tools(self) -> list[types.Tool]:
         """Every exported tool, in registration order."""
         return [entry.tool for entry in self._tools.values()]

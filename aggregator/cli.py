@@ -18,6 +18,7 @@ from aggregator.app import build_gateway, create_app
 from aggregator.config import ServersFile, Settings, load_servers, load_settings
 from aggregator.errors import ConfigError
 from aggregator.logs import configure_logging
+from aggregator.upstreams.pool import UpstreamPool
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ def _serve(args: argparse.Namespace) -> int:
     def announce() -> None:
         client_config = {"mcpServers": {"aggregator": {"type": "http", "url": url}}}
         print(f"READY {url}", file=sys.stderr)
-        print(f"Client config (Claude Desktop, Cursor, VS Code):\n{json.dumps(client_config, indent=2)}", file=sys.stderr)
+        print(
+            f"Client config (Claude Desktop, Cursor, VS Code):\n{json.dumps(client_config, indent=2)}", file=sys.stderr
+        )
         sys.stderr.flush()
 
     app = create_app(gateway, on_ready=announce)
@@ -103,8 +106,13 @@ def _stdio(args: argparse.Namespace) -> int:
     gateway = build_gateway(settings, servers)
 
     async def run() -> None:
-        async with gateway.pool, stdio_server() as (read, write):
-            await gateway.server.run(read, write, gateway.server.create_initialization_options())
+        async with gateway.pool:
+            # Hosts list tools right after connecting and may never ask again: let the first
+            # connection attempts finish (an unreachable upstream fails fast; a hung one is bounded).
+            with anyio.move_on_after(settings.connect_timeout):
+                await gateway.pool.wait_until(UpstreamPool.all_settled)
+            async with stdio_server() as (read, write):
+                await gateway.server.run(read, write, gateway.server.create_initialization_options())
 
     anyio.run(run)
     return 0

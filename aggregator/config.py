@@ -179,6 +179,11 @@ def load_servers(path: Path, environ: Mapping[str, str] | None = None) -> Server
             # Union members show up in the location as the transport name; drop that noise.
             location = tuple(p for p in location if p not in ("stdio", "streamable-http", "sse") or p == location[-1])
             message = item["msg"].removeprefix("Value error, ")
+            if location and location[-1] == "[key]":
+                location = location[:-1]
+                message = "a server name is 1-32 characters of a-z, 0-9 and '-', starting with a letter or digit"
+            elif item["type"] == "extra_forbidden":
+                message = "unknown key"
             issues.append(ConfigIssue(str(path), ".".join(location), message, document.line_of(location)))
     if issues:
         raise ConfigError(issues)

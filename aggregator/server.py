@@ -15,7 +15,7 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
-from aggregator.catalog import Catalog
+from aggregator.catalog import SEPARATOR, Catalog, CatalogTool
 from aggregator.errors import (
     GatewayError,
     UnknownNameError,
@@ -49,9 +49,9 @@ def build_server(catalog: Catalog, pool: UpstreamPool) -> Server[Any]:
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         async def call() -> types.CallToolResult:
-            entry = catalog.resolve_tool(params.name)
+            entry = _resolve_tool(catalog, pool, params.name)
             upstream = pool.get(entry.upstream)
-            wants_progress = params.meta is not None and params.meta.get("progressToken") is not None
+            wants_progress = params.meta is not None and params.meta.get("progress_token") is not None
             return await upstream.call_tool(
                 entry.original_name,
                 params.arguments,
@@ -68,6 +68,22 @@ def build_server(catalog: Catalog, pool: UpstreamPool) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+def _resolve_tool(catalog: Catalog, pool: UpstreamPool, name: str) -> CatalogTool:
+    """Resolve through the catalog; for a name under the prefix of a server that never connected,
+    say that the server is unavailable rather than that the tool is unknown."""
+    try:
+        return catalog.resolve_tool(name)
+    except UnknownNameError:
+        for upstream in pool:
+            if (
+                upstream.last_error is not None
+                and not upstream.tools
+                and name.startswith(catalog.prefix_of(upstream.name) + SEPARATOR)
+            ):
+                raise UpstreamUnavailableError(upstream.name, upstream.last_error) from None
+        raise
 
 
 async def _answer(method: str, name: str, handler: Callable[[], Awaitable[_ResultT]]) -> _ResultT:
@@ -100,7 +116,9 @@ async def _answer(method: str, name: str, handler: Callable[[], Awaitable[_Resul
 
 def _as_mcp_error(error: GatewayError) -> MCPError:
     if isinstance(error, UnknownNameError):
-        return MCPError(types.INVALID_PARAMS, str(error), {"suggestions": error.suggestions} or None)
+        return MCPError(
+            types.INVALID_PARAMS, str(error), {"suggestions": error.suggestions} if error.suggestions else None
+        )
     if isinstance(error, UpstreamError):
         data = {"upstream": error.upstream}
         if isinstance(error, UpstreamTimeoutError):

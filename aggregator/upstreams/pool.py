@@ -70,11 +70,14 @@ class UpstreamPool:
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def wait_until(self, condition: Callable[[UpstreamPool], bool], timeout: float) -> None:
-        """Return once `condition(pool)` holds, re-checking on every upstream change; `TimeoutError` after `timeout`."""
-        with anyio.fail_after(timeout):
-            while not condition(self):
-                await self._changed.wait()
+    async def wait_until(self, condition: Callable[[UpstreamPool], bool]) -> None:
+        """Return once `condition(pool)` holds, re-checking it on every upstream change."""
+        while not condition(self):
+            await self._changed.wait()
+
+    def all_settled(self) -> bool:
+        """Whether every enabled upstream has finished its first connection attempt, either way."""
+        return all(u.state is not UpstreamState.CONNECTING for u in self)
 
     def all_connected(self) -> bool:
         """Whether every enabled upstream has a live session."""

@@ -208,9 +208,7 @@ class Upstream:
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=tool, arguments=arguments))
         try:
             with anyio.fail_after(self.spec.timeout):
-                return await client.session.send_request(
-                    request, types.CallToolResult, progress_callback=progress
-                )
+                return await client.session.send_request(request, types.CallToolResult, progress_callback=progress)
         except TimeoutError:
             raise UpstreamTimeoutError(self.name, f"tools/call '{tool}'", self.spec.timeout) from None
         except MCPError as error:
@@ -229,7 +227,7 @@ class Upstream:
 def _backoff(failures: int, initial: float, maximum: float) -> float:
     """Exponential backoff with equal jitter: half the delay is fixed, half random."""
     delay = min(maximum, initial * 2**failures)
-    return delay / 2 + random.uniform(0, delay / 2)
+    return float(delay / 2 + random.uniform(0, delay / 2))
 
 
 def _leaf(error: BaseException) -> BaseException:

@@ -1,0 +1,56 @@
+"""Shared fixtures: real processes on loopback, started and stopped by the tests, waited on by events."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.processes import RunningProcess, run_process
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+STARTUP_DEADLINE = 60.0
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@asynccontextmanager
+async def http_upstream(module: str, port: int = 0) -> AsyncIterator[tuple[str, RunningProcess]]:
+    """Run a demo HTTP upstream (`python -m examples.servers.<module>`); yield its /mcp URL once it is READY."""
+    argv = [sys.executable, "-m", f"examples.servers.{module}", "--host", "127.0.0.1", "--port", str(port)]
+    async with run_process(argv, cwd=REPOSITORY) as process:
+        line = await process.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)
+        yield line.split()[1], process
+
+
+@asynccontextmanager
+async def gateway_process(
+    servers_file: Path, *extra: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[str, RunningProcess]]:
+    """Run `mcp-aggregator serve` on a free port; yield its /mcp URL once every upstream is connected."""
+    argv: Sequence[str] = [
+        sys.executable,
+        "-m",
+        "aggregator",
+        "serve",
+        "--servers",
+        str(servers_file),
+        "--port",
+        "0",
+        *extra,
+    ]
+    async with run_process(argv, cwd=REPOSITORY, env=env) as process:
+        line = await process.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)
+        yield line.split()[1], process
+
+
+async def wait_connected(process: RunningProcess, upstream: str, after: int = 0) -> None:
+    """Wait until the gateway logs that `upstream` connected (counting only log lines after index `after`)."""
+    await process.wait_for(re.compile(rf"upstream\.connected upstream={re.escape(upstream)} "), STARTUP_DEADLINE, after)
