@@ -1,0 +1,109 @@
+"""The official MCP conformance suite, run against the conformance upstream and the gateway fronting it.
+
+The upstream (tests/servers/conformance_server.py) implements every fixture the suite's server
+scenarios call. Run directly it must fail nothing but `UPSTREAM_GAPS`, which proves the fixture
+and this harness. The gateway serves it under an empty prefix, so the suite reaches each fixture
+by its exact name; there a check may fail only if its revision's baseline (baseline-<revision>.txt
+beside this file) lists it, and a listed check that passes fails the test until its entry is
+deleted: the baselines only shrink. `-k upstream` or `-k gateway` runs one target.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import anyio.to_thread
+import pytest
+import yaml
+
+from tests.conformance import harness
+from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, wait_connected
+from tests.processes import run_process
+
+BASELINES = Path(__file__).parent
+UPSTREAM = REPOSITORY / "tests" / "servers" / "conformance_server.py"
+
+# The fixture does not implement the optional tasks extension (SEP-2663), which the suite runs,
+# unscored, at 2026-07-28. Every other check passes against the upstream directly.
+_TASKS_SCENARIOS = (
+    "tasks-lifecycle",
+    "tasks-capability-negotiation",
+    "tasks-wire-fields",
+    "tasks-request-state-removal",
+    "tasks-mrtr-input",
+    "tasks-request-headers",
+    "tasks-dispatch-and-envelope",
+    "tasks-required-task-error",
+    "tasks-mrtr-composition",
+)
+UPSTREAM_GAPS: dict[str, dict[str, str]] = {
+    "2025-11-25": {},
+    "2026-07-28": {scenario: "tasks extension not implemented by the fixture" for scenario in _TASKS_SCENARIOS},
+}
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.conformance,
+    pytest.mark.skipif(
+        not harness.suite_installed(),
+        reason="the MCP conformance suite is not installed: run `npm ci --prefix tools` first",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+async def upstream() -> AsyncIterator[str]:
+    argv = [sys.executable, str(UPSTREAM), "--host", "127.0.0.1", "--port", "0"]
+    async with run_process(argv, cwd=REPOSITORY) as process:
+        line = await process.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)
+        yield line.split()[1]
+
+
+@pytest.fixture(scope="module")
+async def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    servers_file = tmp_path_factory.mktemp("gateway") / "servers.yaml"
+    # An empty prefix: the suite calls every fixture by its upstream name.
+    config = {"servers": {"conf": {"transport": "streamable-http", "url": upstream, "prefix": ""}}}
+    servers_file.write_text(yaml.safe_dump(config))
+    async with gateway_process(servers_file) as (url, process):
+        await wait_connected(process, "conf")
+        yield url
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+
+    def expected_failures(self, revision: str) -> dict[str, str]:
+        if self.name == "upstream":
+            return UPSTREAM_GAPS[revision]
+        return harness.read_baseline(BASELINES / f"baseline-{revision}.txt")
+
+
+@pytest.fixture(scope="module", params=["upstream", "gateway"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """The server under test; the gateway is only started when a test needs it."""
+    return Target(request.param, request.getfixturevalue(request.param))
+
+
+@pytest.mark.timeout(harness.SUITE_TIMEOUT_SECONDS + 30)
+@pytest.mark.parametrize("revision", harness.REVISIONS)
+async def test_conformance_suite_fails_only_expected_checks(target: Target, revision: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    outcomes = await anyio.to_thread.run_sync(partial(harness.run_suite, target.url, revision, results))
+
+    judgement = harness.judge(outcomes, target.expected_failures(revision))
+
+    report = f"{target.name} {target.url} at {revision}: {harness.summarise(outcomes)} (results in {results})"
+    assert not judgement.unexpected, f"{report}. Failures outside the baseline:\n" + "\n".join(
+        f"  {key}  # {message}" for key, message in judgement.unexpected.items()
+    )
+    assert not judgement.stale, f"{report}. These baseline entries now pass; delete them:\n" + "\n".join(
+        f"  {entry}" for entry in judgement.stale
+    )
