@@ -1,9 +1,10 @@
-"""The ASGI application: wires settings, upstreams, catalog and MCP server, and mounts the routes.
+"""The ASGI application: wires settings, policy, upstreams, catalog and MCP server, and mounts the routes.
 
 /mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless)
 /sse        legacy HTTP+SSE stream (+ /messages/ for its POSTs)
 /healthz    liveness: the process answers
 /readyz     readiness: 200 when every enabled upstream is connected, else 503; JSON either way
+/.well-known/oauth-protected-resource[/mcp]   RFC 9728 metadata for OAuth-capable hosts
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httpx2
 from mcp.server import Server
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -27,13 +30,19 @@ from starlette.types import Receive, Scope, Send
 
 from aggregator.catalog import Catalog
 from aggregator.config import ServersFile, Settings
-from aggregator.server import build_server
+from aggregator.policy.audit import AuditLog
+from aggregator.policy.http import BearerAuthMiddleware, metadata_routes
+from aggregator.policy.ratelimit import RateLimiter
+from aggregator.policy.reload import PolicyHolder
+from aggregator.policy.revocation import RevocationList
+from aggregator.policy.tokens import TokenVerifier
+from aggregator.server import Guard, build_server
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Timings
 
 logger = logging.getLogger(__name__)
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +52,14 @@ class Gateway:
     settings: Settings
     pool: UpstreamPool
     catalog: Catalog
+    guard: Guard
+    verifier: TokenVerifier | None
+    http: httpx2.AsyncClient
     server: Server[Any]
 
 
 def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
-    """Create (without starting) the pool, catalog and downstream server for `servers`."""
+    """Create (without starting) the policy, pool, catalog and downstream server for `servers`."""
     catalog = Catalog(servers)
     timings = Timings(
         connect_timeout=settings.connect_timeout,
@@ -56,15 +68,26 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         backoff_max=settings.backoff_max,
     )
     pool = UpstreamPool(servers, timings, on_change=catalog.rebuild)
-    return Gateway(settings, pool, catalog, build_server(catalog, pool))
+    guard = Guard(
+        policy=PolicyHolder(settings.scopes_file),
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        audit=AuditLog(settings.data_dir / "audit.log" if settings.audit_log else None),
+    )
+    http = httpx2.AsyncClient(trust_env=False)
+    verifier = None
+    if settings.auth.enabled:
+        verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
+    return Gateway(settings, pool, catalog, guard, verifier, http, build_server(catalog, pool, guard))
 
 
 def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Starlette:
     """The HTTP application serving `gateway`; its lifespan connects and closes the upstreams.
 
     `on_ready` runs once the app is started (upstreams connect in the background after that).
+    Without a token verifier every caller is unrestricted: only `--insecure-dev` builds that.
     """
-    security = _transport_security(gateway.settings.host)
+    settings = gateway.settings
+    security = _transport_security(settings.host)
     sessions = StreamableHTTPSessionManager(app=gateway.server, security_settings=security)
     sse = SseServerTransport("/messages/", security_settings=security)
     server = gateway.server
@@ -82,16 +105,19 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
             for u in gateway.pool
         }
         ready = gateway.pool.all_connected()
-        return JSONResponse({"ready": ready, "upstreams": upstreams}, status_code=200 if ready else 503)
+        body = {"ready": ready, "upstreams": upstreams, "policy_error": gateway.guard.policy.error}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with gateway.pool, sessions.run(), anyio.create_task_group() as background:
+        async with gateway.http, gateway.pool, sessions.run(), anyio.create_task_group() as background:
             background.start_soon(_announce_connected, gateway.pool)
+            background.start_soon(gateway.guard.policy.watch, settings.scopes_reload_interval)
             if on_ready is not None:
                 on_ready()
             yield
             background.cancel_scope.cancel()
+        gateway.guard.audit.close()
 
     routes = [
         Route("/mcp", StreamableHTTPASGIApp(sessions)),
@@ -99,8 +125,10 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         Mount("/messages/", app=sse.handle_post_message),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        *metadata_routes(settings.public_url, settings.auth.authorization_servers),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(BearerAuthMiddleware, verifier=gateway.verifier, public_url=settings.public_url)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 async def _announce_connected(pool: UpstreamPool) -> None:
@@ -122,7 +150,7 @@ class _AsgiEndpoint:
 
 def _transport_security(host: str) -> TransportSecuritySettings | None:
     """DNS-rebinding protection (Host and Origin checks) for loopback binds."""
-    if host not in _LOOPBACK:
+    if host not in LOOPBACK:
         return None
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import mcp_types as types
@@ -72,14 +72,22 @@ class Catalog:
         """The prefix under which `server` exports its capabilities."""
         return self._prefixes[server]
 
+    def entries(self) -> list[CatalogTool]:
+        """Every exported tool with its origin, in registration order."""
+        return list(self._tools.values())
+
     def tools(self) -> list[types.Tool]:
         """Every exported tool, in registration order."""
         return [entry.tool for entry in self._tools.values()]
 
-    def resolve_tool(self, name: str) -> CatalogTool:
-        """Where a call to the exported tool `name` goes; `UnknownNameError` with suggestions if none."""
-        try:
-            return self._tools[name]
-        except KeyError:
-            suggestions = difflib.get_close_matches(name, self._tools.keys(), n=3, cutoff=0.6)
-            raise UnknownNameError("tool", name, suggestions) from None
+    def resolve_tool(self, name: str, visible: Callable[[CatalogTool], bool] = lambda _: True) -> CatalogTool:
+        """Where a call to the exported tool `name` goes.
+
+        A tool the caller may not see is reported exactly like one that does not exist, and only
+        visible names are suggested, so errors reveal nothing the caller may not know.
+        """
+        entry = self._tools.get(name)
+        if entry is not None and visible(entry):
+            return entry
+        candidates = [n for n, e in self._tools.items() if visible(e)]
+        raise UnknownNameError("tool", name, difflib.get_close_matches(name, candidates, n=3, cutoff=0.6))

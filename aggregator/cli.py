@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -14,10 +15,14 @@ import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
 
-from aggregator.app import build_gateway, create_app
+from aggregator.app import LOOPBACK, Gateway, build_gateway, create_app
 from aggregator.config import ServersFile, Settings, load_servers, load_settings
-from aggregator.errors import ConfigError
+from aggregator.errors import AccessDeniedError, AuthenticationError, ConfigError
 from aggregator.logs import configure_logging
+from aggregator.policy.http import INSECURE_DEV_PRINCIPAL
+from aggregator.policy.principal import Principal, current_principal
+from aggregator.policy.revocation import RevocationList
+from aggregator.policy.vending import mint_token
 from aggregator.upstreams.pool import UpstreamPool
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"mcp-aggregator: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except AccessDeniedError as error:
+        print(f"mcp-aggregator: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 
@@ -49,13 +57,29 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--servers", type=Path, help="servers.yaml (default: servers_file from the settings)")
         return sub
 
+    insecure = "serve without verifying callers (loopback only; every caller may do everything)"
     serve = configured("serve", "Serve the aggregated MCP endpoint over HTTP (/mcp, /sse).")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind; 0 picks a free one (default 8000)")
+    serve.add_argument("--insecure-dev", action="store_true", help=insecure)
     serve.set_defaults(command=_serve)
 
     stdio = configured("stdio", "Serve the aggregated MCP endpoint over stdin/stdout, for hosts that launch commands.")
+    stdio.add_argument("--insecure-dev", action="store_true", help="run as an unrestricted local principal")
     stdio.set_defaults(command=_stdio)
+
+    token = configured("token", "Mint or revoke gateway tokens (HS256, signed with the first auth.gateway_keys key).")
+    actions = token.add_subparsers(required=True, metavar="ACTION")
+    mint = actions.add_parser("mint", help="print a new access token")
+    mint.add_argument("--sub", required=True, help="subject (user or agent id)")
+    mint.add_argument("--scopes", default="", help="comma-separated scopes from scopes.yml")
+    mint.add_argument("--groups", default="", help="comma-separated groups (mapped to scopes by scopes.yml)")
+    mint.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    mint.add_argument("--client-id", help="client id (default: the subject)")
+    mint.set_defaults(command=_token_mint)
+    revoke = actions.add_parser("revoke", help="revoke a token by its jti")
+    revoke.add_argument("jti")
+    revoke.set_defaults(command=_token_revoke)
 
     check = configured("check-config", "Validate the settings and servers files and report every problem.")
     check.add_argument("servers_file", nargs="?", type=Path, help="servers.yaml to check (overrides --servers)")
@@ -72,6 +96,9 @@ def _load(args: argparse.Namespace, **overrides: object) -> tuple[Settings, Serv
 def _serve(args: argparse.Namespace) -> int:
     settings, servers = _load(args, host=args.host, port=args.port)
     configure_logging(settings.log_level)
+    if refusal := _refuse_insecure(settings, args.insecure_dev):
+        print(f"mcp-aggregator: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
     gateway = build_gateway(settings, servers)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
@@ -100,13 +127,32 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_insecure(settings: Settings, insecure_dev: bool) -> str | None:
+    """Why the gateway must not start with these auth settings, or None. Deny by default."""
+    if settings.auth.enabled:
+        if insecure_dev:
+            return "--insecure-dev conflicts with the configured token verifiers; drop one of them"
+        return None
+    if not insecure_dev:
+        return (
+            "no token verifier is configured (auth.gateway_keys or auth.oidc_issuers), so callers cannot be "
+            "identified; configure one, or pass --insecure-dev for local development on loopback"
+        )
+    if settings.host not in LOOPBACK:
+        return f"--insecure-dev is only allowed on loopback, not on {settings.host}"
+    logger.warning("gateway.insecure_dev", extra={"detail": "callers are not verified; every caller is unrestricted"})
+    return None
+
+
 def _stdio(args: argparse.Namespace) -> int:
     settings, servers = _load(args)
     configure_logging(settings.log_level)
     gateway = build_gateway(settings, servers)
 
     async def run() -> None:
-        async with gateway.pool:
+        principal = await _stdio_principal(gateway, args.insecure_dev)
+        current_principal.set(principal)
+        async with gateway.http, gateway.pool:
             # Hosts list tools right after connecting and may never ask again: let the first
             # connection attempts finish (an unreachable upstream fails fast; a hung one is bounded).
             with anyio.move_on_after(settings.connect_timeout):
@@ -114,8 +160,52 @@ def _stdio(args: argparse.Namespace) -> int:
             async with stdio_server() as (read, write):
                 await gateway.server.run(read, write, gateway.server.create_initialization_options())
 
-    anyio.run(run)
+    try:
+        anyio.run(run)
+    except AuthenticationError as error:
+        print(f"mcp-aggregator: {TOKEN_VARIABLE} is not accepted: {error.reason}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
+
+
+TOKEN_VARIABLE = "MCP_AGGREGATOR_TOKEN"
+
+
+async def _stdio_principal(gateway: Gateway, insecure_dev: bool) -> Principal:
+    """stdio has no HTTP headers: the caller's identity is a token in the environment."""
+    token = os.environ.get(TOKEN_VARIABLE)
+    if token and gateway.verifier is not None:
+        return await gateway.verifier.verify(token)
+    if insecure_dev:
+        logger.warning("gateway.insecure_dev", extra={"detail": "stdio caller is unrestricted"})
+        return INSECURE_DEV_PRINCIPAL
+    raise AuthenticationError(f"set {TOKEN_VARIABLE} to a gateway token (or pass --insecure-dev)")
+
+
+def _token_mint(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    token, claims = mint_token(
+        settings.auth,
+        args.sub,
+        _split(args.scopes),
+        args.ttl,
+        client_id=args.client_id,
+        groups=_split(args.groups),
+    )
+    print(token)
+    print(f"jti={claims['jti']} expires={claims['exp']} scopes={claims['scope']!r}", file=sys.stderr)
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    RevocationList(settings.data_dir / "revoked.json").revoke(args.jti)
+    print(f"revoked {args.jti}; a running gateway refuses it after its next restart or reload", file=sys.stderr)
+    return 0
+
+
+def _split(values: str) -> list[str]:
+    return [value.strip() for value in values.split(",") if value.strip()]
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,10 +29,79 @@ SERVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+class GatewayKeySettings(BaseModel):
+    """One HS256 key for gateway-minted tokens. Give the secret inline, or better from env/file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kid: str = Field(min_length=1)
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GatewayKeySettings:
+        if sum(x is not None for x in (self.secret, self.secret_env, self.secret_file)) != 1:
+            raise ValueError(f"key '{self.kid}' needs exactly one of secret, secret_env, secret_file")
+        return self
+
+    def resolved(self, environ: Mapping[str, str]) -> GatewayKeySettings:
+        """This key with `secret` filled in from `secret_env` or `secret_file`."""
+        if self.secret is not None:
+            value = self.secret.get_secret_value()
+        elif self.secret_env is not None:
+            if self.secret_env not in environ:
+                raise ValueError(f"environment variable '{self.secret_env}' (key '{self.kid}') is not set")
+            value = environ[self.secret_env]
+        else:
+            assert self.secret_file is not None
+            value = self.secret_file.read_text(encoding="utf-8").strip()
+        if len(value.encode()) < 32:
+            raise ValueError(f"key '{self.kid}' is shorter than 32 bytes")
+        return GatewayKeySettings(kid=self.kid, secret=SecretStr(value))
+
+
+class OidcIssuerSettings(BaseModel):
+    """An identity provider whose access tokens the gateway accepts (Cognito, Keycloak, Entra, Auth0, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(min_length=1, description="Exactly the token's `iss`.")
+    audiences: tuple[str, ...] = Field(default=(), description="Accepted `aud` values; empty: not checked.")
+    client_ids: tuple[str, ...] = Field(default=(), description="Accepted client ids (Cognito has no `aud`).")
+    algorithms: tuple[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"], ...] = ("RS256",)
+    groups_claim: str = "groups"
+    scope_claim: str = "scope"
+    token_use: str | None = Field(default=None, description="Required `token_use` (Cognito: access).")
+    jwks_uri: str | None = Field(default=None, description="Skips discovery when given.")
+    jwks_refetch_interval: float = Field(default=30.0, gt=0, description="At most one refetch per interval.")
+
+
+class AuthSettings(BaseModel):
+    """Who may call the gateway, and how their tokens are checked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str = Field(default="mcp-aggregator", description="`iss` of gateway-minted tokens.")
+    audience: str = Field(default="mcp-aggregator", description="`aud` of gateway-minted tokens.")
+    gateway_keys: tuple[GatewayKeySettings, ...] = Field(default=(), description="First one signs; all verify.")
+    oidc_issuers: tuple[OidcIssuerSettings, ...] = ()
+    authorization_servers: tuple[str, ...] = Field(default=(), description="Advertised in the RFC 9728 metadata.")
+    max_token_bytes: int = Field(default=16384, gt=0)
+    max_token_ttl: int = Field(default=86400, gt=0, description="Longest lifetime of a minted token, in seconds.")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any verifier is configured."""
+        return bool(self.gateway_keys or self.oidc_issuers)
+
+
 class Settings(BaseSettings):
     """Process-wide settings of one gateway instance."""
 
-    model_config = SettingsConfigDict(env_prefix="MCP_AGGREGATOR_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="MCP_AGGREGATOR_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -43,6 +112,14 @@ class Settings(BaseSettings):
     health_interval: float = Field(default=15.0, gt=0, description="Seconds between liveness probes of an upstream.")
     backoff_initial: float = Field(default=0.5, gt=0, description="First reconnect delay, in seconds.")
     backoff_max: float = Field(default=30.0, gt=0, description="Longest reconnect delay, in seconds.")
+    data_dir: Path = Field(default=Path("data"), description="Revocation list, audit log, search index.")
+    scopes_file: Path | None = Field(default=None, description="scopes.yml (mcp-gateway-registry format).")
+    scopes_reload_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for edits.")
+    gateway_server_name: str = Field(default="mcpgw", description="The server name scopes.yml uses for our tools.")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit_per_second: float = Field(default=50.0, ge=0, description="Per principal; 0 turns limits off.")
+    rate_limit_burst: int = Field(default=100, ge=1)
+    audit_log: bool = Field(default=True, description="Write data_dir/audit.log (JSON lines, rotated).")
 
     @classmethod
     def settings_customise_sources(
@@ -63,7 +140,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if config_file is None:
-        return _validated(Settings, "<environment>", overrides)
+        return _resolve_secrets(_validated(Settings, "<environment>", overrides), "<environment>")
     if not config_file.is_file():
         raise ConfigError([ConfigIssue(str(config_file), "", "file not found")])
     read_yaml(config_file)  # reports syntax errors with their line before pydantic sees the file
@@ -72,9 +149,20 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         model_config = SettingsConfigDict(yaml_file=config_file)
 
     settings = _validated(FileSettings, str(config_file), overrides)
-    if not settings.servers_file.is_absolute() and "servers_file" not in overrides:
-        settings = settings.model_copy(update={"servers_file": config_file.parent / settings.servers_file})
-    return Settings.model_validate(settings.model_dump())
+    relative = {
+        key: config_file.parent / value
+        for key in ("servers_file", "scopes_file", "data_dir")
+        if isinstance(value := getattr(settings, key), Path) and not value.is_absolute() and key not in overrides
+    }
+    return _resolve_secrets(Settings.model_validate({**settings.model_dump(), **relative}), str(config_file))
+
+
+def _resolve_secrets(settings: Settings, source: str) -> Settings:
+    try:
+        keys = tuple(key.resolved(os.environ) for key in settings.auth.gateway_keys)
+    except (ValueError, OSError) as error:
+        raise ConfigError([ConfigIssue(source, "auth.gateway_keys", str(error))]) from None
+    return settings.model_copy(update={"auth": settings.auth.model_copy(update={"gateway_keys": keys})})
 
 
 def _validated(cls: type[Settings], source: str, overrides: dict[str, Any]) -> Settings:

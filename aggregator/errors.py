@@ -2,6 +2,9 @@
 
     GatewayError
     ├── ConfigError          a configuration file is invalid; carries every problem found
+    ├── AuthenticationError  a bearer token is missing or not acceptable (reason for the log, never the token)
+    ├── AccessDeniedError    the caller may not do what it asked; says what was missing
+    ├── RateLimitedError     the caller is over its rate limit; says when to retry
     ├── UnknownNameError     a caller named a tool/prompt/resource the catalog does not have
     └── UpstreamError        something went wrong talking to one upstream (names it)
         ├── UpstreamUnavailableError   not connected (down, starting, or reconnecting)
@@ -42,6 +45,33 @@ class ConfigError(GatewayError):
         self.issues = issues
         noun = "problem" if len(issues) == 1 else "problems"
         super().__init__(f"{len(issues)} configuration {noun}:\n" + "\n".join(f"  {issue}" for issue in issues))
+
+
+class AuthenticationError(GatewayError):
+    """Raised when a request carries no acceptable bearer token.
+
+    `reason` is for the gateway's log and the 401 description; it never contains the token.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class AccessDeniedError(GatewayError):
+    """Raised when a principal asks for something its scopes do not allow."""
+
+    def __init__(self, message: str, required_scope: str | None = None) -> None:
+        self.required_scope = required_scope
+        super().__init__(message)
+
+
+class RateLimitedError(GatewayError):
+    """Raised when a principal has used up its request budget; `retry_after` is in seconds."""
+
+    def __init__(self, subject: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"Rate limit exceeded for '{subject}'; retry after {retry_after:.1f} s.")
 
 
 class UnknownNameError(GatewayError):
@@ -85,8 +115,9 @@ class UpstreamTimeoutError(UpstreamError):
 class UpstreamRejectedError(UpstreamError):
     """Raised when an upstream answers a request with a JSON-RPC error; keeps its code."""
 
-    def __init__(self, upstream: str, code: int, message: str) -> None:
+    def __init__(self, upstream: str, code: int, message: str, data: object = None) -> None:
         self.code = code
+        self.data = data
         super().__init__(upstream, f"Upstream '{upstream}' returned an error: {message}")
 
 

@@ -32,9 +32,12 @@ async def http_upstream(module: str, port: int = 0) -> AsyncIterator[tuple[str, 
 
 @asynccontextmanager
 async def gateway_process(
-    servers_file: Path, *extra: str, env: dict[str, str] | None = None
+    servers_file: Path, *extra: str, env: dict[str, str] | None = None, insecure_dev: bool = True
 ) -> AsyncIterator[tuple[str, RunningProcess]]:
-    """Run `mcp-aggregator serve` on a free port; yield its /mcp URL once every upstream is connected."""
+    """Run `mcp-aggregator serve` on a free port; yield its /mcp URL once it is READY.
+
+    Without `insecure_dev`, pass `--config` with auth settings in `extra`.
+    """
     argv: Sequence[str] = [
         sys.executable,
         "-m",
@@ -44,6 +47,7 @@ async def gateway_process(
         str(servers_file),
         "--port",
         "0",
+        *(["--insecure-dev"] if insecure_dev else []),
         *extra,
     ]
     async with run_process(argv, cwd=REPOSITORY, env=env) as process:

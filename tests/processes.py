@@ -49,20 +49,18 @@ class RunningProcess:
     async def wait_for(self, pattern: re.Pattern[str], deadline: float, after: int = 0) -> str:
         """The first output line (from index `after`) matching `pattern`; fails after `deadline` seconds."""
         checked = after
-        try:
-            with anyio.fail_after(deadline):
-                while True:
-                    for line in self.lines[checked:]:
-                        if pattern.search(line):
-                            return line
-                    checked = max(checked, len(self.lines))
-                    if self.process.returncode is not None and self._closed.is_set():
-                        raise AssertionError(f"process exited ({self.process.returncode}) before {pattern.pattern!r}")
-                    await self._new_line.wait()
-        except TimeoutError:
-            raise AssertionError(
-                f"no line matching {pattern.pattern!r} within {deadline} s; output:\n{self.output[-4000:]}"
-            ) from None
+        with anyio.move_on_after(deadline):
+            while True:
+                for line in self.lines[checked:]:
+                    if pattern.search(line):
+                        return line
+                checked = max(checked, len(self.lines))
+                if self.process.returncode is not None and self._closed.is_set():
+                    raise AssertionError(f"process exited ({self.process.returncode}) before {pattern.pattern!r}")
+                await self._new_line.wait()
+        raise AssertionError(
+            f"no line matching {pattern.pattern!r} within {deadline} s; output:\n{self.output[-4000:]}"
+        )
 
     async def stop(self) -> int:
         """Terminate (SIGTERM), wait, kill if needed; return the exit status."""
@@ -87,10 +85,12 @@ async def run_process(
     async with anyio.create_task_group() as collectors:
         assert process.stdout is not None and process.stderr is not None
 
+        stdout, stderr = process.stdout, process.stderr
+
         async def collect_all() -> None:
             async with anyio.create_task_group() as streams:
-                streams.start_soon(running._collect, process.stdout)
-                streams.start_soon(running._collect, process.stderr)
+                streams.start_soon(running._collect, stdout)
+                streams.start_soon(running._collect, stderr)
             running._closed.set()
             running._new_line.set()
 

@@ -193,7 +193,7 @@ async def test_legacy_sse_clients_are_served_at_sse(stack: Stack) -> None:
 async def test_hosts_that_launch_commands_use_stdio(stack: Stack, mode: str) -> None:
     command = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "aggregator", "stdio", "--servers", str(stack.servers_file)],
+        args=["-m", "aggregator", "stdio", "--insecure-dev", "--servers", str(stack.servers_file)],
         cwd=REPOSITORY,
     )
     async with Client(command, mode=mode) as client:

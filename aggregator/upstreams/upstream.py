@@ -215,7 +215,7 @@ class Upstream:
             if error.code == types.CONNECTION_CLOSED:
                 self._mark_lost(error.message)
                 raise UpstreamUnavailableError(self.name, error.message) from None
-            raise UpstreamRejectedError(self.name, error.code, error.message) from None
+            raise UpstreamRejectedError(self.name, error.code, error.message, error.data) from None
         except ValidationError:
             raise UpstreamProtocolError(self.name, f"tools/call '{tool}'") from None
         except _CONNECTION_ERRORS as error:

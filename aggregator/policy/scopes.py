@@ -1,0 +1,140 @@
+"""scopes.yml (the mcp-gateway-registry format, unchanged) and the one decision function built on it.
+
+    group_mappings:            IdP group -> scopes
+      platform-team: [mcp-servers-unrestricted/read, mcp-servers-unrestricted/execute]
+    UI-Scopes:                 scope -> admin permission -> servers (or `all`)
+      mcp-registry-admin: {list_service: [all], toggle_service: [all], ...}
+    mcp-servers-restricted/read:   any other top-level key is a scope: a list of server rules
+      - server: weather            server name (`*` wildcards allowed)
+        methods: [tools/list, tools/call]
+        tools: [get_forecast, "list_*"]
+
+A principal's scopes are its token's scopes plus the scopes its groups map to. It may use a
+method of a server when one of its scopes has a rule for that server naming the method; for
+tool methods, the rule must also name the tool. Nothing else is allowed: deny by default.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aggregator.errors import ConfigError, ConfigIssue
+from aggregator.policy.principal import Principal
+from aggregator.yamlfile import read_yaml
+
+ADMIN_PERMISSIONS = frozenset(
+    {"list_service", "register_service", "toggle_service", "modify_service", "health_check_service"}
+)
+
+
+class ServerRule(BaseModel):
+    """What one scope allows on one server."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    server: str = Field(min_length=1)
+    methods: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
+
+
+class ScopesFile(BaseModel):
+    """The parsed scopes.yml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    group_mappings: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    ui_scopes: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict, alias="UI-Scopes")
+    scopes: dict[str, tuple[ServerRule, ...]] = Field(default_factory=dict)
+
+
+def load_scopes(path: Path) -> ScopesFile:
+    """Read scopes.yml; every problem is reported with its file, path, line and reason."""
+    document = read_yaml(path)
+    data = document.data if document.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(str(path), "", "expected a mapping at the top level", 1)])
+    reserved = {"group_mappings", "UI-Scopes"}
+    shaped = {key: value for key, value in data.items() if key in reserved}
+    shaped["scopes"] = {key: value or [] for key, value in data.items() if key not in reserved}
+    try:
+        return ScopesFile.model_validate(shaped)
+    except ValidationError as error:
+        issues = []
+        for item in error.errors():
+            location = tuple(str(part) for part in item["loc"])
+            if location[:1] == ("scopes",):
+                location = location[1:]
+            issues.append(ConfigIssue(str(path), ".".join(location), item["msg"], document.line_of(location)))
+        raise ConfigError(issues) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    server: str
+    methods: tuple[str, ...]
+    tools: tuple[str, ...]
+
+
+class Policy:
+    """Answers "may this principal use this method (and tool) of this server?" and admin questions."""
+
+    def __init__(self, scopes: ScopesFile) -> None:
+        self.file = scopes
+        self._grants_for = lru_cache(maxsize=1024)(self._compile)
+
+    def scopes_of(self, principal: Principal) -> frozenset[str]:
+        """The token's scopes plus the scopes of every group it is in."""
+        mapped = (scope for group in principal.groups for scope in self.file.group_mappings.get(group, ()))
+        return principal.scopes | frozenset(mapped)
+
+    def allows(self, principal: Principal, server: str, method: str, tool: str | None = None) -> bool:
+        """Whether `principal` may call `method` (on `tool`, for tool methods) of `server`."""
+        if principal.unrestricted:
+            return True
+        for grant in self._grants_for(self.scopes_of(principal)):
+            if not _matches(server, (grant.server,)) or not _matches(method, grant.methods):
+                continue
+            if tool is None or _matches(tool, grant.tools):
+                return True
+        return False
+
+    def may_administer(self, principal: Principal, permission: str, server: str | None = None) -> bool:
+        """Whether a UI-Scopes `permission` is granted, for `server` (or for any server when None)."""
+        if principal.unrestricted:
+            return True
+        for scope in self.scopes_of(principal):
+            servers = self.file.ui_scopes.get(scope, {}).get(permission, ())
+            if "all" in servers or (server is None and servers) or (server is not None and server in servers):
+                return True
+        return False
+
+    def _compile(self, scopes: frozenset[str]) -> tuple[_Grant, ...]:
+        return tuple(
+            _Grant(rule.server, rule.methods, rule.tools)
+            for scope in sorted(scopes)
+            for rule in self.file.scopes.get(scope, ())
+        )
+
+
+def _matches(value: str, patterns: tuple[str, ...]) -> bool:
+    return any(pattern == value or ("*" in pattern and fnmatch.fnmatchcase(value, pattern)) for pattern in patterns)
+
+
+def empty_policy() -> Policy:
+    """Deny everything (no scopes.yml configured)."""
+    return Policy(ScopesFile())
+
+
+def describe(scopes: ScopesFile) -> dict[str, Any]:
+    """Counts for logs: how many groups, scopes and rules the file holds."""
+    return {
+        "groups": len(scopes.group_mappings),
+        "scopes": len(scopes.scopes),
+        "rules": sum(len(rules) for rules in scopes.scopes.values()),
+    }
