@@ -49,6 +49,7 @@ class RunningProcess:
     async def wait_for(self, pattern: re.Pattern[str], deadline: float, after: int = 0) -> str:
         """The first output line (from index `after`) matching `pattern`; fails after `deadline` seconds."""
         checked = after
+        problem = f"no line matching {pattern.pattern!r} within {deadline} s"
         with anyio.move_on_after(deadline):
             while True:
                 for line in self.lines[checked:]:
@@ -56,11 +57,10 @@ class RunningProcess:
                         return line
                 checked = max(checked, len(self.lines))
                 if self.process.returncode is not None and self._closed.is_set():
-                    raise AssertionError(f"process exited ({self.process.returncode}) before {pattern.pattern!r}")
+                    problem = f"process exited ({self.process.returncode}) before a line matching {pattern.pattern!r}"
+                    break
                 await self._new_line.wait()
-        raise AssertionError(
-            f"no line matching {pattern.pattern!r} within {deadline} s; output:\n{self.output[-4000:]}"
-        )
+        raise AssertionError(f"{problem}; output:\n{self.output[-4000:]}")
 
     async def stop(self) -> int:
         """Terminate (SIGTERM), wait, kill if needed; return the exit status."""
@@ -71,7 +71,8 @@ class RunningProcess:
                     await self.process.wait()
             if self.process.returncode is None:
                 self.process.kill()
-            return await self.process.wait()
+            status = await self.process.wait()
+        return status
 
 
 @asynccontextmanager
