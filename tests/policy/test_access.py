@@ -1,0 +1,291 @@
+"""Who sees and calls what, end to end: a real gateway with auth, real upstreams, real OIDC tokens.
+
+The leak test: for every principal x every exported tool, `tools/list` shows exactly the tools
+scopes.yml allows, a call succeeds exactly for those, and a refused call looks like a call to a
+tool that does not exist (no hint of hidden names).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+
+from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.policy.vending import mint_token
+from aggregator.server import RATE_LIMITED
+from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
+from tests.policy.oidc import (
+    Audience,
+    OidcProvider,
+    oidc_provider,
+    requires_oidc_provider,
+    rsa_jwk,
+)
+from tests.policy.oidc import (
+    Client as OidcClient,
+)
+from tests.processes import RunningProcess
+
+pytestmark = [pytest.mark.anyio, requires_oidc_provider]
+SECRET = "s" * 48
+AUDIENCE = "urn:mcp-aggregator:test"
+AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="g1", secret=SecretStr(SECRET)),))
+
+SCOPES = """
+group_mappings:
+  platform-team: [mcp-servers-unrestricted/read, mcp-servers-unrestricted/execute]
+  notes-team: [notes/all]
+UI-Scopes:
+  mcp-registry-admin:
+    list_service: [all]
+mcp-servers-unrestricted/read:
+- server: "*"
+  methods: [initialize, tools/list]
+  tools: ["*"]
+mcp-servers-unrestricted/execute:
+- server: "*"
+  methods: [tools/list, tools/call]
+  tools: ["*"]
+weather/forecast:
+- server: weather
+  methods: [tools/list, tools/call]
+  tools: [get_forecast]
+notes/all:
+- server: notes
+  methods: [tools/list, tools/call]
+  tools: ["*"]
+echo/list-only:
+- server: echo
+  methods: [tools/list]
+  tools: ["*"]
+notes/listers:
+- server: notes
+  methods: [tools/call]
+  tools: ["list_*"]
+"""
+
+WEATHER = {"weather__get_forecast", "weather__get_current_conditions", "weather__list_weather_alerts"}
+NOTES = {"notes__add_note", "notes__search_notes", "notes__list_notes", "notes__delete_note"}
+ECHO = {"echo__echo", "echo__add", "echo__slow", "echo__fail"}
+ALL = WEATHER | NOTES | ECHO
+ARGUMENTS = {
+    "weather__get_forecast": {"city": "Oslo"},
+    "weather__get_current_conditions": {"city": "Oslo"},
+    "weather__list_weather_alerts": {"region": "north"},
+    "notes__add_note": {"title": "t", "body": "b"},
+    "notes__search_notes": {"query": "t"},
+    "notes__list_notes": {},
+    "notes__delete_note": {"note_id": "note-999"},
+    "echo__echo": {"text": "x"},
+    "echo__add": {"a": 1, "b": 2},
+    "echo__slow": {"seconds": 0},
+    "echo__fail": {"message": "m"},
+}
+
+
+@dataclass
+class Secured:
+    url: str
+    gateway: RunningProcess
+    provider: OidcProvider
+    scopes_file: Path
+    data_dir: Path
+
+
+def write_config(directory: Path, servers: dict[str, object], provider: OidcProvider) -> Path:
+    (directory / "servers.yaml").write_text(json.dumps({"servers": servers}))
+    (directory / "scopes.yml").write_text(SCOPES)
+    config = {
+        "servers_file": "servers.yaml",
+        "scopes_file": "scopes.yml",
+        "data_dir": "data",
+        "scopes_reload_interval": 0.2,
+        "rate_limit_per_second": 0.5,
+        "rate_limit_burst": 40,
+        "auth": {
+            "gateway_keys": [{"kid": "g1", "secret_env": "TEST_GATEWAY_KEY"}],
+            "oidc_issuers": [{"issuer": provider.issuer, "audiences": [AUDIENCE], "algorithms": ["RS256"]}],
+            "authorization_servers": [provider.issuer],
+        },
+    }
+    path = directory / "gateway.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secured]:
+    directory = tmp_path_factory.mktemp("secured")
+    clients = [
+        OidcClient("notes-app", "notes-secret", scopes=("mcp",), groups=("notes-team",)),
+        OidcClient("platform-app", "platform-secret", scopes=("mcp",), groups=("platform-team",)),
+    ]
+    async with (
+        oidc_provider(directory, clients=clients, audience=Audience(AUDIENCE), keys=[rsa_jwk("r1")]) as provider,
+        http_upstream("weather") as (weather_url, _),
+        http_upstream("echo") as (echo_url, _),
+    ):
+        servers = {
+            "weather": {"transport": "streamable-http", "url": weather_url},
+            "echo": {"transport": "streamable-http", "url": echo_url},
+            "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]},
+        }
+        config = write_config(directory, servers, provider)
+        env = {"TEST_GATEWAY_KEY": SECRET}
+        async with gateway_process(
+            directory / "servers.yaml", "--config", str(config), env=env, insecure_dev=False
+        ) as (url, gateway):
+            for name in servers:
+                await wait_connected(gateway, name)
+            yield Secured(url, gateway, provider, directory / "scopes.yml", directory / "data")
+
+
+def token(subject: str, scopes: list[str] = [], groups: list[str] = []) -> str:  # noqa: B006
+    return mint_token(AUTH, subject, scopes, 600, groups=groups)[0]
+
+
+@asynccontextmanager
+async def connect(url: str, bearer: str, mode: str = "auto") -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, trust_env=False) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+async def principals(secured: Secured) -> dict[str, tuple[str, set[str]]]:
+    """Each principal's token and exactly the tools scopes.yml lets it call."""
+    return {
+        "platform via OIDC groups": (await secured.provider.token("platform-app", "platform-secret", "mcp"), ALL),
+        "notes via OIDC groups": (await secured.provider.token("notes-app", "notes-secret", "mcp"), NOTES),
+        "forecast only": (token("fc", ["weather/forecast"]), {"weather__get_forecast"}),
+        "list-only scope and list_* tools": (
+            token("lister", ["echo/list-only", "notes/listers"]),
+            {"notes__list_notes"},
+        ),
+        "group mapping in a minted token": (token("nt", groups=["notes-team"]), NOTES),
+        "no scopes": (token("nobody"), set()),
+        "unknown scope": (token("ghost", ["does/not-exist"]), set()),
+    }
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_every_principal_sees_and_calls_exactly_what_scopes_allow(secured: Secured, mode: str) -> None:
+    for who, (bearer, allowed) in (await principals(secured)).items():
+        async with connect(secured.url, bearer, mode) as client:
+            listed = {tool.name for tool in (await client.list_tools()).tools}
+            assert listed == allowed, who
+            for name in sorted(ALL):
+                if name in allowed:
+                    result = await client.call_tool(name, ARGUMENTS[name])
+                    assert isinstance(result, types.CallToolResult), (who, name)
+                    continue
+                with pytest.raises(MCPError) as caught:
+                    await client.call_tool(name, ARGUMENTS[name])
+                assert caught.value.code == types.INVALID_PARAMS, (who, name)
+                assert caught.value.message.startswith(f"Unknown tool '{name}'."), (who, name)
+                hinted = set(re.findall(r"'([^']+)'", caught.value.message)) - {name}
+                assert hinted <= allowed, (who, name, hinted)
+
+
+async def test_a_caller_without_a_token_is_challenged_and_can_discover_the_authorization_server(
+    secured: Secured,
+) -> None:
+    base = secured.url.removesuffix("/mcp")
+    async with httpx2.AsyncClient(trust_env=False) as http:
+        response = await http.post(secured.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert response.status_code == 401
+        challenge = response.headers["WWW-Authenticate"]
+        assert challenge == f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
+        metadata = (await http.get(f"{base}/.well-known/oauth-protected-resource/mcp")).json()
+        assert metadata["resource"] == secured.url
+        assert metadata["authorization_servers"] == [secured.provider.issuer]
+        bad = await http.post(secured.url, headers={"Authorization": "Bearer garbage"}, json={})
+        assert bad.status_code == 401
+        assert 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
+        assert bad.json()["error_description"] == "token is not a well-formed JWT"
+        sse = await http.get(f"{base}/sse")
+        assert sse.status_code == 401
+    assert "garbage" not in secured.gateway.output
+    assert 'auth.rejected reason="token is not a well-formed JWT"' in secured.gateway.output
+
+
+async def test_an_edited_scopes_file_takes_effect_and_a_broken_edit_keeps_the_last_good_policy(
+    secured: Secured,
+) -> None:
+    bearer = token("reloader", ["weather/forecast"])
+    original = secured.scopes_file.read_text()
+    try:
+        mark = len(secured.gateway.lines)
+        secured.scopes_file.write_text(original.replace("tools: [get_forecast]", "tools: [get_forecast, list_*]"))
+        await secured.gateway.wait_for(re.compile("policy.reloaded"), 30, mark)
+        async with connect(secured.url, bearer) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == {
+                "weather__get_forecast",
+                "weather__list_weather_alerts",
+            }
+        mark = len(secured.gateway.lines)
+        secured.scopes_file.write_text(original + "\nbroken: [unclosed\n")
+        await secured.gateway.wait_for(re.compile("policy.reload_failed"), 30, mark)
+        async with connect(secured.url, bearer) as client:
+            assert len((await client.list_tools()).tools) == 2
+        async with httpx2.AsyncClient(trust_env=False) as http:
+            ready = (await http.get(secured.url.removesuffix("/mcp") + "/readyz")).json()
+        assert "invalid YAML" in ready["policy_error"]
+    finally:
+        mark = len(secured.gateway.lines)
+        secured.scopes_file.write_text(original)
+        await secured.gateway.wait_for(re.compile("policy.reloaded"), 30, mark)
+
+
+async def test_a_caller_over_its_rate_limit_is_told_when_to_retry(secured: Secured) -> None:
+    bearer = token("hasty", ["weather/forecast"])
+    refusals: list[MCPError] = []
+    async with connect(secured.url, bearer) as client:
+        for _ in range(45):  # the burst is 40, refilled at 0.5 per second
+            try:
+                await client.call_tool("weather__get_forecast", {"city": "Rome"})
+            except MCPError as error:
+                refusals.append(error)
+    assert refusals, "no call was refused"
+    assert {error.code for error in refusals} == {RATE_LIMITED}
+    assert re.fullmatch(r"Rate limit exceeded for 'hasty'; retry after \d+\.\d s\.", refusals[0].message)
+
+
+async def test_decisions_are_audited_without_secrets(secured: Secured) -> None:
+    bearer = token("audited", ["weather/forecast"])
+    async with connect(secured.url, bearer) as client:
+        await client.call_tool("weather__get_forecast", {"city": "Paris"})
+        with pytest.raises(MCPError):
+            await client.call_tool("echo__echo", {"text": "no"})
+    lines = [json.loads(line) for line in (secured.data_dir / "audit.log").read_text().splitlines()]
+    mine = [(e["method"], e["name"], e["decision"]) for e in lines if e["principal"] == "audited"]
+    assert ("tools/call", "weather__get_forecast", "allow") in mine
+    assert ("tools/call", "echo__echo", "deny") in mine
+    assert bearer not in (secured.data_dir / "audit.log").read_text()
+    assert bearer not in secured.gateway.output
+
+
+async def test_serve_refuses_to_start_without_a_verifier_unless_insecure_dev_on_loopback(tmp_path: Path) -> None:
+    servers = tmp_path / "servers.yaml"
+    servers.write_text("servers: {}\n")
+    command = [sys.executable, "-m", "aggregator", "serve", "--servers", str(servers), "--port", "0"]
+    plain = await anyio.run_process(command, cwd=REPOSITORY, check=False)
+    assert plain.returncode == 2
+    assert b"no token verifier is configured" in plain.stderr
+    exposed = await anyio.run_process([*command, "--insecure-dev", "--host", "0.0.0.0"], cwd=REPOSITORY, check=False)
+    assert exposed.returncode == 2
+    assert b"--insecure-dev is only allowed on loopback" in exposed.stderr
