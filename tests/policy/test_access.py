@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -81,7 +82,7 @@ WEATHER = {"weather__get_forecast", "weather__get_current_conditions", "weather_
 NOTES = {"notes__add_note", "notes__search_notes", "notes__list_notes", "notes__delete_note"}
 ECHO = {"echo__echo", "echo__add", "echo__slow", "echo__fail"}
 ALL = WEATHER | NOTES | ECHO
-ARGUMENTS = {
+ARGUMENTS: dict[str, dict[str, Any]] = {
     "weather__get_forecast": {"city": "Oslo"},
     "weather__get_current_conditions": {"city": "Oslo"},
     "weather__list_weather_alerts": {"region": "north"},

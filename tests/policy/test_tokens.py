@@ -105,8 +105,8 @@ async def test_tokens_from_the_oidc_provider_become_principals(setup: Setup) -> 
     es = await setup.verifier.verify(await setup.provider.token("robot", "robot-secret", "tools:read"))
     assert (rs.client_id, rs.groups, rs.scopes, rs.auth_method) == (
         "alice",
-        {"engineering"},
-        {"tools:read"},
+        frozenset({"engineering"}),
+        frozenset({"tools:read"}),
         AuthMethod.OIDC,
     )
     assert es.client_id == "robot"
