@@ -22,6 +22,7 @@ from aggregator.logs import configure_logging
 from aggregator.policy.http import INSECURE_DEV_PRINCIPAL
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.policy.revocation import RevocationList
+from aggregator.policy.scopes import describe, load_scopes
 from aggregator.policy.vending import mint_token
 from aggregator.upstreams.pool import UpstreamPool
 
@@ -68,9 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     stdio.add_argument("--insecure-dev", action="store_true", help="run as an unrestricted local principal")
     stdio.set_defaults(command=_stdio)
 
-    token = configured("token", "Mint or revoke gateway tokens (HS256, signed with the first auth.gateway_keys key).")
+    token = commands.add_parser("token", help="Mint or revoke gateway tokens (HS256, first auth.gateway_keys key).")
     actions = token.add_subparsers(required=True, metavar="ACTION")
     mint = actions.add_parser("mint", help="print a new access token")
+    mint.add_argument("--config", type=Path, help="gateway settings YAML with auth.gateway_keys")
     mint.add_argument("--sub", required=True, help="subject (user or agent id)")
     mint.add_argument("--scopes", default="", help="comma-separated scopes from scopes.yml")
     mint.add_argument("--groups", default="", help="comma-separated groups (mapped to scopes by scopes.yml)")
@@ -78,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     mint.add_argument("--client-id", help="client id (default: the subject)")
     mint.set_defaults(command=_token_mint)
     revoke = actions.add_parser("revoke", help="revoke a token by its jti")
+    revoke.add_argument("--config", type=Path, help="gateway settings YAML (for data_dir)")
     revoke.add_argument("jti")
     revoke.set_defaults(command=_token_revoke)
 
@@ -215,4 +218,10 @@ def _check_config(args: argparse.Namespace) -> int:
     for name, spec in servers.servers.items():
         state = "enabled" if spec.enabled else "disabled"
         print(f"  {name}: {spec.transport}, {state}")
+    if settings.scopes_file is not None:
+        counts = describe(load_scopes(settings.scopes_file))
+        summary = f"{counts['groups']} groups, {counts['scopes']} scopes, {counts['rules']} rules"
+        print(f"{settings.scopes_file}: OK, {summary}")
+    verifiers = len(settings.auth.gateway_keys) + len(settings.auth.oidc_issuers)
+    print(f"auth: {verifiers} token verifiers" if verifiers else "auth: none configured (serve needs --insecure-dev)")
     return 0

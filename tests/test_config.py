@@ -31,6 +31,27 @@ def test_the_demo_configuration_is_valid() -> None:
     }
 
 
+def test_the_secure_example_configuration_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_AGGREGATOR_KEY_2026", "x" * 64)
+    result = subprocess.run(
+        [sys.executable, "-m", "aggregator", "check-config", "--config", "configs/gateway.secure.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "configs/scopes.yml: OK, 2 groups, 2 scopes, 5 rules" in result.stdout
+    assert "auth: 3 token verifiers" in result.stdout
+
+
+def test_a_gateway_key_from_a_missing_variable_is_named(tmp_path: Path) -> None:
+    config = write(tmp_path, "auth:\n  gateway_keys:\n  - {kid: k1, secret_env: NOT_SET_ANYWHERE}\n", "gateway.yaml")
+    with pytest.raises(ConfigError, match="environment variable 'NOT_SET_ANYWHERE' \\(key 'k1'\\) is not set"):
+        load_settings(config)
+
+
 def test_each_transport_has_its_own_fields_and_shared_defaults(tmp_path: Path) -> None:
     path = write(
         tmp_path,
