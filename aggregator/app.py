@@ -67,11 +67,13 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         backoff_initial=settings.backoff_initial,
         backoff_max=settings.backoff_max,
     )
-    pool = UpstreamPool(servers, timings, on_change=catalog.rebuild)
     guard = Guard(
         policy=PolicyHolder(settings.scopes_file),
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         audit=AuditLog(settings.data_dir / "audit.log" if settings.audit_log else None),
+    )
+    pool = UpstreamPool(
+        servers, timings, on_change=catalog.rebuild, scopes_of=lambda p: guard.policy.current.scopes_of(p)
     )
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None

@@ -26,6 +26,7 @@ from aggregator.errors import ConfigError, ConfigIssue
 from aggregator.yamlfile import read_yaml
 
 SERVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
+_UNION_TAGS = frozenset({"stdio", "streamable-http", "sse", "bearer", "oauth2-client-credentials", "aws-sigv4"})
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -174,6 +175,79 @@ def _validated(cls: type[Settings], source: str, overrides: dict[str, Any]) -> S
         ) from None
 
 
+IdentityHeader = Literal[
+    "X-User", "X-Username", "X-Client-Id", "X-Scopes", "X-Auth-Method", "X-Server-Name", "X-Tool-Name"
+]
+
+
+class _SecretSource(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def _read(self, name: str, value: SecretStr | None, env: str | None, file: Path | None) -> SecretStr:
+        """The secret from the environment or a file, resolved once at load time (the edge)."""
+        if value is not None:
+            return value
+        if env is not None:
+            if env not in os.environ:
+                raise ValueError(f"environment variable '{env}' ({name}) is not set")
+            return SecretStr(os.environ[env])
+        if file is not None:
+            try:
+                return SecretStr(file.read_text(encoding="utf-8").strip())
+            except OSError as error:
+                raise ValueError(f"{name} file {file} cannot be read: {error.strerror}") from None
+        raise ValueError(f"{name} needs one of: {name}_env, {name}_file")
+
+
+class BearerAuthSettings(_SecretSource):
+    """A static bearer token of the upstream's own (never the caller's)."""
+
+    type: Literal["bearer"]
+    token_env: str | None = None
+    token_file: Path | None = None
+    token: SecretStr | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> BearerAuthSettings:
+        object.__setattr__(self, "token", self._read("token", self.token, self.token_env, self.token_file))
+        return self
+
+
+class ClientCredentialsAuthSettings(_SecretSource):
+    """OAuth 2.0 client credentials: the gateway fetches (and caches, and refreshes) its own token."""
+
+    type: Literal["oauth2-client-credentials"]
+    token_url: str = Field(pattern=r"^https?://")
+    client_id: str
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    client_secret: SecretStr | None = Field(default=None, exclude=True)
+    scope: str | None = None
+    audience: str | None = Field(default=None, description="Sent as `audience` (Auth0) when given.")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> ClientCredentialsAuthSettings:
+        secret = self._read("client_secret", self.client_secret, self.client_secret_env, self.client_secret_file)
+        object.__setattr__(self, "client_secret", secret)
+        return self
+
+
+class SigV4AuthSettings(BaseModel):
+    """AWS Signature V4 with boto3's credential chain (env, profile, instance role, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["aws-sigv4"]
+    service: str = Field(min_length=1, description="e.g. execute-api, lambda, bedrock-agentcore")
+    region: str = Field(min_length=1)
+    profile: str | None = None
+
+
+UpstreamAuthSettings = Annotated[
+    BearerAuthSettings | ClientCredentialsAuthSettings | SigV4AuthSettings, Field(discriminator="type")
+]
+
+
 class _UpstreamBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -199,6 +273,10 @@ class StdioUpstream(_UpstreamBase):
 class _HttpUpstream(_UpstreamBase):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    auth: UpstreamAuthSettings | None = None
+    identity_headers: tuple[IdentityHeader, ...] = Field(
+        default=(), description="Caller identity sent as plain headers (never the caller's token)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -265,7 +343,7 @@ def load_servers(path: Path, environ: Mapping[str, str] | None = None) -> Server
         for item in error.errors():
             location = tuple(str(part) for part in item["loc"] if not str(part).startswith(("function-", "tagged-")))
             # Union members show up in the location as the transport name; drop that noise.
-            location = tuple(p for p in location if p not in ("stdio", "streamable-http", "sse") or p == location[-1])
+            location = tuple(p for p in location if p not in _UNION_TAGS or p == location[-1])
             message = item["msg"].removeprefix("Value error, ")
             if location and location[-1] == "[key]":
                 location = location[:-1]

@@ -9,8 +9,10 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator.config import ServersFile
+from aggregator.config import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.errors import UnknownNameError
+from aggregator.policy.principal import Principal
+from aggregator.upstreams.credentials import UpstreamAuth
 from aggregator.upstreams.upstream import Timings, Upstream, UpstreamState
 
 logger = logging.getLogger(__name__)
@@ -28,10 +30,12 @@ class UpstreamPool:
         servers: ServersFile,
         timings: Timings,
         on_change: Callable[[UpstreamPool], None] | None = None,
+        scopes_of: Callable[[Principal], frozenset[str]] = lambda principal: principal.scopes,
     ) -> None:
         self._on_change = on_change
         self._upstreams = {
-            name: Upstream(name, spec, timings, self._upstream_changed) for name, spec in servers.servers.items()
+            name: Upstream(name, spec, timings, self._upstream_changed, _auth_for(name, spec, scopes_of))
+            for name, spec in servers.servers.items()
         }
         self._changed = anyio.Event()
         self._task_group: TaskGroup | None = None
@@ -82,3 +86,13 @@ class UpstreamPool:
     def all_connected(self) -> bool:
         """Whether every enabled upstream has a live session."""
         return all(u.state in (UpstreamState.HEALTHY, UpstreamState.DISABLED) for u in self)
+
+
+def _auth_for(
+    name: str,
+    spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
+    scopes_of: Callable[[Principal], frozenset[str]],
+) -> UpstreamAuth | None:
+    if isinstance(spec, StdioUpstream) or (spec.auth is None and not spec.identity_headers):
+        return None
+    return UpstreamAuth(name, spec.auth, spec.identity_headers, scopes_of)

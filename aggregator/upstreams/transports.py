@@ -20,7 +20,9 @@ _READ_TIMEOUT = 300.0
 
 @asynccontextmanager
 async def open_transport(
-    spec: StdioUpstream | StreamableHttpUpstream | SseUpstream, connect_timeout: float
+    spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
+    connect_timeout: float,
+    auth: httpx2.Auth | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Yield the (read, write) stream pair of a new connection to the upstream `spec` describes.
 
@@ -39,12 +41,12 @@ async def open_transport(
     elif isinstance(spec, StreamableHttpUpstream):
         timeout = httpx2.Timeout(connect_timeout, read=_READ_TIMEOUT)
         async with (
-            httpx2.AsyncClient(headers=spec.headers, timeout=timeout) as http,
+            httpx2.AsyncClient(headers=spec.headers, timeout=timeout, auth=auth, trust_env=False) as http,
             streamable_http_client(spec.url, http_client=http) as streams,
         ):
             yield streams
     else:
         async with sse_client(
-            spec.url, headers=dict(spec.headers), timeout=connect_timeout, sse_read_timeout=_READ_TIMEOUT
+            spec.url, headers=dict(spec.headers), timeout=connect_timeout, sse_read_timeout=_READ_TIMEOUT, auth=auth
         ) as streams:
             yield streams

@@ -32,6 +32,7 @@ from aggregator.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from aggregator.upstreams.credentials import current_tool
 from aggregator.upstreams.transports import open_transport
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,11 @@ class Upstream:
         spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
         timings: Timings,
         on_change: Callable[[Upstream], None],
+        auth: httpx2.Auth | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
+        self._auth = auth
         self._timings = timings
         self._on_change = on_change
         self.state = UpstreamState.CONNECTING if spec.enabled else UpstreamState.DISABLED
@@ -118,7 +121,7 @@ class Upstream:
         self._lost = None
         self._wakeup = anyio.Event()
         client = Client(
-            open_transport(self.spec, self._timings.connect_timeout),
+            open_transport(self.spec, self._timings.connect_timeout, self._auth),
             mode="auto",
             message_handler=self._on_message,
             client_info=types.Implementation(name="mcp-aggregator", version="0.1.0"),
@@ -206,6 +209,7 @@ class Upstream:
         if client is None:
             raise UpstreamUnavailableError(self.name, self.last_error or "still connecting")
         request = types.CallToolRequest(params=types.CallToolRequestParams(name=tool, arguments=arguments))
+        current_tool.set(tool)
         try:
             with anyio.fail_after(self.spec.timeout):
                 return await client.session.send_request(request, types.CallToolResult, progress_callback=progress)
