@@ -44,8 +44,9 @@ async def whoami(url: str, bearer: str, tool: str) -> dict[str, Any]:
         Client(streamable_http_client(url, http_client=http)) as client,
     ):
         result = await client.call_tool(tool, {})
-    assert result.structured_content is not None
-    return result.structured_content
+    structured: dict[str, Any] | None = result.structured_content
+    assert structured is not None
+    return structured
 
 
 async def test_each_upstream_gets_its_own_credential_and_only_the_identity_headers_it_asks_for(
