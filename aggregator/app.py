@@ -30,13 +30,14 @@ from starlette.types import Receive, Scope, Send
 
 from aggregator.catalog import Catalog
 from aggregator.config import ServersFile, Settings
+from aggregator.guard import Guard
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.http import BearerAuthMiddleware, metadata_routes
 from aggregator.policy.ratelimit import RateLimiter
 from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.tokens import TokenVerifier
-from aggregator.server import Guard, build_server
+from aggregator.server import GatewayServer
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Timings
 
@@ -55,7 +56,25 @@ class Gateway:
     guard: Guard
     verifier: TokenVerifier | None
     http: httpx2.AsyncClient
+    handlers: GatewayServer
     server: Server[Any]
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Connect the upstreams and run the background tasks (notifications, policy reload)."""
+        async with self.http, self.pool, anyio.create_task_group() as background:
+            background.start_soon(self.handlers.notifier.run)
+            background.start_soon(self.guard.policy.watch, self.settings.scopes_reload_interval, self._changed)
+            background.start_soon(_announce_connected, self.pool)
+            try:
+                yield
+            finally:
+                background.cancel_scope.cancel()
+                self.handlers.listen.close()
+        self.guard.audit.close()
+
+    def _changed(self) -> None:
+        self.handlers.notifier.changed()
 
 
 def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
@@ -72,14 +91,20 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         audit=AuditLog(settings.data_dir / "audit.log" if settings.audit_log else None),
     )
-    pool = UpstreamPool(
-        servers, timings, on_change=catalog.rebuild, scopes_of=lambda p: guard.policy.current.scopes_of(p)
-    )
+    handlers: GatewayServer | None = None
+
+    def changed(pool: UpstreamPool) -> None:
+        catalog.rebuild(pool)
+        if handlers is not None:
+            handlers.notifier.changed()
+
+    pool = UpstreamPool(servers, timings, on_change=changed, scopes_of=lambda p: guard.policy.current.scopes_of(p))
+    handlers = GatewayServer(catalog, pool, guard)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None
     if settings.auth.enabled:
         verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
-    return Gateway(settings, pool, catalog, guard, verifier, http, build_server(catalog, pool, guard))
+    return Gateway(settings, pool, catalog, guard, verifier, http, handlers, handlers.build())
 
 
 def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Starlette:
@@ -112,14 +137,10 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with gateway.http, gateway.pool, sessions.run(), anyio.create_task_group() as background:
-            background.start_soon(_announce_connected, gateway.pool)
-            background.start_soon(gateway.guard.policy.watch, settings.scopes_reload_interval)
+        async with gateway.running(), sessions.run():
             if on_ready is not None:
                 on_ready()
             yield
-            background.cancel_scope.cancel()
-        gateway.guard.audit.close()
 
     routes = [
         Route("/mcp", StreamableHTTPASGIApp(sessions)),

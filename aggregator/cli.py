@@ -155,7 +155,7 @@ def _stdio(args: argparse.Namespace) -> int:
     async def run() -> None:
         principal = await _stdio_principal(gateway, args.insecure_dev)
         current_principal.set(principal)
-        async with gateway.http, gateway.pool:
+        async with gateway.running():
             # Hosts list tools right after connecting and may never ask again: let the first
             # connection attempts finish (an unreachable upstream fails fast; a hung one is bounded).
             with anyio.move_on_after(settings.connect_timeout):

@@ -1,182 +1,278 @@
 """The downstream MCP server: what callers talk to, in either protocol era and over any transport.
 
 Every handler works for the principal of the current request (`current_principal`): lists are
-filtered by the policy and every call is checked again when it is made. This is also the one
-place where the gateway's exceptions become MCP errors (`_as_mcp_error`).
+filtered by the policy and every request is checked again when it is made. Requests for input
+from upstreams reach the caller that caused them (`aggregator.caller`). This is also the one
+place where the gateway's exceptions become MCP errors (`answer`, `as_mcp_error`).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import mcp_types as types
+from mcp.client._input_required import run_input_required_driver
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from aggregator.catalog import SEPARATOR, Catalog, CatalogTool
-from aggregator.errors import (
-    AccessDeniedError,
-    AuthenticationError,
-    GatewayError,
-    RateLimitedError,
-    UnknownNameError,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamRejectedError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
-)
-from aggregator.policy.audit import AuditLog
-from aggregator.policy.principal import Principal, current_principal
-from aggregator.policy.ratelimit import RateLimiter
-from aggregator.policy.reload import PolicyHolder
+from aggregator.caller import Caller, current_caller
+from aggregator.catalog import SEPARATOR, Catalog, Entry, exported_uri
+from aggregator.errors import UnknownNameError, UpstreamUnavailableError
+from aggregator.guard import Guard, answer
+from aggregator.notify import Fingerprints, Notifier, digest
+from aggregator.policy.principal import Principal
 from aggregator.upstreams.pool import UpstreamPool
-
-logger = logging.getLogger(__name__)
-
-# Implementation-defined JSON-RPC codes (the -32000..-32099 range), documented in the README.
-UPSTREAM_UNAVAILABLE = -32050
-UPSTREAM_PROTOCOL_ERROR = -32051
-RATE_LIMITED = -32029
-UNAUTHENTICATED = -32040
+from aggregator.upstreams.upstream import Upstream
 
 SERVER_NAME = "mcp-aggregator"
 SERVER_VERSION = "0.1.0"
 
 _ResultT = TypeVar("_ResultT")
+_InteractiveT = TypeVar("_InteractiveT", types.CallToolResult, types.GetPromptResult, types.ReadResourceResult)
+Context = ServerRequestContext[Any, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Guard:
-    """What every request passes: the policy, the rate limiter and the audit log."""
+class GatewayServer:
+    """Handlers of the downstream MCP server, bound to one gateway's catalog, pool and guard."""
 
-    policy: PolicyHolder
-    limiter: RateLimiter
-    audit: AuditLog
+    def __init__(self, catalog: Catalog, pool: UpstreamPool, guard: Guard) -> None:
+        self.catalog = catalog
+        self.pool = pool
+        self.guard = guard
+        self.notifier = Notifier(self.fingerprint)
+        self.listen = ListenHandler(self.notifier.bus)
 
-    def principal(self) -> Principal:
-        """The caller of the request being served; there is always one behind the auth layer."""
-        principal = current_principal.get()
-        if principal is None:
-            raise AuthenticationError("no authenticated principal for this request")
-        return principal
+    def build(self) -> Server[Any]:
+        """The low-level SDK server with every handler registered."""
+        return Server(
+            SERVER_NAME,
+            version=SERVER_VERSION,
+            title="MCP Aggregator",
+            description="One MCP endpoint for many MCP servers.",
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_list_prompts=self.list_prompts,
+            on_get_prompt=self.get_prompt,
+            on_list_resources=self.list_resources,
+            on_list_resource_templates=self.list_resource_templates,
+            on_read_resource=self.read_resource,
+            on_completion=self.complete,
+            on_subscriptions_listen=self.listen,
+        )
 
-    def tool_visible(self, principal: Principal) -> Callable[[CatalogTool], bool]:
-        policy = self.policy.current
+    # visibility
+
+    def fingerprint(self, principal: Principal) -> Fingerprints:
+        """What `principal` sees, hashed; the notifier compares these to decide whom to tell."""
+        return (
+            digest([e.item for e in self.catalog.tools(self._sees_tool(principal))]),
+            digest([e.item for e in self.catalog.prompts(self._sees_prompt(principal))]),
+            digest(
+                [e.item for e in self.catalog.resources(self._sees_resource(principal))]
+                + [e.item for e in self.catalog.templates(self._sees_resource(principal))]
+            ),
+        )
+
+    def _sees_tool(self, principal: Principal) -> Callable[[Entry[types.Tool]], bool]:
+        policy = self.guard.policy.current
         return lambda entry: policy.allows(principal, entry.upstream, "tools/call", entry.original_name)
 
+    def _sees_prompt(self, principal: Principal) -> Callable[[Entry[types.Prompt]], bool]:
+        policy = self.guard.policy.current
+        return lambda entry: policy.allows(principal, entry.upstream, "prompts/get")
 
-def build_server(catalog: Catalog, pool: UpstreamPool, guard: Guard) -> Server[Any]:
-    """The low-level MCP server that re-exports the catalog and routes calls to upstreams."""
+    def _sees_resource(self, principal: Principal) -> Callable[[Entry[Any]], bool]:
+        policy = self.guard.policy.current
+        return lambda entry: policy.allows(principal, entry.upstream, "resources/read")
 
-    async def list_tools(
-        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        async def answer() -> types.ListToolsResult:
-            visible = guard.tool_visible(guard.principal())
-            return types.ListToolsResult(tools=[entry.tool for entry in catalog.entries() if visible(entry)])
+    def _may(self, principal: Principal, method: str) -> Callable[[str], bool]:
+        policy = self.guard.policy.current
+        return lambda server: policy.allows(principal, server, method)
 
-        return await _answer(guard, "tools/list", None, answer)
+    # handlers
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        async def answer() -> types.CallToolResult:
-            principal = guard.principal()
-            guard.limiter.check(principal)
-            entry = _resolve_tool(catalog, pool, params.name, guard, principal)
+    async def list_tools(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        async def handle(principal: Principal) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=[e.item for e in self.catalog.tools(self._sees_tool(principal))])
+
+        return await self._serve(ctx, "tools/list", None, handle)
+
+    async def call_tool(
+        self, ctx: Context, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        async def handle(principal: Principal) -> types.CallToolResult | types.InputRequiredResult:
+            self.guard.limiter.check(principal)
+            entry = self._resolve_tool(params.name, principal)
+            upstream = self.pool.get(entry.upstream)
             wants_progress = params.meta is not None and params.meta.get("progress_token") is not None
-            return await pool.get(entry.upstream).call_tool(
-                entry.original_name,
-                params.arguments,
-                progress=ctx.session.report_progress if wants_progress else None,
-            )
 
-        return await _answer(guard, "tools/call", params.name, answer)
+            async def attempt(
+                responses: types.InputResponses | None, state: str | None
+            ) -> types.CallToolResult | types.InputRequiredResult:
+                return await upstream.call_tool(
+                    entry.original_name,
+                    params.arguments,
+                    progress=ctx.session.report_progress if wants_progress else None,
+                    input_responses=responses,
+                    request_state=state,
+                )
 
-    return Server(
-        SERVER_NAME,
-        version=SERVER_VERSION,
-        title="MCP Aggregator",
-        description="One MCP endpoint for many MCP servers.",
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-    )
+            return await _interactive(attempt, params.input_responses, params.request_state)
+
+        return await self._serve(ctx, "tools/call", params.name, handle)
+
+    async def list_prompts(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
+        async def handle(principal: Principal) -> types.ListPromptsResult:
+            return types.ListPromptsResult(prompts=[e.item for e in self.catalog.prompts(self._sees_prompt(principal))])
+
+        return await self._serve(ctx, "prompts/list", None, handle)
+
+    async def get_prompt(
+        self, ctx: Context, params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        async def handle(principal: Principal) -> types.GetPromptResult | types.InputRequiredResult:
+            self.guard.limiter.check(principal)
+            entry = self.catalog.resolve_prompt(params.name, self._sees_prompt(principal))
+            upstream = self.pool.get(entry.upstream)
+
+            async def attempt(
+                responses: types.InputResponses | None, state: str | None
+            ) -> types.GetPromptResult | types.InputRequiredResult:
+                return await upstream.get_prompt(
+                    entry.original_name, params.arguments, input_responses=responses, request_state=state
+                )
+
+            return await _interactive(attempt, params.input_responses, params.request_state)
+
+        return await self._serve(ctx, "prompts/get", params.name, handle)
+
+    async def list_resources(
+        self, ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        async def handle(principal: Principal) -> types.ListResourcesResult:
+            entries = self.catalog.resources(self._sees_resource(principal))
+            return types.ListResourcesResult(resources=[e.item for e in entries])
+
+        return await self._serve(ctx, "resources/list", None, handle)
+
+    async def list_resource_templates(
+        self, ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        async def handle(principal: Principal) -> types.ListResourceTemplatesResult:
+            entries = self.catalog.templates(self._sees_resource(principal))
+            return types.ListResourceTemplatesResult(resource_templates=[e.item for e in entries])
+
+        return await self._serve(ctx, "resources/templates/list", None, handle)
+
+    async def read_resource(
+        self, ctx: Context, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        async def handle(principal: Principal) -> types.ReadResourceResult | types.InputRequiredResult:
+            self.guard.limiter.check(principal)
+            try:
+                server, original = self.catalog.resolve_resource(params.uri, self._may(principal, "resources/read"))
+            except UnknownNameError:
+                raise MCPError(types.INVALID_PARAMS, f"Unknown resource '{params.uri}'.", {"uri": params.uri}) from None
+            upstream = self.pool.get(server)
+
+            async def attempt(
+                responses: types.InputResponses | None, state: str | None
+            ) -> types.ReadResourceResult | types.InputRequiredResult:
+                return await upstream.read_resource(original, input_responses=responses, request_state=state)
+
+            result = await _interactive(attempt, params.input_responses, params.request_state)
+            if isinstance(result, types.ReadResourceResult):
+                prefix = self.catalog.prefix_of(server)
+                for content in result.contents:
+                    content.uri = exported_uri(prefix, content.uri)
+            return result
+
+        return await self._serve(ctx, "resources/read", params.uri, handle)
+
+    async def complete(self, ctx: Context, params: types.CompleteRequestParams) -> types.CompleteResult:
+        async def handle(principal: Principal) -> types.CompleteResult:
+            ref = params.ref
+            may = self._may(principal, "completion/complete")
+            forwarded: types.PromptReference | types.ResourceTemplateReference
+            if isinstance(ref, types.PromptReference):
+                entry = self.catalog.resolve_prompt(ref.name, lambda e: may(e.upstream))
+                server, forwarded = entry.upstream, ref.model_copy(update={"name": entry.original_name})
+            else:
+                server, original = self.catalog.resolve_template(ref.uri, may)
+                forwarded = ref.model_copy(update={"uri": original})
+            return await self.pool.get(server).complete(params.model_copy(update={"ref": forwarded}))
+
+        name = params.ref.name if isinstance(params.ref, types.PromptReference) else params.ref.uri
+        return await self._serve(ctx, "completion/complete", name, handle)
+
+    # plumbing
+
+    async def _serve(
+        self, ctx: Context, method: str, name: str | None, handle: Callable[[Principal], Awaitable[_ResultT]]
+    ) -> _ResultT:
+        caller = current_caller.set(Caller(ctx))
+        try:
+            return await answer(self.guard, method, name, lambda principal: self._track(ctx, principal, handle))
+        finally:
+            current_caller.reset(caller)
+
+    async def _track(
+        self, ctx: Context, principal: Principal, handle: Callable[[Principal], Awaitable[_ResultT]]
+    ) -> _ResultT:
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self.notifier.watch(ctx.session._connection, principal)  # the SDK exposes no public accessor
+        return await handle(principal)
+
+    def _resolve_tool(self, name: str, principal: Principal) -> Entry[types.Tool]:
+        """Resolve for this principal. For a name under the prefix of a server that never connected
+        (its tools are unknown yet), say the server is unavailable, but only to a caller the policy
+        would let call that tool: others learn nothing."""
+        try:
+            return self.catalog.resolve_tool(name, self._sees_tool(principal))
+        except UnknownNameError:
+            for upstream in self.pool:
+                if self._never_listed(upstream, name) and self.guard.policy.current.allows(
+                    principal, upstream.name, "tools/call", name[len(self.catalog.prefix_of(upstream.name)) + 2 :]
+                ):
+                    raise UpstreamUnavailableError(upstream.name, upstream.last_error or "") from None
+            raise
+
+    def _never_listed(self, upstream: Upstream, name: str) -> bool:
+        prefix = self.catalog.prefix_of(upstream.name)
+        return bool(upstream.last_error and not upstream.tools and prefix and name.startswith(prefix + SEPARATOR))
 
 
-def _resolve_tool(catalog: Catalog, pool: UpstreamPool, name: str, guard: Guard, principal: Principal) -> CatalogTool:
-    """Resolve through the catalog for this principal. For a name under the prefix of a server
-    that never connected (so its tools are not known yet), say the server is unavailable, but
-    only to a caller the policy would let call that tool: others learn nothing."""
-    try:
-        return catalog.resolve_tool(name, guard.tool_visible(principal))
-    except UnknownNameError:
-        for upstream in pool:
-            prefix = catalog.prefix_of(upstream.name)
-            if not (upstream.last_error and not upstream.tools and prefix and name.startswith(prefix + SEPARATOR)):
-                continue
-            if guard.policy.current.allows(principal, upstream.name, "tools/call", name[len(prefix) + 2 :]):
-                raise UpstreamUnavailableError(upstream.name, upstream.last_error) from None
-        raise
+async def _interactive(
+    attempt: Callable[[types.InputResponses | None, str | None], Awaitable[_InteractiveT | types.InputRequiredResult]],
+    responses: types.InputResponses | None,
+    state: str | None,
+) -> _InteractiveT | types.InputRequiredResult:
+    """Run a request that may need input from the caller.
 
+    A 2026-07-28 caller gets the upstream's `InputRequiredResult` as it is and retries by itself
+    (its retry carries the responses and the upstream's opaque state back through here). For a
+    2025-11-25 caller the gateway drives the loop, putting each question to the caller as a
+    server-to-client request.
+    """
+    first = await attempt(responses, state)
+    caller = current_caller.get()
+    if not isinstance(first, types.InputRequiredResult) or caller is None:
+        return first
+    if caller.modern:
+        for request in (first.input_requests or {}).values():
+            if (missing := caller.missing_capability(request.method)) is not None:
+                raise MCPError(
+                    types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    f"This request needs the '{missing}' client capability, which the caller did not declare.",
+                    {"requiredCapabilities": {missing: {}}},
+                )
+        return first
 
-async def _answer(guard: Guard, method: str, name: str | None, handler: Callable[[], Awaitable[_ResultT]]) -> _ResultT:
-    """Run one request's handler; log and audit its outcome; turn gateway errors into MCP errors."""
-    started = time.perf_counter()
-    outcome = "ok"
-    try:
-        return await handler()
-    except GatewayError as error:
-        outcome = type(error).__name__
-        raise _as_mcp_error(error) from None
-    except MCPError:
-        outcome = "MCPError"
-        raise
-    except Exception:  # per-request top level: log the traceback, answer without internals
-        outcome = "internal_error"
-        logger.exception("request.failed", extra={"method": method, "target": name})
-        raise MCPError(types.INTERNAL_ERROR, "Internal gateway error; the gateway log has the details.") from None
-    finally:
-        milliseconds = round((time.perf_counter() - started) * 1000, 2)
-        principal = current_principal.get()
-        logger.info(
-            "request",
-            extra={
-                "principal": principal.describe() if principal else None,
-                "method": method,
-                "target": name,
-                "outcome": outcome,
-                "ms": milliseconds,
-            },
-        )
-        if principal is not None:
-            denied = outcome in ("UnknownNameError", "AccessDeniedError", "RateLimitedError")
-            decision = "deny" if denied else "allow"
-            guard.audit.record(principal, method, name, decision, outcome=outcome, latency_ms=milliseconds)
+    async def dispatch(key: str, request: types.InputRequest) -> types.InputResponse | types.ErrorData:
+        return await caller.ask(request)
 
-
-def _as_mcp_error(error: GatewayError) -> MCPError:
-    if isinstance(error, UnknownNameError):
-        return MCPError(
-            types.INVALID_PARAMS, str(error), {"suggestions": error.suggestions} if error.suggestions else None
-        )
-    if isinstance(error, RateLimitedError):
-        return MCPError(RATE_LIMITED, str(error), {"retryAfterSeconds": round(error.retry_after, 1)})
-    if isinstance(error, AuthenticationError):
-        return MCPError(UNAUTHENTICATED, "Authentication required.")
-    if isinstance(error, AccessDeniedError):
-        return MCPError(types.INVALID_REQUEST, str(error))
-    if isinstance(error, UpstreamError):
-        data = {"upstream": error.upstream}
-        if isinstance(error, UpstreamTimeoutError):
-            return MCPError(types.REQUEST_TIMEOUT, str(error), data)
-        if isinstance(error, UpstreamRejectedError):
-            return MCPError(error.code, str(error), error.data)
-        if isinstance(error, UpstreamProtocolError):
-            return MCPError(UPSTREAM_PROTOCOL_ERROR, str(error), data)
-        if isinstance(error, UpstreamUnavailableError):
-            return MCPError(UPSTREAM_UNAVAILABLE, str(error), data)
-    return MCPError(types.INTERNAL_ERROR, str(error))
+    return await run_input_required_driver(first, dispatch=dispatch, retry=attempt)

@@ -8,6 +8,7 @@ import pytest
 from aggregator.catalog import Catalog
 from aggregator.config import ServersFile
 from aggregator.errors import UnknownNameError
+from aggregator.upstreams.listing import Listing
 from aggregator.upstreams.upstream import Timings, Upstream
 
 TIMINGS = Timings(connect_timeout=1, health_interval=1, backoff_initial=1, backoff_max=1)
@@ -18,7 +19,9 @@ def catalog_of(config: dict[str, dict[str, object]], tools: dict[str, list[str]]
     upstreams = []
     for name, spec in servers.servers.items():
         upstream = Upstream(name, spec, TIMINGS, on_change=lambda _: None)
-        upstream.tools = tuple(types.Tool(name=t, input_schema={"type": "object"}) for t in tools.get(name, []))
+        upstream.listing = Listing(
+            tools=tuple(types.Tool(name=t, input_schema={"type": "object"}) for t in tools.get(name, []))
+        )
         upstreams.append(upstream)
     catalog = Catalog(servers)
     catalog.rebuild(upstreams)
@@ -31,7 +34,7 @@ def stdio(**extra: object) -> dict[str, object]:
 
 def test_names_are_prefixed_and_resolve_to_the_original() -> None:
     catalog = catalog_of({"weather": stdio(), "gh": stdio(prefix="")}, {"weather": ["get__forecast"], "gh": ["issues"]})
-    assert [tool.name for tool in catalog.tools()] == ["weather__get__forecast", "issues"]
+    assert [entry.item.name for entry in catalog.tools()] == ["weather__get__forecast", "issues"]
     entry = catalog.resolve_tool("weather__get__forecast")
     assert (entry.upstream, entry.original_name) == ("weather", "get__forecast")
     assert catalog.resolve_tool("issues").upstream == "gh"
@@ -44,7 +47,7 @@ def test_a_custom_prefix_keeps_names_short() -> None:
 
 def test_a_collision_between_unprefixed_servers_keeps_the_first_registered() -> None:
     catalog = catalog_of({"a": stdio(prefix=""), "b": stdio(prefix="")}, {"a": ["search"], "b": ["search", "other"]})
-    assert [tool.name for tool in catalog.tools()] == ["search", "other"]
+    assert [entry.item.name for entry in catalog.tools()] == ["search", "other"]
     assert catalog.resolve_tool("search").upstream == "a"
 
 
@@ -63,11 +66,11 @@ def test_the_version_changes_only_when_the_listing_does() -> None:
     servers = ServersFile.model_validate({"servers": {"a": stdio()}})
     upstream = Upstream("a", servers.servers["a"], TIMINGS, on_change=lambda _: None)
     catalog = Catalog(servers)
-    upstream.tools = (types.Tool(name="t", input_schema={"type": "object"}),)
+    upstream.listing = Listing(tools=(types.Tool(name="t", input_schema={"type": "object"}),))
     catalog.rebuild([upstream])
     first = catalog.version
     catalog.rebuild([upstream])
     assert catalog.version == first
-    upstream.tools = (types.Tool(name="t", description="new", input_schema={"type": "object"}),)
+    upstream.listing = Listing(tools=(types.Tool(name="t", description="new", input_schema={"type": "object"}),))
     catalog.rebuild([upstream])
     assert catalog.version == first + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -25,13 +26,14 @@ class PolicyHolder:
             self._stamp = _stamp(path)
             logger.info("policy.loaded", extra={"file": str(path), **describe(self.current.file)})
 
-    async def watch(self, interval: float) -> None:
+    async def watch(self, interval: float, on_change: Callable[[], None]) -> None:
         """Poll the file every `interval` seconds (edits by rename or in place both show up)."""
         if self.path is None:
             return
         while True:
             await anyio.sleep(interval)
-            self.reload_if_changed()
+            if self.reload_if_changed():
+                on_change()
 
     def reload_if_changed(self) -> bool:
         """Re-read the file if it changed; return whether a new policy is in force."""

@@ -14,17 +14,20 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
-from mcp.client.session import IncomingMessage
+from mcp.client.session import ClientRequestContext, IncomingMessage
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
-from pydantic import ValidationError
+from mcp_types import CLIENT_CAPABILITIES_META_KEY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import TypeAdapter, ValidationError
 
+from aggregator.caller import current_caller
 from aggregator.config import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.errors import (
     UpstreamProtocolError,
@@ -33,11 +36,11 @@ from aggregator.errors import (
     UpstreamUnavailableError,
 )
 from aggregator.upstreams.credentials import current_tool
+from aggregator.upstreams.listing import Listing, fetch_listing
 from aggregator.upstreams.transports import open_transport
 
 logger = logging.getLogger(__name__)
 
-_MAX_PAGES = 1000
 # What a broken connection looks like from the SDK and the HTTP/stdio layers under it.
 _CONNECTION_ERRORS = (
     OSError,
@@ -86,13 +89,18 @@ class Upstream:
         self.state = UpstreamState.CONNECTING if spec.enabled else UpstreamState.DISABLED
         self.last_error: str | None = None
         self.protocol_version: str | None = None
-        self.tools: tuple[types.Tool, ...] = ()
+        self.listing = Listing()
         self._client: Client | None = None
         self._wakeup = anyio.Event()
         self._lost: str | None = None
 
     def __repr__(self) -> str:
         return f"Upstream({self.name!r}, {self.state})"
+
+    @property
+    def tools(self) -> tuple[types.Tool, ...]:
+        """The upstream's tools as last listed."""
+        return self.listing.tools
 
     async def run(self) -> None:
         """Keep a session to the upstream open for as long as the gateway runs."""
@@ -124,6 +132,11 @@ class Upstream:
             open_transport(self.spec, self._timings.connect_timeout, self._auth),
             mode="auto",
             message_handler=self._on_message,
+            sampling_callback=_relay_sampling,
+            elicitation_callback=_relay_elicitation,
+            list_roots_callback=_relay_roots,
+            logging_callback=_relay_log,
+            log_level="debug",
             client_info=types.Implementation(name="mcp-aggregator", version="0.1.0"),
             cache=None,
         )
@@ -132,16 +145,17 @@ class Upstream:
         with anyio.CancelScope(deadline=anyio.current_time() + self._timings.connect_timeout) as connecting:
             try:
                 async with client:
-                    tools = await self._list_tools(client)
+                    _speak_for_the_caller(client)
+                    listing = await fetch_listing(client)
                     connecting.deadline = float("inf")
                     self._client = client
                     self.protocol_version = client.protocol_version
-                    self.tools = tools
+                    self.listing = listing
                     self.state = UpstreamState.HEALTHY
                     self.last_error = None
                     logger.info(
                         "upstream.connected",
-                        extra={"upstream": self.name, "era": self.protocol_version, "tools": len(tools)},
+                        extra={"upstream": self.name, "era": self.protocol_version, "tools": len(listing.tools)},
                     )
                     self._on_change(self)
                     await self._serve(client)
@@ -152,37 +166,44 @@ class Upstream:
 
     async def _serve(self, client: Client) -> None:
         """Wait for changes; re-list on `list_changed` and on every health interval; return when lost."""
-        while self._lost is None:
-            with anyio.move_on_after(self._timings.health_interval):
-                await self._wakeup.wait()
-            self._wakeup = anyio.Event()
-            if self._lost is not None:
-                break
-            with anyio.fail_after(self.spec.timeout):
-                tools = await self._list_tools(client)
-            if tools != self.tools:
-                self.tools = tools
-                logger.info("upstream.tools_changed", extra={"upstream": self.name, "tools": len(tools)})
-                self._on_change(self)
+        async with anyio.create_task_group() as tasks:
+            if client.protocol_version in MODERN_PROTOCOL_VERSIONS and _advertises_list_changed(client):
+                tasks.start_soon(self._listen, client)
+            while self._lost is None:
+                with anyio.move_on_after(self._timings.health_interval):
+                    await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                if self._lost is not None:
+                    break
+                with anyio.fail_after(self.spec.timeout):
+                    listing = await fetch_listing(client)
+                if listing != self.listing:
+                    self.listing = listing
+                    logger.info("upstream.listing_changed", extra={"upstream": self.name, "tools": len(listing.tools)})
+                    self._on_change(self)
+            tasks.cancel_scope.cancel()
         raise anyio.BrokenResourceError(self._lost)
 
-    async def _list_tools(self, client: Client) -> tuple[types.Tool, ...]:
-        tools: list[types.Tool] = []
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(_MAX_PAGES):
-            page = await client.session.list_tools(params=types.PaginatedRequestParams(cursor=cursor))
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if cursor is None or cursor in seen:
-                break
-            seen.add(cursor)
-        return tuple(tools)
+    async def _listen(self, client: Client) -> None:
+        """2026-07-28 upstreams announce changes only on a `subscriptions/listen` stream."""
+        try:
+            async with client.listen(
+                tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True
+            ) as subscription:
+                async for _event in subscription:
+                    self._wakeup.set()
+        except (MCPError, *_CONNECTION_ERRORS) as error:
+            logger.info("upstream.listen_ended", extra={"upstream": self.name, "error": _describe(error)})
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, Exception):
             self._mark_lost(_describe(message))
-        elif isinstance(message, types.ToolListChangedNotification):
+        elif isinstance(
+            message,
+            types.ToolListChangedNotification
+            | types.PromptListChangedNotification
+            | types.ResourceListChangedNotification,
+        ):
             self._wakeup.set()
 
     def _mark_lost(self, reason: str) -> None:
@@ -203,29 +224,139 @@ class Upstream:
         tool: str,
         arguments: dict[str, Any] | None,
         progress: ProgressFnT | None = None,
-    ) -> types.CallToolResult:
-        """Call `tool` (its upstream name) through the shared session; the result passes through unchanged."""
+        *,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Call `tool` (its upstream name); the result, or the upstream's request for input, passes through."""
+        params = types.CallToolRequestParams(
+            name=tool, arguments=arguments, input_responses=input_responses, request_state=request_state
+        )
+        current_tool.set(tool)
+        return await self._request(f"tools/call '{tool}'", types.CallToolRequest(params=params), _TOOL_RESULT, progress)
+
+    async def get_prompt(
+        self,
+        prompt: str,
+        arguments: dict[str, str] | None,
+        *,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.GetPromptResult | types.InputRequiredResult:
+        """Get `prompt` (its upstream name) with `arguments`."""
+        params = types.GetPromptRequestParams(
+            name=prompt, arguments=arguments, input_responses=input_responses, request_state=request_state
+        )
+        return await self._request(f"prompts/get '{prompt}'", types.GetPromptRequest(params=params), _PROMPT_RESULT)
+
+    async def read_resource(
+        self,
+        uri: str,
+        *,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
+        """Read the resource at `uri` (the upstream's own URI)."""
+        params = types.ReadResourceRequestParams(uri=uri, input_responses=input_responses, request_state=request_state)
+        return await self._request(f"resources/read '{uri}'", types.ReadResourceRequest(params=params), _READ_RESULT)
+
+    async def complete(self, params: types.CompleteRequestParams) -> types.CompleteResult:
+        """Ask the upstream to complete an argument of one of its prompts or resource templates."""
+        request = types.CompleteRequest(params=params)
+        return await self._request("completion/complete", request, TypeAdapter(types.CompleteResult))
+
+    async def _request(
+        self,
+        label: str,
+        request: types.ClientRequest,
+        result_type: TypeAdapter[_ResultT],
+        progress: ProgressFnT | None = None,
+    ) -> _ResultT:
+        """Send one request through the shared session, bounded by the upstream's timeout."""
         client = self._client
         if client is None:
             raise UpstreamUnavailableError(self.name, self.last_error or "still connecting")
-        request = types.CallToolRequest(params=types.CallToolRequestParams(name=tool, arguments=arguments))
-        current_tool.set(tool)
         try:
             with anyio.fail_after(self.spec.timeout):
-                return await client.session.send_request(request, types.CallToolResult, progress_callback=progress)
+                # A union result (result or input request) is validated by a TypeAdapter.
+                return await client.session.send_request(request, result_type, progress_callback=progress)  # type: ignore[type-var]
         except TimeoutError:
-            raise UpstreamTimeoutError(self.name, f"tools/call '{tool}'", self.spec.timeout) from None
+            raise UpstreamTimeoutError(self.name, label, self.spec.timeout) from None
         except MCPError as error:
             if error.code == types.CONNECTION_CLOSED:
                 self._mark_lost(error.message)
                 raise UpstreamUnavailableError(self.name, error.message) from None
             raise UpstreamRejectedError(self.name, error.code, error.message, error.data) from None
         except ValidationError:
-            raise UpstreamProtocolError(self.name, f"tools/call '{tool}'") from None
+            raise UpstreamProtocolError(self.name, label) from None
         except _CONNECTION_ERRORS as error:
             reason = _describe(error)
             self._mark_lost(reason)
             raise UpstreamUnavailableError(self.name, reason) from None
+
+
+_ResultT = TypeVar("_ResultT")
+_TOOL_RESULT = TypeAdapter(types.CallToolResult | types.InputRequiredResult)
+_PROMPT_RESULT = TypeAdapter(types.GetPromptResult | types.InputRequiredResult)
+_READ_RESULT = TypeAdapter(types.ReadResourceResult | types.InputRequiredResult)
+
+
+def _speak_for_the_caller(client: Client) -> None:
+    """On 2026-07-28 every request carries the client's capabilities; send the caller's, not the gateway's.
+
+    The gateway can relay sampling, elicitation and roots, but only for a caller that offers them:
+    with the caller's own capabilities the upstream refuses what the caller cannot answer
+    (-32021), exactly as if the caller were connected directly. The SDK has no per-request hook
+    for this, so the session's request stamp is wrapped.
+    """
+    session = client.session
+    stamp = session._stamp
+
+    def stamp_for_caller(data: dict[str, Any], options: Any) -> None:
+        stamp(data, options)
+        caller = current_caller.get()
+        meta = data.get("params", {}).get("_meta")
+        if caller is not None and isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
+            meta[CLIENT_CAPABILITIES_META_KEY] = caller.declared_capabilities()
+
+    session._stamp = stamp_for_caller
+
+
+def _advertises_list_changed(client: Client) -> bool:
+    capabilities = client.server_capabilities
+    return any(
+        kind is not None and kind.list_changed
+        for kind in (capabilities.tools, capabilities.prompts, capabilities.resources)
+    )
+
+
+async def _relay(request: types.InputRequest) -> types.InputResponse | types.ErrorData:
+    caller = current_caller.get()
+    if caller is None:
+        return types.ErrorData(code=types.INVALID_REQUEST, message=f"No caller is waiting to answer {request.method}.")
+    return await caller.ask(request)
+
+
+async def _relay_sampling(
+    context: ClientRequestContext, params: types.CreateMessageRequestParams
+) -> types.CreateMessageResult | types.ErrorData:
+    return await _relay(types.CreateMessageRequest(params=params))  # type: ignore[return-value]
+
+
+async def _relay_elicitation(
+    context: ClientRequestContext, params: types.ElicitRequestParams
+) -> types.ElicitResult | types.ErrorData:
+    return await _relay(types.ElicitRequest(params=params))  # type: ignore[return-value]
+
+
+async def _relay_roots(context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+    return await _relay(types.ListRootsRequest())  # type: ignore[return-value]
+
+
+async def _relay_log(params: types.LoggingMessageNotificationParams) -> None:
+    caller = current_caller.get()
+    if caller is not None:
+        await caller.log(params)
 
 
 def _backoff(failures: int, initial: float, maximum: float) -> float:

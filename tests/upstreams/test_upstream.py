@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import mcp_types as types
 import pytest
 
 from aggregator.config import ServersFile
@@ -76,7 +77,9 @@ async def test_a_killed_http_upstream_fails_fast_and_comes_back_by_itself() -> N
     async with http_upstream("echo", port) as (_, echo), UpstreamPool(servers(port), FAST) as pool:
         with anyio.fail_after(DEADLINE):
             await pool.wait_until(UpstreamPool.all_connected)
-        assert (await pool.get("echo").call_tool("echo", {"text": "a"})).structured_content == {"result": "a"}
+        echoed = await pool.get("echo").call_tool("echo", {"text": "a"})
+        assert isinstance(echoed, types.CallToolResult)
+        assert echoed.structured_content == {"result": "a"}
 
         echo.process.send_signal(signal.SIGKILL)
         await echo.process.wait()
@@ -85,6 +88,7 @@ async def test_a_killed_http_upstream_fails_fast_and_comes_back_by_itself() -> N
         assert str(caught.value).startswith("Upstream 'echo' is unavailable: ")
         # The other upstream keeps serving while echo is down.
         listed = await pool.get("notes").call_tool("list_notes", {})
+        assert isinstance(listed, types.CallToolResult)
         assert not listed.is_error
 
 
@@ -97,7 +101,9 @@ async def test_an_upstream_that_returns_is_reconnected() -> None:
         async with http_upstream("echo", port):
             with anyio.fail_after(DEADLINE):
                 await pool.wait_until(healthy("echo"))
-            assert (await pool.get("echo").call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+            added = await pool.get("echo").call_tool("add", {"a": 1, "b": 2})
+            assert isinstance(added, types.CallToolResult)
+            assert added.structured_content == {"result": 3}
 
 
 async def test_a_killed_stdio_upstream_is_reaped_and_restarted() -> None:
@@ -112,6 +118,8 @@ async def test_a_killed_stdio_upstream_is_reaped_and_restarted() -> None:
         assert not is_zombie_or_alive(first)
         (second,) = children_running("examples.servers.notes")
         assert second != first
-        assert not (await pool.get("notes").call_tool("list_notes", {})).is_error
+        listed = await pool.get("notes").call_tool("list_notes", {})
+        assert isinstance(listed, types.CallToolResult)
+        assert not listed.is_error
     assert not is_zombie_or_alive(second)
     assert children_running("examples.servers.notes") == set()
