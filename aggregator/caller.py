@@ -11,12 +11,15 @@ from __future__ import annotations
 import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+LOG_LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)
+LOG_LEVEL_STATE_KEY = "mcp_aggregator.log_level"
 
 _CAPABILITY = {
     "sampling/createMessage": ("sampling", types.ClientCapabilities(sampling=types.SamplingCapability())),
@@ -75,7 +78,14 @@ class Caller:
         return result  # type: ignore[return-value]
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        """Relay an upstream's log message to this caller, at the caller's own level (SDK-gated)."""
+        """Relay an upstream's log message to this caller, at the caller's own level.
+
+        2026-07-28 callers opt in per request (the SDK gates that); 2025-11-25 callers set a level
+        for their session with `logging/setLevel`, kept in the connection's state.
+        """
+        threshold = self.context.session._connection.state.get(LOG_LEVEL_STATE_KEY)
+        if threshold is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(threshold):
+            return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # logging is deprecated in 2026-07-28 but still served
             await self.context.session.send_log_message(

@@ -8,6 +8,7 @@ place where the gateway's exceptions become MCP errors (`answer`, `as_mcp_error`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -16,10 +17,10 @@ from mcp.client._input_required import run_input_required_driver
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from aggregator.caller import Caller, current_caller
+from aggregator.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller
 from aggregator.catalog import SEPARATOR, Catalog, Entry, exported_uri
 from aggregator.errors import UnknownNameError, UpstreamUnavailableError
 from aggregator.guard import Guard, answer
@@ -48,6 +49,11 @@ class GatewayServer:
 
     def build(self) -> Server[Any]:
         """The low-level SDK server with every handler registered."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging is deprecated in 2026-07-28, still served
+            return self._build()
+
+    def _build(self) -> Server[Any]:
         return Server(
             SERVER_NAME,
             version=SERVER_VERSION,
@@ -62,6 +68,7 @@ class GatewayServer:
             on_read_resource=self.read_resource,
             on_completion=self.complete,
             on_subscriptions_listen=self.listen,
+            on_set_logging_level=self.set_logging_level,
         )
 
     # visibility
@@ -208,6 +215,13 @@ class GatewayServer:
 
         name = params.ref.name if isinstance(params.ref, types.PromptReference) else params.ref.uri
         return await self._serve(ctx, "completion/complete", name, handle)
+
+    async def set_logging_level(self, ctx: Context, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        async def handle(principal: Principal) -> types.EmptyResult:
+            ctx.session._connection.state[LOG_LEVEL_STATE_KEY] = params.level
+            return types.EmptyResult()
+
+        return await self._serve(ctx, "logging/setLevel", params.level, handle)
 
     # plumbing
 
