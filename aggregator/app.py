@@ -39,7 +39,7 @@ from aggregator.policy.revocation import RevocationList
 from aggregator.policy.tokens import TokenVerifier
 from aggregator.server import GatewayServer
 from aggregator.upstreams.pool import UpstreamPool
-from aggregator.upstreams.upstream import Timings
+from aggregator.upstreams.upstream import Timings, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Gateway:
                 yield
             finally:
                 background.cancel_scope.cancel()
-                self.handlers.listen.close()
+                self.handlers.close_listeners()
         self.guard.audit.close()
 
     def _changed(self) -> None:
@@ -98,7 +98,17 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         if handlers is not None:
             handlers.notifier.changed()
 
-    pool = UpstreamPool(servers, timings, on_change=changed, scopes_of=lambda p: guard.policy.current.scopes_of(p))
+    async def resource_updated(upstream: Upstream, uri: str) -> None:
+        if handlers is not None:
+            await handlers.resource_updated(upstream.name, uri)
+
+    pool = UpstreamPool(
+        servers,
+        timings,
+        on_change=changed,
+        scopes_of=lambda p: guard.policy.current.scopes_of(p),
+        on_resource_updated=resource_updated,
+    )
     handlers = GatewayServer(catalog, pool, guard)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None

@@ -9,14 +9,17 @@ place where the gateway's exceptions become MCP errors (`answer`, `as_mcp_error`
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import anyio
 import mcp_types as types
 from mcp.client._input_required import run_input_required_driver
 from mcp.server import Server
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
-from mcp.server.subscriptions import ListenHandler
+from mcp.server.subscriptions import ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -45,7 +48,8 @@ class GatewayServer:
         self.pool = pool
         self.guard = guard
         self.notifier = Notifier(self.fingerprint)
-        self.listen = ListenHandler(self.notifier.bus)
+        self._listen = ListenHandler(self.notifier.bus)
+        self._followers: dict[str, weakref.WeakSet[Connection]] = {}
 
     def build(self) -> Server[Any]:
         """The low-level SDK server with every handler registered."""
@@ -68,8 +72,14 @@ class GatewayServer:
             on_read_resource=self.read_resource,
             on_completion=self.complete,
             on_subscriptions_listen=self.listen,
+            on_subscribe_resource=self.subscribe,
+            on_unsubscribe_resource=self.unsubscribe,
             on_set_logging_level=self.set_logging_level,
         )
+
+    def close_listeners(self) -> None:
+        """End every 2026-07-28 listen stream gracefully (at shutdown)."""
+        self._listen.close()
 
     # visibility
 
@@ -180,10 +190,7 @@ class GatewayServer:
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         async def handle(principal: Principal) -> types.ReadResourceResult | types.InputRequiredResult:
             self.guard.limiter.check(principal)
-            try:
-                server, original = self.catalog.resolve_resource(params.uri, self._may(principal, "resources/read"))
-            except UnknownNameError:
-                raise MCPError(types.INVALID_PARAMS, f"Unknown resource '{params.uri}'.", {"uri": params.uri}) from None
+            server, original = self._resolve_uri(params.uri, principal)
             upstream = self.pool.get(server)
 
             async def attempt(
@@ -215,6 +222,76 @@ class GatewayServer:
 
         name = params.ref.name if isinstance(params.ref, types.PromptReference) else params.ref.uri
         return await self._serve(ctx, "completion/complete", name, handle)
+
+    async def subscribe(self, ctx: Context, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        """2025-11-25: follow a resource; its updates reach this session only."""
+
+        async def handle(principal: Principal) -> types.EmptyResult:
+            server, original = self._resolve_uri(params.uri, principal)
+            followers = self._followers.setdefault(params.uri, weakref.WeakSet())
+            connection = ctx.session._connection
+            if connection not in followers:
+                await self.pool.get(server).follow(original)
+                followers.add(connection)
+            return types.EmptyResult()
+
+        return await self._serve(ctx, "resources/subscribe", params.uri, handle)
+
+    async def unsubscribe(self, ctx: Context, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        async def handle(principal: Principal) -> types.EmptyResult:
+            server, original = self._resolve_uri(params.uri, principal)
+            followers = self._followers.get(params.uri)
+            if followers is not None and ctx.session._connection in followers:
+                followers.discard(ctx.session._connection)
+                await self.pool.get(server).unfollow(original)
+            return types.EmptyResult()
+
+        return await self._serve(ctx, "resources/unsubscribe", params.uri, handle)
+
+    async def listen(
+        self, ctx: Context, params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """2026-07-28: one listen stream; resources the caller may not read are left out of it."""
+
+        async def handle(principal: Principal) -> types.SubscriptionsListenResult:
+            wanted = params.notifications.resource_subscriptions or []
+            followed: list[tuple[str, str]] = []
+            readable = []
+            for uri in wanted:
+                try:
+                    followed.append(self._resolve_uri(uri, principal))
+                    readable.append(uri)
+                except MCPError:
+                    continue
+            filtered = params.model_copy(
+                update={"notifications": params.notifications.model_copy(update={"resource_subscriptions": readable})}
+            )
+            for server, original in followed:
+                await self.pool.get(server).follow(original)
+            try:
+                return await self._listen(ctx, filtered)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for server, original in followed:
+                        await self.pool.get(server).unfollow(original)
+
+        return await self._serve(ctx, "subscriptions/listen", None, handle)
+
+    async def resource_updated(self, server: str, original_uri: str) -> None:
+        """An upstream resource changed: tell the sessions and listen streams that follow it."""
+        uri = exported_uri(self.catalog.prefix_of(server), original_uri)
+        await self.notifier.bus.publish(ResourceUpdated(uri))
+        for connection in list(self._followers.get(uri, ())):
+            try:
+                await connection.send_resource_updated(uri)
+            except Exception:  # noqa: BLE001 - per-session boundary: a gone session must not stop the others
+                self._followers[uri].discard(connection)
+
+    def _resolve_uri(self, uri: str, principal: Principal) -> tuple[str, str]:
+        try:
+            return self.catalog.resolve_resource(uri, self._may(principal, "resources/read"))
+        except UnknownNameError:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown resource '{uri}'.", {"uri": uri}) from None
 
     async def set_logging_level(self, ctx: Context, params: types.SetLevelRequestParams) -> types.EmptyResult:
         async def handle(principal: Principal) -> types.EmptyResult:

@@ -41,7 +41,7 @@ class BearerAuthMiddleware:
         app: ASGIApp,
         verifier: TokenVerifier | None,
         public_url: str | None,
-        protected: tuple[str, ...] = ("/mcp", "/sse", "/messages"),
+        protected: tuple[str, ...] = ("/mcp", "/sse", "/messages/"),
     ) -> None:
         self._app = app
         self._verifier = verifier
@@ -50,7 +50,9 @@ class BearerAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not any(path == p or path.startswith(p + "/") for p in self._protected):
+        if scope["type"] != "http" or not any(
+            path == p or (p.endswith("/") and path.startswith(p)) for p in self._protected
+        ):
             await self._app(scope, receive, send)
             return
         if self._verifier is None:

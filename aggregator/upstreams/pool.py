@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 
 import anyio
@@ -31,10 +31,13 @@ class UpstreamPool:
         timings: Timings,
         on_change: Callable[[UpstreamPool], None] | None = None,
         scopes_of: Callable[[Principal], frozenset[str]] = lambda principal: principal.scopes,
+        on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
     ) -> None:
         self._on_change = on_change
         self._upstreams = {
-            name: Upstream(name, spec, timings, self._upstream_changed, _auth_for(name, spec, scopes_of))
+            name: Upstream(
+                name, spec, timings, self._upstream_changed, _auth_for(name, spec, scopes_of), on_resource_updated
+            )
             for name, spec in servers.servers.items()
         }
         self._changed = anyio.Event()

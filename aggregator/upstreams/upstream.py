@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -20,14 +20,14 @@ import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
-from mcp.client.session import ClientRequestContext, IncomingMessage
+from mcp.client.session import IncomingMessage
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
-from mcp_types import CLIENT_CAPABILITIES_META_KEY
+from mcp.shared.subscriptions import ResourceUpdated
+from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
-from aggregator.caller import current_caller
 from aggregator.config import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.errors import (
     UpstreamProtocolError,
@@ -37,6 +37,13 @@ from aggregator.errors import (
 )
 from aggregator.upstreams.credentials import current_tool
 from aggregator.upstreams.listing import Listing, fetch_listing
+from aggregator.upstreams.relay import (
+    relay_elicitation,
+    relay_log,
+    relay_roots,
+    relay_sampling,
+    speak_for_the_caller,
+)
 from aggregator.upstreams.transports import open_transport
 
 logger = logging.getLogger(__name__)
@@ -80,10 +87,14 @@ class Upstream:
         timings: Timings,
         on_change: Callable[[Upstream], None],
         auth: httpx2.Auth | None = None,
+        on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self._auth = auth
+        self._on_resource_updated = on_resource_updated
+        self._followed: dict[str, int] = {}
+        self._refollow = anyio.Event()
         self._timings = timings
         self._on_change = on_change
         self.state = UpstreamState.CONNECTING if spec.enabled else UpstreamState.DISABLED
@@ -132,10 +143,10 @@ class Upstream:
             open_transport(self.spec, self._timings.connect_timeout, self._auth),
             mode="auto",
             message_handler=self._on_message,
-            sampling_callback=_relay_sampling,
-            elicitation_callback=_relay_elicitation,
-            list_roots_callback=_relay_roots,
-            logging_callback=_relay_log,
+            sampling_callback=relay_sampling,
+            elicitation_callback=relay_elicitation,
+            list_roots_callback=relay_roots,
+            logging_callback=relay_log,
             log_level="debug",
             client_info=types.Implementation(name="mcp-aggregator", version="0.1.0"),
             cache=None,
@@ -145,7 +156,7 @@ class Upstream:
         with anyio.CancelScope(deadline=anyio.current_time() + self._timings.connect_timeout) as connecting:
             try:
                 async with client:
-                    _speak_for_the_caller(client)
+                    speak_for_the_caller(client)
                     listing = await fetch_listing(client)
                     connecting.deadline = float("inf")
                     self._client = client
@@ -167,8 +178,11 @@ class Upstream:
     async def _serve(self, client: Client) -> None:
         """Wait for changes; re-list on `list_changed` and on every health interval; return when lost."""
         async with anyio.create_task_group() as tasks:
-            if client.protocol_version in MODERN_PROTOCOL_VERSIONS and _advertises_list_changed(client):
+            if client.protocol_version in MODERN_PROTOCOL_VERSIONS and _advertises_changes(client):
                 tasks.start_soon(self._listen, client)
+            else:
+                for uri in list(self._followed):  # a reconnected 2025-11-25 upstream forgot its subscriptions
+                    await self._refollow_upstream(uri, subscribe=True)
             while self._lost is None:
                 with anyio.move_on_after(self._timings.health_interval):
                     await self._wakeup.wait()
@@ -185,15 +199,62 @@ class Upstream:
         raise anyio.BrokenResourceError(self._lost)
 
     async def _listen(self, client: Client) -> None:
-        """2026-07-28 upstreams announce changes only on a `subscriptions/listen` stream."""
-        try:
-            async with client.listen(
-                tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True
-            ) as subscription:
-                async for _event in subscription:
-                    self._wakeup.set()
-        except (MCPError, *_CONNECTION_ERRORS) as error:
-            logger.info("upstream.listen_ended", extra={"upstream": self.name, "error": _describe(error)})
+        """2026-07-28 upstreams announce changes only on a `subscriptions/listen` stream.
+
+        The stream names the followed resources, so it is reopened whenever that set changes.
+        """
+        while True:
+            self._refollow = anyio.Event()
+            try:
+                async with (
+                    client.listen(
+                        tools_list_changed=True,
+                        prompts_list_changed=True,
+                        resources_list_changed=True,
+                        resource_subscriptions=sorted(self._followed),
+                    ) as subscription,
+                    anyio.create_task_group() as reopen,
+                ):
+                    reopen.start_soon(_cancel_when, self._refollow, reopen.cancel_scope)
+                    async for event in subscription:
+                        if isinstance(event, ResourceUpdated):
+                            await self._resource_updated(event.uri)
+                        else:
+                            self._wakeup.set()
+                    reopen.cancel_scope.cancel()
+            except (MCPError, *_CONNECTION_ERRORS) as error:
+                logger.info("upstream.listen_ended", extra={"upstream": self.name, "error": _describe(error)})
+                return
+            if not self._refollow.is_set():
+                return  # the upstream closed the stream on purpose
+
+    async def follow(self, uri: str) -> None:
+        """Start forwarding updates of the resource `uri` (refcounted across callers)."""
+        self._followed[uri] = self._followed.get(uri, 0) + 1
+        if self._followed[uri] == 1:
+            await self._refollow_upstream(uri, subscribe=True)
+
+    async def unfollow(self, uri: str) -> None:
+        """Stop forwarding updates of `uri` once no caller follows it any more."""
+        count = self._followed.get(uri, 0) - 1
+        if count > 0:
+            self._followed[uri] = count
+            return
+        self._followed.pop(uri, None)
+        await self._refollow_upstream(uri, subscribe=False)
+
+    async def _refollow_upstream(self, uri: str, *, subscribe: bool) -> None:
+        if self.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            self._refollow.set()
+            return
+        if subscribe:
+            await self._request(f"resources/subscribe '{uri}'", _subscribe(uri), TypeAdapter(types.EmptyResult))
+        else:
+            await self._request(f"resources/unsubscribe '{uri}'", _unsubscribe(uri), TypeAdapter(types.EmptyResult))
+
+    async def _resource_updated(self, uri: str) -> None:
+        if self._on_resource_updated is not None and uri in self._followed:
+            await self._on_resource_updated(self, uri)
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, Exception):
@@ -205,6 +266,8 @@ class Upstream:
             | types.ResourceListChangedNotification,
         ):
             self._wakeup.set()
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            await self._resource_updated(str(message.params.uri))
 
     def _mark_lost(self, reason: str) -> None:
         if self._lost is None:
@@ -279,7 +342,7 @@ class Upstream:
         try:
             with anyio.fail_after(self.spec.timeout):
                 # A union result (result or input request) is validated by a TypeAdapter.
-                return await client.session.send_request(request, result_type, progress_callback=progress)  # type: ignore[type-var]
+                result = await client.session.send_request(request, result_type, progress_callback=progress)  # type: ignore[type-var]
         except TimeoutError:
             raise UpstreamTimeoutError(self.name, label, self.spec.timeout) from None
         except MCPError as error:
@@ -293,6 +356,11 @@ class Upstream:
             reason = _describe(error)
             self._mark_lost(reason)
             raise UpstreamUnavailableError(self.name, reason) from None
+        # The gateway answers the caller: the upstream's identity stamp must not pass as the gateway's.
+        meta = getattr(result, "meta", None)
+        if isinstance(meta, dict):
+            meta.pop(SERVER_INFO_META_KEY, None)
+        return result
 
 
 _ResultT = TypeVar("_ResultT")
@@ -301,62 +369,26 @@ _PROMPT_RESULT = TypeAdapter(types.GetPromptResult | types.InputRequiredResult)
 _READ_RESULT = TypeAdapter(types.ReadResourceResult | types.InputRequiredResult)
 
 
-def _speak_for_the_caller(client: Client) -> None:
-    """On 2026-07-28 every request carries the client's capabilities; send the caller's, not the gateway's.
-
-    The gateway can relay sampling, elicitation and roots, but only for a caller that offers them:
-    with the caller's own capabilities the upstream refuses what the caller cannot answer
-    (-32021), exactly as if the caller were connected directly. The SDK has no per-request hook
-    for this, so the session's request stamp is wrapped.
-    """
-    session = client.session
-    stamp = session._stamp
-
-    def stamp_for_caller(data: dict[str, Any], options: Any) -> None:
-        stamp(data, options)
-        caller = current_caller.get()
-        meta = data.get("params", {}).get("_meta")
-        if caller is not None and isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
-            meta[CLIENT_CAPABILITIES_META_KEY] = caller.declared_capabilities()
-
-    session._stamp = stamp_for_caller
-
-
-def _advertises_list_changed(client: Client) -> bool:
+def _advertises_changes(client: Client) -> bool:
     capabilities = client.server_capabilities
-    return any(
+    subscribable = capabilities.resources is not None and bool(capabilities.resources.subscribe)
+    return subscribable or any(
         kind is not None and kind.list_changed
         for kind in (capabilities.tools, capabilities.prompts, capabilities.resources)
     )
 
 
-async def _relay(request: types.InputRequest) -> types.InputResponse | types.ErrorData:
-    caller = current_caller.get()
-    if caller is None:
-        return types.ErrorData(code=types.INVALID_REQUEST, message=f"No caller is waiting to answer {request.method}.")
-    return await caller.ask(request)
+def _subscribe(uri: str) -> types.ClientRequest:
+    return types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
 
 
-async def _relay_sampling(
-    context: ClientRequestContext, params: types.CreateMessageRequestParams
-) -> types.CreateMessageResult | types.ErrorData:
-    return await _relay(types.CreateMessageRequest(params=params))  # type: ignore[return-value]
+def _unsubscribe(uri: str) -> types.ClientRequest:
+    return types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
 
 
-async def _relay_elicitation(
-    context: ClientRequestContext, params: types.ElicitRequestParams
-) -> types.ElicitResult | types.ErrorData:
-    return await _relay(types.ElicitRequest(params=params))  # type: ignore[return-value]
-
-
-async def _relay_roots(context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
-    return await _relay(types.ListRootsRequest())  # type: ignore[return-value]
-
-
-async def _relay_log(params: types.LoggingMessageNotificationParams) -> None:
-    caller = current_caller.get()
-    if caller is not None:
-        await caller.log(params)
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 def _backoff(failures: int, initial: float, maximum: float) -> float:

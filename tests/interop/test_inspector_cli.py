@@ -1,0 +1,93 @@
+"""The MCP Inspector CLI (`@modelcontextprotocol/inspector` 2.12) against the gateway, in both eras.
+
+`--protocol-era legacy` runs the 2025-11-25 `initialize` handshake; `--protocol-era modern` pins
+2026-07-28 (`server/discover`) and fails if the gateway does not answer in that era.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS, Gateway
+from tests.interop.node import NODE_MODULES, Finished, requires, run_node
+
+pytestmark = [pytest.mark.anyio, requires("@modelcontextprotocol/inspector")]
+INSPECTOR = NODE_MODULES / ".bin" / "mcp-inspector"
+ERAS = ["legacy", "modern"]
+AUTH_REQUIRED_STATUS = 3  # the Inspector CLI exits with EXIT_CODES.AUTH_REQUIRED (3) on `auth_required`
+
+
+async def inspect(gateway: Gateway, era: str, home: Path, *method: str, bearer: str | None) -> Finished:
+    """One Inspector CLI run against the gateway, JSON output; without `bearer`, never start OAuth."""
+    credentials = ["--header", f"Authorization: Bearer {bearer}"] if bearer else ["--stored-auth-only"]
+    target = [gateway.url, "--transport", "http", "--protocol-era", era]
+    # The Inspector keeps state under ~/.mcp-inspector; secrets stay in memory.
+    env = {"HOME": str(home), "MCP_INSPECTOR_SECRET_STORE": "memory"}
+    return await run_node([INSPECTOR, "--cli", *target, *credentials, "--format", "json", *method], env=env)
+
+
+def result_of(finished: Finished) -> Any:
+    assert finished.status == 0, finished
+    return finished.last_json(finished.stdout)["result"]
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_inspector_lists_the_namespaced_tools_with_their_schemas(
+    gateway: Gateway, era: str, tmp_path: Path
+) -> None:
+    async with Client(gateway.weather_url) as direct:
+        upstream = {tool.name: tool for tool in (await direct.list_tools()).tools}
+    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "tools/list", bearer=gateway.token))
+    tools = {tool["name"]: tool for tool in listed["tools"]}
+    assert set(tools) == EXPORTED_TOOLS
+    for name, tool in upstream.items():
+        assert tools[f"weather__{name}"]["inputSchema"] == tool.input_schema
+        assert tools[f"weather__{name}"]["description"] == tool.description
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_inspector_calls_a_tool_and_gets_the_upstream_answer(
+    gateway: Gateway, era: str, tmp_path: Path
+) -> None:
+    async with Client(gateway.weather_url) as direct:
+        expected = await direct.call_tool("get_forecast", FORECAST_ARGUMENTS)
+    call = ["--method", "tools/call", "--tool-name", "weather__get_forecast", "--tool-arg", "city=Lisbon", "days=2"]
+    result = result_of(await inspect(gateway, era, tmp_path, *call, bearer=gateway.token))
+    assert not result.get("isError")
+    assert result["structuredContent"] == expected.structured_content
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_inspector_without_a_token_is_told_to_authenticate(
+    gateway: Gateway, era: str, tmp_path: Path
+) -> None:
+    mark = len(gateway.process.lines)
+    finished = await inspect(gateway, era, tmp_path, "--method", "tools/list", bearer=None)
+    assert finished.status == AUTH_REQUIRED_STATUS, finished
+    assert finished.last_json(finished.stderr)["error"]["code"] == "auth_required"
+    await gateway.process.wait_for(re.compile(r'auth\.rejected reason="no bearer token" path=/mcp '), 10, mark)
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_inspector_reads_an_upstream_resource(gateway: Gateway, era: str, tmp_path: Path) -> None:
+    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "resources/list", bearer=gateway.token))
+    uris = [resource["uri"] for resource in listed["resources"] if resource["uri"].endswith("weather://cities")]
+    assert len(uris) == 1, listed
+    read = ["--method", "resources/read", "--uri", uris[0]]
+    result = result_of(await inspect(gateway, era, tmp_path, *read, bearer=gateway.token))
+    assert "Reykjavik" in result["contents"][0]["text"]
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_inspector_gets_an_upstream_prompt(gateway: Gateway, era: str, tmp_path: Path) -> None:
+    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "prompts/list", bearer=gateway.token))
+    names = [prompt["name"] for prompt in listed["prompts"] if prompt["name"].endswith("plan_outdoor_day")]
+    assert len(names) == 1, listed
+    get = ["--method", "prompts/get", "--prompt-name", names[0], "--prompt-args", "city=Oslo"]
+    result = result_of(await inspect(gateway, era, tmp_path, *get, bearer=gateway.token))
+    assert "outdoors in Oslo" in result["messages"][0]["content"]["text"]
