@@ -17,7 +17,7 @@ from mcp import Client, MCPError
 from mcp.client.session import ClientRequestContext, IncomingMessage
 
 from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, http_upstream, wait_connected
-from tests.processes import run_process
+from tests.processes import RunningProcess, run_process
 
 pytestmark = pytest.mark.anyio
 MODES = ["legacy", "auto"]
@@ -28,13 +28,14 @@ class Stack:
     gateway: str
     fixture: str
     echo: str
+    echo_process: RunningProcess
 
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     servers_file = tmp_path_factory.mktemp("fidelity") / "servers.yaml"
     fixture_argv = [sys.executable, "tests/servers/conformance_server.py", "--host", "127.0.0.1", "--port", "0"]
-    async with run_process(fixture_argv, cwd=REPOSITORY) as fixture, http_upstream("echo") as (echo_url, _):
+    async with run_process(fixture_argv, cwd=REPOSITORY) as fixture, http_upstream("echo") as (echo_url, echo):
         fixture_url = (await fixture.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)).split()[1]
         servers = {
             "conf": {"transport": "streamable-http", "url": fixture_url, "prefix": "c"},
@@ -44,7 +45,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         async with gateway_process(servers_file) as (url, gateway):
             for name in servers:
                 await wait_connected(gateway, name)
-            yield Stack(url, fixture_url, echo_url)
+            yield Stack(url, fixture_url, echo_url, echo)
 
 
 def text_of(result: types.CallToolResult | types.GetPromptResult) -> str:
@@ -173,3 +174,14 @@ async def test_a_2026_listener_hears_that_the_tool_list_changed(stack: Stack) ->
         after = {t.name for t in (await client.list_tools(cache_mode="refresh")).tools}
     assert type(event).__name__ == "ToolsListChanged"
     assert before ^ after == {"c__test_added_tool"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_cancelled_call_is_cancelled_upstream(stack: Stack, mode: str) -> None:
+    mark = len(stack.echo_process.lines)
+    async with Client(stack.gateway, mode=mode) as client:
+        with anyio.move_on_after(0.5):
+            await client.call_tool("echo__slow", {"seconds": 30})
+        await stack.echo_process.wait_for(re.compile(r"^CANCELLED slow after 0\.\d s"), 10, mark)
+        # The shared upstream session is still fine for the next call.
+        assert text_of(await client.call_tool("echo__echo", {"text": "after"})) == "after"

@@ -9,6 +9,7 @@ Run: `python -m examples.servers.echo --host 127.0.0.1 --port 8002`
 from __future__ import annotations
 
 import math
+import sys
 from typing import Annotated, Any
 
 import anyio
@@ -52,11 +53,16 @@ def create_server() -> MCPServer[Any]:
         """Wait for the given number of seconds, reporting progress every 0.1 s, then say how long it waited.
         Use it to test timeouts, cancellation and progress notifications."""
         waited = 0.0
-        for step in range(1, math.ceil(seconds / PROGRESS_INTERVAL) + 1):
-            target = min(step * PROGRESS_INTERVAL, seconds)
-            await anyio.sleep(target - waited)
-            waited = target
-            await ctx.report_progress(round(waited, 3), seconds, f"Waited {waited:.1f} of {seconds:g} s.")
+        try:
+            for step in range(1, math.ceil(seconds / PROGRESS_INTERVAL) + 1):
+                target = min(step * PROGRESS_INTERVAL, seconds)
+                await anyio.sleep(target - waited)
+                waited = target
+                await ctx.report_progress(round(waited, 3), seconds, f"Waited {waited:.1f} of {seconds:g} s.")
+        except anyio.get_cancelled_exc_class():
+            # Tests wait for this line to prove a caller's cancellation reached the upstream.
+            print(f"CANCELLED slow after {waited:.1f} s", file=sys.stderr, flush=True)
+            raise
         return f"Waited {seconds:g} s."
 
     @server.tool()
