@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from aggregator.catalog import Catalog
-from aggregator.config import ServersFile, Settings
+from aggregator.config import Settings
 from aggregator.guard import Guard
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.http import BearerAuthMiddleware, metadata_routes
@@ -38,6 +38,7 @@ from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.tokens import TokenVerifier
 from aggregator.server import GatewayServer
+from aggregator.servers import ServersFile
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Timings, Upstream
 
@@ -79,7 +80,7 @@ class Gateway:
 
 def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     """Create (without starting) the policy, pool, catalog and downstream server for `servers`."""
-    catalog = Catalog(servers)
+    catalog = Catalog()
     timings = Timings(
         connect_timeout=settings.connect_timeout,
         health_interval=settings.health_interval,
@@ -110,6 +111,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         on_resource_updated=resource_updated,
     )
     handlers = GatewayServer(catalog, pool, guard)
+    catalog.rebuild(pool)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None
     if settings.auth.enabled:

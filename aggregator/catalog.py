@@ -18,8 +18,8 @@ from typing import Generic, TypeVar
 
 import mcp_types as types
 
-from aggregator.config import ServersFile, exported_prefix
 from aggregator.errors import UnknownNameError
+from aggregator.servers import exported_prefix
 from aggregator.upstreams.upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ def _everything(entry: Entry[_ItemT]) -> bool:
 class Catalog:
     """Every upstream's capabilities under their exported names; rebuilt whenever an upstream changes."""
 
-    def __init__(self, servers: ServersFile) -> None:
-        self._prefixes = {name: exported_prefix(name, spec) for name, spec in servers.servers.items()}
+    def __init__(self) -> None:
+        self._prefixes: dict[str, str] = {}
         self._tools: dict[str, Entry[types.Tool]] = {}
         self._prompts: dict[str, Entry[types.Prompt]] = {}
         self._resources: dict[str, Entry[types.Resource]] = {}
@@ -75,6 +75,7 @@ class Catalog:
         them fails with an error naming the upstream rather than an unknown name.
         """
         upstreams = list(upstreams)
+        self._prefixes = {u.name: exported_prefix(u.name, u.spec) for u in upstreams}
         maps = (
             self._build(upstreams, lambda u: u.listing.tools, "name", exported_name),
             self._build(upstreams, lambda u: u.listing.prompts, "name", exported_name),

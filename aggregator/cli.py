@@ -16,7 +16,7 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 
 from aggregator.app import LOOPBACK, Gateway, build_gateway, create_app
-from aggregator.config import ServersFile, Settings, load_servers, load_settings
+from aggregator.config import Settings, load_settings
 from aggregator.errors import AccessDeniedError, AuthenticationError, ConfigError
 from aggregator.logs import configure_logging
 from aggregator.policy.http import INSECURE_DEV_PRINCIPAL
@@ -24,6 +24,7 @@ from aggregator.policy.principal import Principal, current_principal
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.scopes import describe, load_scopes
 from aggregator.policy.vending import mint_token
+from aggregator.servers import ServersFile, load_servers
 from aggregator.upstreams.pool import UpstreamPool
 
 logger = logging.getLogger(__name__)

@@ -6,6 +6,7 @@
     ├── AccessDeniedError    the caller may not do what it asked; says what was missing
     ├── RateLimitedError     the caller is over its rate limit; says when to retry
     ├── UnknownNameError     a caller named a tool/prompt/resource the catalog does not have
+    ├── NginxError           a rendered nginx config failed validation, or nginx could not be reloaded
     └── UpstreamError        something went wrong talking to one upstream (names it)
         ├── UpstreamUnavailableError   not connected (down, starting, or reconnecting)
         ├── UpstreamTimeoutError       no answer within the upstream's timeout
@@ -127,3 +128,10 @@ class UpstreamProtocolError(UpstreamError):
     def __init__(self, upstream: str, method: str) -> None:
         self.method = method
         super().__init__(upstream, f"Upstream '{upstream}' sent an invalid answer to {method}.")
+
+
+class NginxError(GatewayError):
+    """Raised when nginx refuses a rendered config (`nginx -t`) or cannot be signalled to reload.
+
+    The running nginx keeps its previous config; the message carries nginx's own explanation.
+    """

@@ -6,8 +6,8 @@ import mcp_types as types
 import pytest
 
 from aggregator.catalog import Catalog
-from aggregator.config import ServersFile
 from aggregator.errors import UnknownNameError
+from aggregator.servers import ServersFile
 from aggregator.upstreams.listing import Listing
 from aggregator.upstreams.upstream import Timings, Upstream
 
@@ -23,7 +23,7 @@ def catalog_of(config: dict[str, dict[str, object]], tools: dict[str, list[str]]
             tools=tuple(types.Tool(name=t, input_schema={"type": "object"}) for t in tools.get(name, []))
         )
         upstreams.append(upstream)
-    catalog = Catalog(servers)
+    catalog = Catalog()
     catalog.rebuild(upstreams)
     return catalog
 
@@ -65,7 +65,7 @@ def test_unknown_names_come_with_close_suggestions() -> None:
 def test_the_version_changes_only_when_the_listing_does() -> None:
     servers = ServersFile.model_validate({"servers": {"a": stdio()}})
     upstream = Upstream("a", servers.servers["a"], TIMINGS, on_change=lambda _: None)
-    catalog = Catalog(servers)
+    catalog = Catalog()
     upstream.listing = Listing(tools=(types.Tool(name="t", input_schema={"type": "object"}),))
     catalog.rebuild([upstream])
     first = catalog.version

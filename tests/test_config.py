@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers, load_settings
+from aggregator.config import load_settings
 from aggregator.errors import ConfigError
+from aggregator.servers import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
 from tests.conftest import REPOSITORY
 
 

@@ -15,15 +15,15 @@ from contextvars import ContextVar
 import anyio
 import httpx2
 
-from aggregator.config import (
+from aggregator.errors import UpstreamUnavailableError
+from aggregator.policy.principal import Principal, current_principal
+from aggregator.servers import (
     BearerAuthSettings,
     ClientCredentialsAuthSettings,
     IdentityHeader,
     SigV4AuthSettings,
     UpstreamAuthSettings,
 )
-from aggregator.errors import UpstreamUnavailableError
-from aggregator.policy.principal import Principal, current_principal
 
 current_tool: ContextVar[str | None] = ContextVar("current_tool", default=None)
 """The upstream tool being called, for the `X-Tool-Name` identity header."""

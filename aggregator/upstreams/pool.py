@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
-from aggregator.config import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.errors import UnknownNameError
 from aggregator.policy.principal import Principal
+from aggregator.servers import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.credentials import UpstreamAuth
 from aggregator.upstreams.upstream import Timings, Upstream, UpstreamState
 
@@ -34,20 +34,23 @@ class UpstreamPool:
         on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
     ) -> None:
         self._on_change = on_change
-        self._upstreams = {
-            name: Upstream(
-                name, spec, timings, self._upstream_changed, _auth_for(name, spec, scopes_of), on_resource_updated
-            )
-            for name, spec in servers.servers.items()
-        }
+        self._timings = timings
+        self._scopes_of = scopes_of
+        self._on_resource_updated = on_resource_updated
+        self._upstreams = {name: self._new(name, spec) for name, spec in servers.servers.items()}
+        self._scopes: dict[str, anyio.CancelScope] = {}
         self._changed = anyio.Event()
         self._task_group: TaskGroup | None = None
+
+    def _new(self, name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream) -> Upstream:
+        auth = _auth_for(name, spec, self._scopes_of)
+        return Upstream(name, spec, self._timings, self._upstream_changed, auth, self._on_resource_updated)
 
     async def __aenter__(self) -> UpstreamPool:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for upstream in self._upstreams.values():
-            self._task_group.start_soon(upstream.run, name=f"upstream:{upstream.name}")
+            await self._task_group.start(self._supervise, upstream)
         return self
 
     async def __aexit__(
@@ -57,9 +60,43 @@ class UpstreamPool:
         traceback: TracebackType | None,
     ) -> bool | None:
         assert self._task_group is not None
-        # Each upstream's teardown is shielded and bounded (Upstream._connect_and_serve).
+        # Each upstream's teardown is bounded by the SDK (stdio: close stdin, wait, kill the tree).
         self._task_group.cancel_scope.cancel()
         return await self._task_group.__aexit__(exc_type, exc_value, traceback)
+
+    async def _supervise(self, upstream: Upstream, *, task_status: TaskStatus[None]) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes[upstream.name] = scope
+            task_status.started()
+            await upstream.run()
+
+    async def apply(self, servers: ServersFile) -> None:
+        """Make the running upstreams match `servers`: start new ones, stop removed ones, restart changed ones."""
+        assert self._task_group is not None
+        current = self._upstreams
+        updated: dict[str, Upstream] = {}
+        for name, spec in servers.servers.items():
+            existing = current.get(name)
+            if existing is not None and existing.spec == spec:
+                updated[name] = existing
+                continue
+            if existing is not None:
+                self._stop(name)
+            updated[name] = self._new(name, spec)
+            logger.info("upstream.added" if existing is None else "upstream.reconfigured", extra={"upstream": name})
+        for name in current.keys() - updated.keys():
+            self._stop(name)
+            logger.info("upstream.removed", extra={"upstream": name})
+        self._upstreams = updated
+        for name, upstream in updated.items():
+            if current.get(name) is not upstream:
+                await self._task_group.start(self._supervise, upstream)
+        self._upstream_changed(None)
+
+    def _stop(self, name: str) -> None:
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
 
     def __iter__(self) -> Iterator[Upstream]:
         return iter(self._upstreams.values())
@@ -71,7 +108,7 @@ class UpstreamPool:
         except KeyError:
             raise UnknownNameError("server", name, []) from None
 
-    def _upstream_changed(self, upstream: Upstream) -> None:
+    def _upstream_changed(self, upstream: Upstream | None) -> None:
         if self._on_change is not None:
             self._on_change(self)
         self._changed.set()

@@ -28,13 +28,13 @@ from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
-from aggregator.config import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.errors import (
     UpstreamProtocolError,
     UpstreamRejectedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from aggregator.servers import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.credentials import current_tool
 from aggregator.upstreams.listing import Listing, fetch_listing
 from aggregator.upstreams.relay import (

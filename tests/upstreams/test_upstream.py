@@ -13,8 +13,8 @@ import anyio
 import mcp_types as types
 import pytest
 
-from aggregator.config import ServersFile
 from aggregator.errors import UpstreamUnavailableError
+from aggregator.servers import ServersFile
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Timings, UpstreamState
 from tests.conftest import REPOSITORY, http_upstream
