@@ -5,6 +5,7 @@
 /healthz    liveness: the process answers
 /readyz     readiness: 200 when every enabled upstream is connected, else 503; JSON either way
 /.well-known/oauth-protected-resource[/mcp]   RFC 9728 metadata for OAuth-capable hosts
+/auth/validate   nginx auth_request: the policy decision on one passthrough request
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from aggregator.admin import Admin
 from aggregator.catalog import Catalog
 from aggregator.config import Settings
 from aggregator.guard import Guard
@@ -37,6 +39,8 @@ from aggregator.policy.ratelimit import RateLimiter
 from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.tokens import TokenVerifier
+from aggregator.policy.validate import validate_routes
+from aggregator.registry import Registry
 from aggregator.server import GatewayServer
 from aggregator.servers import ServersFile
 from aggregator.upstreams.pool import UpstreamPool
@@ -57,6 +61,7 @@ class Gateway:
     guard: Guard
     verifier: TokenVerifier | None
     http: httpx2.AsyncClient
+    registry: Registry
     handlers: GatewayServer
     server: Server[Any]
 
@@ -67,6 +72,7 @@ class Gateway:
             background.start_soon(self.handlers.notifier.run)
             background.start_soon(self.guard.policy.watch, self.settings.scopes_reload_interval, self._changed)
             background.start_soon(_announce_connected, self.pool)
+            background.start_soon(self.registry.watch, self.settings.servers_reload_interval)
             try:
                 yield
             finally:
@@ -110,13 +116,15 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         scopes_of=lambda p: guard.policy.current.scopes_of(p),
         on_resource_updated=resource_updated,
     )
+    registry = Registry(settings.servers_file, servers, pool.apply)
     handlers = GatewayServer(catalog, pool, guard)
+    handlers.admin = Admin(settings, registry, pool, catalog, guard)
     catalog.rebuild(pool)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None
     if settings.auth.enabled:
         verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
-    return Gateway(settings, pool, catalog, guard, verifier, http, handlers, handlers.build())
+    return Gateway(settings, pool, catalog, guard, verifier, http, registry, handlers, handlers.build())
 
 
 def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Starlette:
@@ -144,7 +152,12 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
             for u in gateway.pool
         }
         ready = gateway.pool.all_connected()
-        body = {"ready": ready, "upstreams": upstreams, "policy_error": gateway.guard.policy.error}
+        body = {
+            "ready": ready,
+            "upstreams": upstreams,
+            "policy_error": gateway.guard.policy.error,
+            "registry_error": gateway.registry.error,
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @asynccontextmanager
@@ -161,6 +174,7 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *metadata_routes(settings.public_url, settings.auth.authorization_servers),
+        *validate_routes(gateway.verifier, gateway.guard, settings.public_url, settings.auth.authorization_servers),
     ]
     middleware = [Middleware(BearerAuthMiddleware, verifier=gateway.verifier, public_url=settings.public_url)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from aggregator.errors import (
     AccessDeniedError,
     AuthenticationError,
+    ConfigError,
     GatewayError,
     RateLimitedError,
     UnknownNameError,
@@ -100,6 +101,8 @@ def as_mcp_error(error: GatewayError) -> MCPError:
         return MCPError(UNAUTHENTICATED, "Authentication required.")
     if isinstance(error, AccessDeniedError):
         return MCPError(types.INVALID_REQUEST, str(error))
+    if isinstance(error, ConfigError):
+        return MCPError(types.INVALID_PARAMS, str(error), {"issues": [str(issue) for issue in error.issues]})
     if isinstance(error, UpstreamError):
         data: dict[str, object] = {"upstream": error.upstream}
         if isinstance(error, UpstreamTimeoutError):

@@ -23,6 +23,7 @@ from mcp.server.subscriptions import ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from aggregator.admin import Admin
 from aggregator.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller
 from aggregator.catalog import SEPARATOR, Catalog, Entry, exported_uri
 from aggregator.errors import UnknownNameError, UpstreamUnavailableError
@@ -47,6 +48,7 @@ class GatewayServer:
         self.catalog = catalog
         self.pool = pool
         self.guard = guard
+        self.admin: Admin | None = None
         self.notifier = Notifier(self.fingerprint)
         self._listen = ListenHandler(self.notifier.bus)
         self._followers: dict[str, weakref.WeakSet[Connection]] = {}
@@ -86,13 +88,18 @@ class GatewayServer:
     def fingerprint(self, principal: Principal) -> Fingerprints:
         """What `principal` sees, hashed; the notifier compares these to decide whom to tell."""
         return (
-            digest([e.item for e in self.catalog.tools(self._sees_tool(principal))]),
+            digest(self._admin_tools(principal) + [e.item for e in self.catalog.tools(self._sees_tool(principal))]),
             digest([e.item for e in self.catalog.prompts(self._sees_prompt(principal))]),
             digest(
                 [e.item for e in self.catalog.resources(self._sees_resource(principal))]
                 + [e.item for e in self.catalog.templates(self._sees_resource(principal))]
             ),
         )
+
+    def _admin_tools(self, principal: Principal) -> list[types.Tool]:
+        if self.admin is None:
+            return []
+        return [tool.tool() for name, tool in self.admin.tools.items() if self.admin.visible(principal, name)]
 
     def _sees_tool(self, principal: Principal) -> Callable[[Entry[types.Tool]], bool]:
         policy = self.guard.policy.current
@@ -114,7 +121,9 @@ class GatewayServer:
 
     async def list_tools(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         async def handle(principal: Principal) -> types.ListToolsResult:
-            return types.ListToolsResult(tools=[e.item for e in self.catalog.tools(self._sees_tool(principal))])
+            return types.ListToolsResult(
+                tools=self._admin_tools(principal) + [e.item for e in self.catalog.tools(self._sees_tool(principal))]
+            )
 
         return await self._serve(ctx, "tools/list", None, handle)
 
@@ -123,6 +132,12 @@ class GatewayServer:
     ) -> types.CallToolResult | types.InputRequiredResult:
         async def handle(principal: Principal) -> types.CallToolResult | types.InputRequiredResult:
             self.guard.limiter.check(principal)
+            if (
+                self.admin is not None
+                and params.name in self.admin.tools
+                and self.admin.visible(principal, params.name)
+            ):
+                return await self.admin.call(principal, params.name, params.arguments)
             entry = self._resolve_tool(params.name, principal)
             upstream = self.pool.get(entry.upstream)
             wants_progress = params.meta is not None and params.meta.get("progress_token") is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 
 from aggregator.errors import ConfigError
+from aggregator.files import stamp
 from aggregator.policy.scopes import Policy, describe, empty_policy, load_scopes
 
 logger = logging.getLogger(__name__)
@@ -20,10 +21,10 @@ class PolicyHolder:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.error: str | None = None
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int] | None = None
         self.current = empty_policy() if path is None else Policy(load_scopes(path))
         if path is not None:
-            self._stamp = _stamp(path)
+            self._stamp = stamp(path)
             logger.info("policy.loaded", extra={"file": str(path), **describe(self.current.file)})
 
     async def watch(self, interval: float, on_change: Callable[[], None]) -> None:
@@ -38,10 +39,10 @@ class PolicyHolder:
     def reload_if_changed(self) -> bool:
         """Re-read the file if it changed; return whether a new policy is in force."""
         assert self.path is not None
-        stamp = _stamp(self.path)
-        if stamp == self._stamp:
+        current = stamp(self.path)
+        if current == self._stamp:
             return False
-        self._stamp = stamp
+        self._stamp = current
         try:
             policy = Policy(load_scopes(self.path))
         except ConfigError as error:
@@ -52,11 +53,3 @@ class PolicyHolder:
         self.error = None
         logger.info("policy.reloaded", extra={"file": str(self.path), **describe(policy.file)})
         return True
-
-
-def _stamp(path: Path) -> tuple[float, int] | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return (status.st_mtime, status.st_size)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from aggregator.errors import ConfigError, ConfigIssue
+from aggregator.files import locked, write_atomically
 
 
 class RevocationList:
@@ -15,23 +14,24 @@ class RevocationList:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._revoked: set[str] = set()
-        if path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                self._revoked = {str(jti) for jti in data["revoked"]}
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise ConfigError([ConfigIssue(str(path), "revoked", f"unreadable revocation list: {error}")]) from None
+        self._revoked = self._read()
+
+    def _read(self) -> set[str]:
+        if not self._path.exists():
+            return set()
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+            return {str(jti) for jti in data["revoked"]}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            issue = ConfigIssue(str(self._path), "revoked", f"unreadable revocation list: {error}")
+            raise ConfigError([issue]) from None
 
     def contains(self, jti: str) -> bool:
         return jti in self._revoked
 
     def revoke(self, jti: str) -> None:
         """Add `jti` and persist (temp file + rename, so a crash never leaves half a file)."""
-        self._revoked.add(jti)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self._path.parent, delete=False, encoding="utf-8") as handle:
-            json.dump({"revoked": sorted(self._revoked)}, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, self._path)
+        with locked(self._path):
+            self._revoked |= self._read()
+            self._revoked.add(jti)
+            write_atomically(self._path, json.dumps({"revoked": sorted(self._revoked)}, indent=1))

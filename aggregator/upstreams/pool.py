@@ -125,7 +125,7 @@ class UpstreamPool:
 
     def all_connected(self) -> bool:
         """Whether every enabled upstream has a live session."""
-        return all(u.state in (UpstreamState.HEALTHY, UpstreamState.DISABLED) for u in self)
+        return all(u.state in (UpstreamState.HEALTHY, UpstreamState.DEGRADED, UpstreamState.DISABLED) for u in self)
 
 
 def _auth_for(

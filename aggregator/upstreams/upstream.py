@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -63,7 +64,9 @@ class UpstreamState(StrEnum):
 
     CONNECTING = "connecting"
     HEALTHY = "healthy"
+    DEGRADED = "degraded"  # connected, but slow (a probe took over half the timeout)
     UNHEALTHY = "unhealthy"
+    AUTH_EXPIRED = "auth-expired"  # refused our credential (HTTP 401/403)
     DISABLED = "disabled"
 
 
@@ -99,6 +102,8 @@ class Upstream:
         self._on_change = on_change
         self.state = UpstreamState.CONNECTING if spec.enabled else UpstreamState.DISABLED
         self.last_error: str | None = None
+        self.last_check: float | None = None  # wall-clock time of the last successful listing
+        self.latency_ms: float | None = None
         self.protocol_version: str | None = None
         self.listing = Listing()
         self._client: Client | None = None
@@ -157,13 +162,13 @@ class Upstream:
             try:
                 async with client:
                     speak_for_the_caller(client)
-                    listing = await fetch_listing(client)
+                    listing = await self._probe(client)
                     connecting.deadline = float("inf")
                     self._client = client
                     self.protocol_version = client.protocol_version
                     self.listing = listing
-                    self.state = UpstreamState.HEALTHY
                     self.last_error = None
+                    self._grade()
                     logger.info(
                         "upstream.connected",
                         extra={"upstream": self.name, "era": self.protocol_version, "tools": len(listing.tools)},
@@ -190,7 +195,8 @@ class Upstream:
                 if self._lost is not None:
                     break
                 with anyio.fail_after(self.spec.timeout):
-                    listing = await fetch_listing(client)
+                    listing = await self._probe(client)
+                self._grade()
                 if listing != self.listing:
                     self.listing = listing
                     logger.info("upstream.listing_changed", extra={"upstream": self.name, "tools": len(listing.tools)})
@@ -269,14 +275,43 @@ class Upstream:
         elif isinstance(message, types.ResourceUpdatedNotification):
             await self._resource_updated(str(message.params.uri))
 
+    async def _probe(self, client: Client) -> Listing:
+        """List everything; the time it takes is the upstream's latency."""
+        started = anyio.current_time()
+        listing = await fetch_listing(client)
+        self.latency_ms = round((anyio.current_time() - started) * 1000, 1)
+        self.last_check = time.time()
+        return listing
+
+    def _grade(self) -> None:
+        slow = self.latency_ms is not None and self.latency_ms > self.spec.timeout * 500
+        state = UpstreamState.DEGRADED if slow else UpstreamState.HEALTHY
+        if state is not self.state:
+            self.state = state
+            self._on_change(self)
+
+    async def refresh(self) -> None:
+        """Re-list now (admin `refresh_service`); returns once the listing is current."""
+        client = self._client
+        if client is None:
+            raise UpstreamUnavailableError(self.name, self.last_error or "still connecting")
+        with anyio.fail_after(self.spec.timeout):
+            listing = await self._probe(client)
+        self._grade()
+        if listing != self.listing:
+            self.listing = listing
+            self._on_change(self)
+
     def _mark_lost(self, reason: str) -> None:
         if self._lost is None:
             self._lost = reason
             self._wakeup.set()
 
     def _set_unhealthy(self, reason: str) -> None:
-        changed = self.state is not UpstreamState.UNHEALTHY or self.last_error != reason
-        self.state = UpstreamState.UNHEALTHY
+        refused = any(f"'{code} " in reason or f" {code} " in reason for code in (401, 403))
+        state = UpstreamState.AUTH_EXPIRED if refused else UpstreamState.UNHEALTHY
+        changed = self.state is not state or self.last_error != reason
+        self.state = state
         self.last_error = reason
         if changed:
             logger.warning("upstream.unhealthy", extra={"upstream": self.name, "error": reason})

@@ -170,7 +170,11 @@ async def connect(url: str, bearer: str, mode: str = "auto") -> AsyncIterator[Cl
 async def principals(secured: Secured) -> dict[str, tuple[str, set[str]]]:
     """Each principal's token and exactly the tools scopes.yml lets it call."""
     return {
-        "platform via OIDC groups": (await secured.provider.token("platform-app", "platform-secret", "mcp"), ALL),
+        # server "*" includes the gateway's own server: generate_token needs no UI permission, list_services does.
+        "platform via OIDC groups": (
+            await secured.provider.token("platform-app", "platform-secret", "mcp"),
+            ALL | {"generate_token"},
+        ),
         "notes via OIDC groups": (await secured.provider.token("notes-app", "notes-secret", "mcp"), NOTES),
         "forecast only": (token("fc", ["weather/forecast"]), {"weather__get_forecast"}),
         "list-only scope and list_* tools": (

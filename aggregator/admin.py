@@ -1,0 +1,276 @@
+"""The gateway's own management tools, with mcp-gateway-registry's names.
+
+Each tool runs as the calling principal, never as a shared admin: it is visible (and callable)
+only when scopes.yml lets the principal call it on the gateway's server (`mcpgw`) AND, for
+actions on servers, when `UI-Scopes` grants the matching permission for that server. Every call
+is audited like any other (`guard.answer`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import mcp_types as types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aggregator.admin_checks import check_command, check_url
+from aggregator.catalog import Catalog
+from aggregator.config import Settings
+from aggregator.errors import AccessDeniedError, UnknownNameError
+from aggregator.guard import Guard
+from aggregator.policy.principal import Principal
+from aggregator.policy.ratelimit import RateLimiter
+from aggregator.policy.vending import mint_token
+from aggregator.registry import RawServers, Registry
+from aggregator.servers import SERVER_NAME_PATTERN
+from aggregator.upstreams.pool import UpstreamPool
+from aggregator.upstreams.upstream import Upstream
+
+Permission = Literal["list_service", "register_service", "toggle_service", "modify_service", "health_check_service"]
+
+
+class _Arguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoArguments(_Arguments):
+    pass
+
+
+class ServiceName(_Arguments):
+    service_name: str = Field(pattern=SERVER_NAME_PATTERN, description="The registered server's name.")
+
+
+class Toggle(ServiceName):
+    enabled: bool = Field(description="true to enable the server, false to disable it.")
+
+
+class Register(_Arguments):
+    service_name: str = Field(pattern=SERVER_NAME_PATTERN, description="Name: 1-32 chars of a-z, 0-9, '-'.")
+    transport: Literal["streamable-http", "sse", "stdio"] = "streamable-http"
+    url: str | None = Field(default=None, description="The server's MCP URL (streamable-http, sse).")
+    command: str | None = Field(default=None, description="The command (stdio; must be on the allowlist).")
+    args: list[str] = Field(default_factory=list, description="Command arguments (stdio).")
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    prefix: str | None = Field(default=None, description="Namespace of exported names; default: the name.")
+    timeout: float | None = Field(default=None, gt=0, le=600)
+
+
+class MintRequest(_Arguments):
+    scopes: list[str] = Field(description="Scopes for the token: a subset of your own.")
+    ttl_seconds: int = Field(default=3600, gt=0, description="Lifetime of the token.")
+
+
+@dataclass(frozen=True, slots=True)
+class AdminTool:
+    """One management tool: its arguments model, the UI permission it needs, and what it does."""
+
+    name: str
+    description: str
+    arguments: type[_Arguments]
+    permission: Permission | None
+    run: Callable[[Principal, Any], Awaitable[Any]]
+
+    def tool(self) -> types.Tool:
+        schema = self.arguments.model_json_schema()
+        schema.pop("title", None)
+        return types.Tool(
+            name=self.name,
+            description=self.description,
+            input_schema=schema,
+            annotations=types.ToolAnnotations(read_only_hint=self.permission in (None, "list_service")),
+        )
+
+
+class Admin:
+    """The management tools of one gateway."""
+
+    def __init__(
+        self, settings: Settings, registry: Registry, pool: UpstreamPool, catalog: Catalog, guard: Guard
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._pool = pool
+        self._catalog = catalog
+        self._guard = guard
+        self._minting = RateLimiter(rate=0.2, burst=10)
+        self.tools = {
+            tool.name: tool
+            for tool in (
+                AdminTool(
+                    "list_services",
+                    "List the registered MCP servers with their health.",
+                    NoArguments,
+                    "list_service",
+                    self._list,
+                ),
+                AdminTool(
+                    "healthcheck",
+                    "Health of every server you may see: state, latency, tools, last error.",
+                    NoArguments,
+                    "list_service",
+                    self._list,
+                ),
+                AdminTool(
+                    "register_service",
+                    "Register an MCP server with the gateway.",
+                    Register,
+                    "register_service",
+                    self._register,
+                ),
+                AdminTool("remove_service", "Remove a registered server.", ServiceName, "modify_service", self._remove),
+                AdminTool(
+                    "toggle_service", "Enable or disable a registered server.", Toggle, "toggle_service", self._toggle
+                ),
+                AdminTool(
+                    "refresh_service",
+                    "Re-list a server's tools, resources and prompts now.",
+                    ServiceName,
+                    "health_check_service",
+                    self._refresh,
+                ),
+                AdminTool(
+                    "generate_token",
+                    "Mint a gateway token for yourself with a subset of your scopes.",
+                    MintRequest,
+                    None,
+                    self._mint,
+                ),
+            )
+        }
+
+    def visible(self, principal: Principal, name: str) -> bool:
+        """Whether `principal` may see and call the admin tool `name`."""
+        tool = self.tools[name]
+        policy = self._guard.policy.current
+        if not policy.allows(principal, self._settings.gateway_server_name, "tools/call", name):
+            return False
+        return tool.permission is None or policy.may_administer(principal, tool.permission)
+
+    async def call(self, principal: Principal, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+        """Validate the arguments and run the tool as `principal`."""
+        tool = self.tools[name]
+        try:
+            parsed = tool.arguments.model_validate(arguments or {})
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in error.errors())
+            return _error(f"Invalid arguments for {name}: {problems}")
+        result = await tool.run(principal, parsed)
+        return types.CallToolResult(
+            content=[types.TextContent(text=json.dumps(result, indent=1, default=str))],
+            structured_content={"result": result} if not isinstance(result, dict) else result,
+        )
+
+    def _require(self, principal: Principal, permission: Permission, server: str) -> None:
+        if not self._guard.policy.current.may_administer(principal, permission, server):
+            raise AccessDeniedError(f"You may not {permission.replace('_', ' ')} for server '{server}'.")
+
+    async def _list(self, principal: Principal, arguments: NoArguments) -> dict[str, Any]:
+        policy = self._guard.policy.current
+        visible = [u for u in self._pool if policy.may_administer(principal, "list_service", u.name)]
+        return {"services": [describe(u) for u in visible], "registry_error": self._registry.error}
+
+    async def _register(self, principal: Principal, arguments: Register) -> dict[str, Any]:
+        self._require(principal, "register_service", arguments.service_name)
+        entry: dict[str, Any] = {"transport": arguments.transport}
+        if arguments.transport == "stdio":
+            if arguments.command is None:
+                raise AccessDeniedError("A stdio server needs a command.")
+            check_command(arguments.command, self._settings.admin_stdio_commands)
+            entry |= {"command": arguments.command, "args": arguments.args}
+        else:
+            if arguments.url is None:
+                raise AccessDeniedError(f"A {arguments.transport} server needs a url.")
+            await check_url(arguments.url, allow_link_local=self._settings.admin_allow_link_local)
+            entry["url"] = arguments.url
+        for key in ("description", "tags", "prefix", "timeout"):
+            if (value := getattr(arguments, key)) not in (None, "", []):
+                entry[key] = value
+
+        def add(raw: RawServers) -> None:
+            if arguments.service_name in raw:
+                raise AccessDeniedError(f"A server named '{arguments.service_name}' is already registered.")
+            raw[arguments.service_name] = entry
+
+        await self._registry.change(add)
+        return {"registered": arguments.service_name, "entry": entry}
+
+    async def _remove(self, principal: Principal, arguments: ServiceName) -> dict[str, Any]:
+        self._require(principal, "modify_service", arguments.service_name)
+
+        def remove(raw: RawServers) -> None:
+            _known(raw, arguments.service_name)
+            del raw[arguments.service_name]
+
+        await self._registry.change(remove)
+        return {"removed": arguments.service_name}
+
+    async def _toggle(self, principal: Principal, arguments: Toggle) -> dict[str, Any]:
+        self._require(principal, "toggle_service", arguments.service_name)
+
+        def toggle(raw: RawServers) -> None:
+            _known(raw, arguments.service_name)
+            raw[arguments.service_name] = {**raw[arguments.service_name], "enabled": arguments.enabled}
+
+        await self._registry.change(toggle)
+        return {"service": arguments.service_name, "enabled": arguments.enabled}
+
+    async def _refresh(self, principal: Principal, arguments: ServiceName) -> dict[str, Any]:
+        self._require(principal, "health_check_service", arguments.service_name)
+        upstream = self._pool.get(arguments.service_name)
+        await upstream.refresh()
+        return describe(upstream)
+
+    async def _mint(self, principal: Principal, arguments: MintRequest) -> dict[str, Any]:
+        self._minting.check(principal, "generate_token")
+        allowed = self._guard.policy.current.scopes_of(principal)
+        if extra := sorted(set(arguments.scopes) - allowed) if not principal.unrestricted else []:
+            raise AccessDeniedError(f"You may only grant scopes you hold; not: {', '.join(extra)}.")
+        if arguments.ttl_seconds > self._settings.auth.max_token_ttl:
+            raise AccessDeniedError(f"ttl_seconds may be at most {self._settings.auth.max_token_ttl}.")
+        token, claims = mint_token(
+            self._settings.auth,
+            principal.subject,
+            arguments.scopes,
+            arguments.ttl_seconds,
+            client_id=principal.client_id,
+        )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": arguments.ttl_seconds,
+            "jti": claims["jti"],
+        }
+
+
+def describe(upstream: Upstream) -> dict[str, Any]:
+    """An upstream as the admin tools, the health resource and the TUI show it."""
+    spec = upstream.spec
+    return {
+        "name": upstream.name,
+        "transport": spec.transport,
+        "enabled": spec.enabled,
+        "state": upstream.state.value,
+        "era": upstream.protocol_version,
+        "description": spec.description,
+        "tags": list(spec.tags),
+        "tools": len(upstream.listing.tools),
+        "resources": len(upstream.listing.resources),
+        "prompts": len(upstream.listing.prompts),
+        "latency_ms": upstream.latency_ms,
+        "last_check": upstream.last_check,
+        "last_error": upstream.last_error,
+    }
+
+
+def _known(raw: RawServers, name: str) -> None:
+    if name not in raw:
+        raise UnknownNameError("server", name, [])
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)

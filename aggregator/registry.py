@@ -1,0 +1,91 @@
+"""The registered servers: servers.yaml, changed safely and watched for hand edits.
+
+Every change is made to the file's raw YAML (so `${VAR}` references stay references and no secret
+is ever written), validated as a whole, written to a temporary file, flushed and renamed over the
+original: a crash leaves the old file or the new one, never half of one. Writers are serialised
+by a lock in this process and an `flock` on a lock file beside it, for several processes. A hand
+edit is picked up within `interval` seconds; a broken one is reported (file, line, reason) and the
+last good state keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import yaml
+
+from aggregator.errors import ConfigError
+from aggregator.files import locked, stamp, write_atomically
+from aggregator.servers import ServersFile, validate_servers
+from aggregator.yamlfile import YamlDocument, read_yaml
+
+logger = logging.getLogger(__name__)
+
+RawServers = dict[str, Any]
+"""The `servers:` mapping as written in the file (before `${VAR}` expansion)."""
+
+
+class Registry:
+    """The servers file and the last good state read from it."""
+
+    def __init__(self, path: Path, current: ServersFile, on_change: Callable[[ServersFile], Awaitable[None]]) -> None:
+        self.path = path
+        self.current = current
+        self.error: str | None = None
+        self._on_change = on_change
+        self._lock = anyio.Lock()
+        self._stamp = stamp(path)
+
+    async def change(self, edit: Callable[[RawServers], None]) -> ServersFile:
+        """Apply `edit` to the raw `servers:` mapping, validate, write atomically, then apply it.
+
+        `edit` raises a `GatewayError` to refuse; a result that does not validate raises
+        `ConfigError` and leaves the file untouched.
+        """
+        async with self._lock:
+            servers = await anyio.to_thread.run_sync(self._change_file, edit)
+            self.current = servers
+            self.error = None
+        await self._on_change(servers)
+        return servers
+
+    def _change_file(self, edit: Callable[[RawServers], None]) -> ServersFile:
+        with locked(self.path):
+            document = read_yaml(self.path) if self.path.exists() else YamlDocument(self.path, {})
+            data = document.data if isinstance(document.data, dict) else {}
+            raw: RawServers = dict(data.get("servers") or {})
+            edit(raw)
+            updated = {**data, "servers": raw}
+            servers = validate_servers(YamlDocument(self.path, updated))
+            write_atomically(self.path, yaml.safe_dump(updated, sort_keys=False))
+            self._stamp = stamp(self.path)
+        return servers
+
+    async def watch(self, interval: float) -> None:
+        """Pick up hand edits: poll the file's stamp every `interval` seconds."""
+        while True:
+            await anyio.sleep(interval)
+            async with self._lock:
+                current = stamp(self.path)
+                if current == self._stamp:
+                    continue
+                self._stamp = current
+                try:
+                    servers = await anyio.to_thread.run_sync(_load, self.path)
+                except ConfigError as error:
+                    self.error = str(error)
+                    logger.error("registry.reload_failed", extra={"file": str(self.path), "error": str(error)})
+                    continue
+                self.current = servers
+                self.error = None
+            logger.info("registry.reloaded", extra={"file": str(self.path), "servers": len(servers.servers)})
+            await self._on_change(servers)
+
+
+def _load(path: Path) -> ServersFile:
+    return validate_servers(read_yaml(path))
