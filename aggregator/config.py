@@ -99,7 +99,9 @@ class NginxSettings(BaseModel):
 
     binary: str = Field(default="nginx", description="The nginx executable (validation, reload).")
     prefix: Path | None = Field(default=None, description="nginx -p: logs, pid and temp files; default data_dir/nginx.")
-    config_file: Path | None = Field(default=None, description="Where the rendered config goes; default prefix/nginx.conf.")
+    config_file: Path | None = Field(
+        default=None, description="Where the rendered config goes; default prefix/nginx.conf."
+    )
     templates_dir: Path | None = Field(default=None, description="Default: the repository's nginx/ folder.")
     listen: str = Field(default="127.0.0.1:8080", description="nginx `listen` address for clients.")
     server_name: str = "_"
@@ -109,6 +111,7 @@ class NginxSettings(BaseModel):
         default=(), description="host:port of every gateway replica; default: this gateway's host:port."
     )
     user: str | None = Field(default=None, description="Worker user when nginx starts as root.")
+    worker_processes: int | Literal["auto"] = "auto"
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body through passthrough.")
     stream_timeout: float = Field(default=3600.0, gt=0, description="Seconds an idle response stream stays open.")
     reload_debounce: float = Field(default=2.0, ge=0, description="At most one reload per this many seconds.")
@@ -140,6 +143,9 @@ class Settings(BaseSettings):
     scopes_file: Path | None = Field(default=None, description="scopes.yml (mcp-gateway-registry format).")
     scopes_reload_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for edits.")
     gateway_server_name: str = Field(default="mcpgw", description="The server name scopes.yml uses for our tools.")
+    servers_reload_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for hand edits.")
+    admin_stdio_commands: tuple[str, ...] = Field(default=(), description="Commands register_service may launch.")
+    admin_allow_link_local: bool = Field(default=False, description="Allow registering link-local/metadata URLs.")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Per principal; 0 turns limits off.")
     rate_limit_burst: int = Field(default=100, ge=1)
