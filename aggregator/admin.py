@@ -9,14 +9,15 @@ is audited like any other (`guard.answer`).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 import mcp_types as types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from aggregator.admin_checks import check_command, check_url
+from aggregator.admin_groups import GroupAdmin
+from aggregator.admin_tool import AdminTool, Arguments, NoArguments, Permission
 from aggregator.catalog import Catalog
 from aggregator.config import Settings
 from aggregator.errors import AccessDeniedError, UnknownNameError
@@ -29,18 +30,8 @@ from aggregator.servers import SERVER_NAME_PATTERN
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
 
-Permission = Literal["list_service", "register_service", "toggle_service", "modify_service", "health_check_service"]
 
-
-class _Arguments(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NoArguments(_Arguments):
-    pass
-
-
-class ServiceName(_Arguments):
+class ServiceName(Arguments):
     service_name: str = Field(pattern=SERVER_NAME_PATTERN, description="The registered server's name.")
 
 
@@ -48,7 +39,7 @@ class Toggle(ServiceName):
     enabled: bool = Field(description="true to enable the server, false to disable it.")
 
 
-class Register(_Arguments):
+class Register(Arguments):
     service_name: str = Field(pattern=SERVER_NAME_PATTERN, description="Name: 1-32 chars of a-z, 0-9, '-'.")
     transport: Literal["streamable-http", "sse", "stdio"] = "streamable-http"
     url: str | None = Field(default=None, description="The server's MCP URL (streamable-http, sse).")
@@ -60,37 +51,22 @@ class Register(_Arguments):
     timeout: float | None = Field(default=None, gt=0, le=600)
 
 
-class MintRequest(_Arguments):
+class MintRequest(Arguments):
     scopes: list[str] = Field(description="Scopes for the token: a subset of your own.")
     ttl_seconds: int = Field(default=3600, gt=0, description="Lifetime of the token.")
-
-
-@dataclass(frozen=True, slots=True)
-class AdminTool:
-    """One management tool: its arguments model, the UI permission it needs, and what it does."""
-
-    name: str
-    description: str
-    arguments: type[_Arguments]
-    permission: Permission | None
-    run: Callable[[Principal, Any], Awaitable[Any]]
-
-    def tool(self) -> types.Tool:
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
-        return types.Tool(
-            name=self.name,
-            description=self.description,
-            input_schema=schema,
-            annotations=types.ToolAnnotations(read_only_hint=self.permission in (None, "list_service")),
-        )
 
 
 class Admin:
     """The management tools of one gateway."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, pool: UpstreamPool, catalog: Catalog, guard: Guard
+        self,
+        settings: Settings,
+        registry: Registry,
+        pool: UpstreamPool,
+        catalog: Catalog,
+        guard: Guard,
+        on_policy_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._registry = registry
@@ -140,6 +116,7 @@ class Admin:
                     None,
                     self._mint,
                 ),
+                *GroupAdmin(guard.policy, on_policy_change).tools(),
             )
         }
 

@@ -118,7 +118,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     )
     registry = Registry(settings.servers_file, servers, pool.apply)
     handlers = GatewayServer(catalog, pool, guard)
-    handlers.admin = Admin(settings, registry, pool, catalog, guard)
+    handlers.admin = Admin(settings, registry, pool, catalog, guard, on_policy_change=handlers.notifier.changed)
     catalog.rebuild(pool)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None

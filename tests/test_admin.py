@@ -255,3 +255,28 @@ def test_a_crash_before_the_rename_leaves_the_old_file(tmp_path: Path, monkeypat
     with pytest.raises(OSError, match="simulated crash"):
         files.write_atomically(target, "servers:\n  half: {}\n")
     assert target.read_text() == "servers: {}\n"
+
+
+async def test_group_tools_edit_scopes_and_take_effect_at_once(managed: Managed) -> None:
+    async with connect(managed.url, ["admins"]) as admin:
+        await admin_call(admin, "create_group", {"group_name": "ops-team"})
+        await admin_call(
+            admin,
+            "add_server_to_scopes_groups",
+            {"server_name": "weather", "group_names": ["ops-team"], "tools": ["get_forecast"]},
+        )
+        groups = await admin_call(admin, "list_groups", {})
+        assert groups["groups"]["ops-team"] == ["ops-team"]
+        assert groups["scopes"]["ops-team"][0]["tools"] == ["get_forecast"]
+        async with connect(managed.url, ["ops-team"]) as ops:
+            assert await names(ops) == {"weather__get_forecast"}
+        await admin_call(
+            admin, "remove_server_from_scopes_groups", {"server_name": "weather", "group_names": ["ops-team"]}
+        )
+        async with connect(managed.url, ["ops-team"]) as ops:
+            assert await names(ops) == set()
+        await admin_call(admin, "delete_group", {"group_name": "ops-team"})
+        with pytest.raises(MCPError, match="Unknown scopes group 'ops-team'"):
+            await admin.call_tool("delete_group", {"group_name": "ops-team"})
+    async with connect(managed.url, ["users"]) as user:
+        assert "create_group" not in await names(user)

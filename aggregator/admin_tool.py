@@ -1,0 +1,43 @@
+"""The shape of one admin tool: arguments model, UI permission, and what it does."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import mcp_types as types
+from pydantic import BaseModel, ConfigDict
+
+from aggregator.policy.principal import Principal
+
+Permission = Literal["list_service", "register_service", "toggle_service", "modify_service", "health_check_service"]
+
+
+class Arguments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoArguments(Arguments):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AdminTool:
+    """One management tool: its arguments model, the UI permission it needs, and what it does."""
+
+    name: str
+    description: str
+    arguments: type[Arguments]
+    permission: Permission | None
+    run: Callable[[Principal, Any], Awaitable[Any]]
+
+    def tool(self) -> types.Tool:
+        schema = self.arguments.model_json_schema()
+        schema.pop("title", None)
+        return types.Tool(
+            name=self.name,
+            description=self.description,
+            input_schema=schema,
+            annotations=types.ToolAnnotations(read_only_hint=self.permission in (None, "list_service")),
+        )
