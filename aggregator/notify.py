@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ class Notifier:
     """Remembers the legacy sessions and sends each the list changes that concern it."""
 
     fingerprint: Callable[[Principal], Fingerprints]
+    after_change: Callable[[], Awaitable[None]] | None = None
     bus: InMemorySubscriptionBus = field(default_factory=InMemorySubscriptionBus)
     _sessions: weakref.WeakKeyDictionary[Connection, _Watcher] = field(default_factory=weakref.WeakKeyDictionary)
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -71,6 +72,8 @@ class Notifier:
                 if now != watcher.seen:
                     await self._notify(connection, watcher.seen, now)
                     watcher.seen = now
+            if self.after_change is not None:
+                await self.after_change()
 
     async def _publish(self, before: Fingerprints, after: Fingerprints) -> None:
         events: list[ServerEvent] = []

@@ -8,6 +8,7 @@ place where the gateway's exceptions become MCP errors (`answer`, `as_mcp_error`
 
 from __future__ import annotations
 
+import json
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from mcp.server.subscriptions import ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from aggregator.admin import Admin
+from aggregator.admin import Admin, describe
 from aggregator.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller
 from aggregator.catalog import SEPARATOR, Catalog, Entry, exported_uri
 from aggregator.errors import UnknownNameError, UpstreamUnavailableError
@@ -34,6 +35,14 @@ from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
 
 SERVER_NAME = "mcp-aggregator"
+HEALTH_URI = "gateway://health"
+HEALTH_RESOURCE = types.Resource(
+    uri=HEALTH_URI,
+    name="health",
+    title="Upstream health",
+    description="Every server you may see: state, latency, tool counts, last check, last error. Subscribable.",
+    mime_type="application/json",
+)
 SERVER_VERSION = "0.1.0"
 
 _ResultT = TypeVar("_ResultT")
@@ -49,7 +58,7 @@ class GatewayServer:
         self.pool = pool
         self.guard = guard
         self.admin: Admin | None = None
-        self.notifier = Notifier(self.fingerprint)
+        self.notifier = Notifier(self.fingerprint, after_change=self._health_changed)
         self._listen = ListenHandler(self.notifier.bus)
         self._followers: dict[str, weakref.WeakSet[Connection]] = {}
 
@@ -187,7 +196,8 @@ class GatewayServer:
     ) -> types.ListResourcesResult:
         async def handle(principal: Principal) -> types.ListResourcesResult:
             entries = self.catalog.resources(self._sees_resource(principal))
-            return types.ListResourcesResult(resources=[e.item for e in entries])
+            own = [HEALTH_RESOURCE] if self._sees_health(principal) else []
+            return types.ListResourcesResult(resources=own + [e.item for e in entries])
 
         return await self._serve(ctx, "resources/list", None, handle)
 
@@ -205,6 +215,8 @@ class GatewayServer:
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         async def handle(principal: Principal) -> types.ReadResourceResult | types.InputRequiredResult:
             self.guard.limiter.check(principal)
+            if params.uri == HEALTH_URI and self._sees_health(principal):
+                return self._health(principal)
             server, original = self._resolve_uri(params.uri, principal)
             upstream = self.pool.get(server)
 
@@ -242,9 +254,12 @@ class GatewayServer:
         """2025-11-25: follow a resource; its updates reach this session only."""
 
         async def handle(principal: Principal) -> types.EmptyResult:
-            server, original = self._resolve_uri(params.uri, principal)
             followers = self._followers.setdefault(params.uri, weakref.WeakSet())
             connection = ctx.session._connection
+            if params.uri == HEALTH_URI and self._sees_health(principal):
+                followers.add(connection)
+                return types.EmptyResult()
+            server, original = self._resolve_uri(params.uri, principal)
             if connection not in followers:
                 await self.pool.get(server).follow(original)
                 followers.add(connection)
@@ -254,8 +269,12 @@ class GatewayServer:
 
     async def unsubscribe(self, ctx: Context, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         async def handle(principal: Principal) -> types.EmptyResult:
-            server, original = self._resolve_uri(params.uri, principal)
             followers = self._followers.get(params.uri)
+            if params.uri == HEALTH_URI:
+                if followers is not None:
+                    followers.discard(ctx.session._connection)
+                return types.EmptyResult()
+            server, original = self._resolve_uri(params.uri, principal)
             if followers is not None and ctx.session._connection in followers:
                 followers.discard(ctx.session._connection)
                 await self.pool.get(server).unfollow(original)
@@ -273,6 +292,9 @@ class GatewayServer:
             followed: list[tuple[str, str]] = []
             readable = []
             for uri in wanted:
+                if uri == HEALTH_URI and self._sees_health(principal):
+                    readable.append(uri)
+                    continue
                 try:
                     followed.append(self._resolve_uri(uri, principal))
                     readable.append(uri)
@@ -294,13 +316,30 @@ class GatewayServer:
 
     async def resource_updated(self, server: str, original_uri: str) -> None:
         """An upstream resource changed: tell the sessions and listen streams that follow it."""
-        uri = exported_uri(self.catalog.prefix_of(server), original_uri)
+        await self.resource_updated_exported(exported_uri(self.catalog.prefix_of(server), original_uri))
+
+    async def resource_updated_exported(self, uri: str) -> None:
         await self.notifier.bus.publish(ResourceUpdated(uri))
         for connection in list(self._followers.get(uri, ())):
             try:
                 await connection.send_resource_updated(uri)
             except Exception:  # noqa: BLE001 - per-session boundary: a gone session must not stop the others
                 self._followers[uri].discard(connection)
+
+    def _sees_health(self, principal: Principal) -> bool:
+        return self.guard.policy.current.may_administer(principal, "list_service")
+
+    def _health(self, principal: Principal) -> types.ReadResourceResult:
+        policy = self.guard.policy.current
+        services = [describe(u) for u in self.pool if policy.may_administer(principal, "list_service", u.name)]
+        text = json.dumps({"services": services}, default=str)
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=HEALTH_URI, mime_type="application/json", text=text)]
+        )
+
+    async def _health_changed(self) -> None:
+        """Health is a resource: its followers hear of every upstream state or listing change."""
+        await self.resource_updated_exported(HEALTH_URI)
 
     def _resolve_uri(self, uri: str, principal: Principal) -> tuple[str, str]:
         try:

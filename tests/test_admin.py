@@ -280,3 +280,30 @@ async def test_group_tools_edit_scopes_and_take_effect_at_once(managed: Managed)
             await admin.call_tool("delete_group", {"group_name": "ops-team"})
     async with connect(managed.url, ["users"]) as user:
         assert "create_group" not in await names(user)
+
+
+async def test_health_is_a_resource_operators_can_read_and_follow(managed: Managed) -> None:
+    updated = anyio.Event()
+
+    async def on_message(message: IncomingMessage) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification) and message.params.uri == "gateway://health":
+            updated.set()
+
+    async with connect(managed.url, ["admins"], mode="legacy", on_message=on_message) as operator:
+        assert "gateway://health" in {r.uri for r in (await operator.list_resources()).resources}
+        health = await operator.read_resource("gateway://health")
+        content = health.contents[0]
+        assert isinstance(content, types.TextResourceContents)
+        services = {s["name"]: s for s in json.loads(content.text)["services"]}
+        assert services["weather"]["state"] == "healthy"
+        assert services["weather"]["tools"] == 3
+        await operator.session.subscribe_resource("gateway://health")
+        await admin_call(operator, "refresh_service", {"service_name": "weather"})
+        await admin_call(operator, "toggle_service", {"service_name": "weather", "enabled": False})
+        with anyio.fail_after(20):
+            await updated.wait()
+        mark = len(managed.gateway.lines)
+        await admin_call(operator, "toggle_service", {"service_name": "weather", "enabled": True})
+        await wait_connected(managed.gateway, "weather", mark)
+    async with connect(managed.url, ["users"]) as user:
+        assert "gateway://health" not in {r.uri for r in (await user.list_resources()).resources}
