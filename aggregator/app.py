@@ -77,7 +77,7 @@ class Gateway:
                 yield
             finally:
                 background.cancel_scope.cancel()
-                self.handlers.close_listeners()
+                self.handlers.resources.close_listeners()
         self.guard.audit.close()
 
     def _changed(self) -> None:
@@ -107,7 +107,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
 
     async def resource_updated(upstream: Upstream, uri: str) -> None:
         if handlers is not None:
-            await handlers.resource_updated(upstream.name, uri)
+            await handlers.resources.resource_updated(upstream.name, uri)
 
     pool = UpstreamPool(
         servers,

@@ -9,11 +9,13 @@ goes back to exactly that caller, never to another one on the same upstream.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
 import mcp_types as types
+from mcp.client._input_required import run_input_required_driver
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -94,3 +96,36 @@ class Caller:
 
 
 current_caller: ContextVar[Caller | None] = ContextVar("current_caller", default=None)
+_InteractiveT = TypeVar("_InteractiveT", types.CallToolResult, types.GetPromptResult, types.ReadResourceResult)
+
+
+async def interactive(
+    attempt: Callable[[types.InputResponses | None, str | None], Awaitable[_InteractiveT | types.InputRequiredResult]],
+    responses: types.InputResponses | None,
+    state: str | None,
+) -> _InteractiveT | types.InputRequiredResult:
+    """Run a request that may need input from the caller.
+
+    A 2026-07-28 caller gets the upstream's `InputRequiredResult` as it is and retries by itself
+    (its retry carries the responses and the upstream's opaque state back through here). For a
+    2025-11-25 caller the gateway drives the loop, putting each question to the caller as a
+    server-to-client request.
+    """
+    first = await attempt(responses, state)
+    caller = current_caller.get()
+    if not isinstance(first, types.InputRequiredResult) or caller is None:
+        return first
+    if caller.modern:
+        for request in (first.input_requests or {}).values():
+            if (missing := caller.missing_capability(request.method)) is not None:
+                raise MCPError(
+                    types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    f"This request needs the '{missing}' client capability, which the caller did not declare.",
+                    {"requiredCapabilities": {missing: {}}},
+                )
+        return first
+
+    async def dispatch(key: str, request: types.InputRequest) -> types.InputResponse | types.ErrorData:
+        return await caller.ask(request)
+
+    return await run_input_required_driver(first, dispatch=dispatch, retry=attempt)

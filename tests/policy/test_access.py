@@ -114,7 +114,7 @@ def write_config(directory: Path, servers: dict[str, object], provider: OidcProv
         "scopes_file": "scopes.yml",
         "data_dir": "data",
         "scopes_reload_interval": 0.2,
-        "rate_limit_per_second": 0.5,
+        "rate_limit_per_second": 0.05,
         "rate_limit_burst": 40,
         "auth": {
             "gateway_keys": [{"kid": "g1", "secret_env": "TEST_GATEWAY_KEY"}],
@@ -260,7 +260,7 @@ async def test_a_caller_over_its_rate_limit_is_told_when_to_retry(secured: Secur
     bearer = token("hasty", ["weather/forecast"])
     refusals: list[MCPError] = []
     async with connect(secured.url, bearer) as client:
-        for _ in range(45):  # the burst is 40, refilled at 0.5 per second
+        for _ in range(60):  # the burst is 40, refilled at 0.05 per second
             try:
                 await client.call_tool("weather__get_forecast", {"city": "Rome"})
             except MCPError as error:
