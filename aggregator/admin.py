@@ -15,6 +15,7 @@ from typing import Any, Literal
 import mcp_types as types
 from pydantic import Field, ValidationError
 
+from aggregator.admin_activity import ActivityAdmin
 from aggregator.admin_checks import check_command, check_url
 from aggregator.admin_groups import GroupAdmin
 from aggregator.admin_tool import AdminTool, Arguments, NoArguments, Permission
@@ -117,6 +118,7 @@ class Admin:
                     self._mint,
                 ),
                 *GroupAdmin(guard.policy, on_policy_change).tools(),
+                *ActivityAdmin(guard, catalog, settings.gateway_server_name, lambda: self.tools).tools(),
             )
         }
 

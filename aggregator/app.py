@@ -6,6 +6,8 @@
 /readyz     readiness: 200 when every enabled upstream is connected, else 503; JSON either way
 /.well-known/oauth-protected-resource[/mcp]   RFC 9728 metadata for OAuth-capable hosts
 /auth/validate   nginx auth_request: the policy decision on one passthrough request
+/v0.1/servers[/{name}/versions[/{version}]]   registry read API (official MCP registry format, CORS)
+/metrics    Prometheus metrics (public only with `metrics_public`)
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ from aggregator.admin import Admin
 from aggregator.catalog import Catalog
 from aggregator.config import Settings
 from aggregator.guard import Guard
+from aggregator.metrics import Metrics, catalog_labels, metrics_routes
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.http import BearerAuthMiddleware, metadata_routes
-from aggregator.policy.ratelimit import RateLimiter
+from aggregator.policy.limits import RequestLimitsMiddleware
+from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
 from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.tokens import TokenVerifier
 from aggregator.policy.validate import validate_routes
 from aggregator.registry import Registry
+from aggregator.registry_api import registry_routes
 from aggregator.server import GatewayServer
 from aggregator.servers import ServersFile
 from aggregator.upstreams.pool import UpstreamPool
@@ -92,11 +97,22 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         health_interval=settings.health_interval,
         backoff_initial=settings.backoff_initial,
         backoff_max=settings.backoff_max,
+        circuit_failures=settings.limits.circuit_failures,
+        circuit_cooldown=settings.limits.circuit_cooldown,
+        max_result_bytes=settings.limits.max_result_bytes,
     )
+
+    def is_gateway_tool(name: str) -> bool:
+        return handlers is not None and handlers.admin is not None and name in handlers.admin.tools
+
     guard = Guard(
         policy=PolicyHolder(settings.scopes_file),
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         audit=AuditLog(settings.data_dir / "audit.log" if settings.audit_log else None),
+        metrics=Metrics(catalog_labels(catalog, settings.gateway_server_name, is_gateway_tool)),
+        principal_slots=ConcurrencyLimiter(settings.limits.max_calls_per_principal, "for"),
+        upstream_slots=ConcurrencyLimiter(settings.limits.max_calls_per_upstream, "to upstream"),
+        max_argument_bytes=settings.limits.max_argument_bytes,
     )
     handlers: GatewayServer | None = None
 
@@ -135,8 +151,15 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
     """
     settings = gateway.settings
     security = _transport_security(settings.host)
-    sessions = StreamableHTTPSessionManager(app=gateway.server, security_settings=security)
-    sse = SseServerTransport("/messages/", security_settings=security)
+    limits = settings.limits
+    sessions = StreamableHTTPSessionManager(
+        app=gateway.server,
+        security_settings=security,
+        max_request_body_size=limits.max_request_bytes,
+        session_idle_timeout=limits.session_idle_timeout,
+        max_sessions=limits.max_sessions,
+    )
+    sse = SseServerTransport("/messages/", security_settings=security, max_request_body_size=limits.max_request_bytes)
     server = gateway.server
 
     async def sse_stream(scope: Scope, receive: Receive, send: Send) -> None:
@@ -175,8 +198,18 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         Route("/readyz", readyz, methods=["GET"]),
         *metadata_routes(settings.public_url, settings.auth.authorization_servers),
         *validate_routes(gateway.verifier, gateway.guard, settings.public_url, settings.auth.authorization_servers),
+        *registry_routes(gateway),
+        *metrics_routes(gateway),
     ]
-    middleware = [Middleware(BearerAuthMiddleware, verifier=gateway.verifier, public_url=settings.public_url)]
+    middleware = [
+        Middleware(BearerAuthMiddleware, verifier=gateway.verifier, public_url=settings.public_url),
+        Middleware(
+            RequestLimitsMiddleware,
+            max_bytes=limits.max_request_bytes,
+            max_depth=limits.max_json_depth,
+            max_batch=limits.max_batch_length,
+        ),
+    ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

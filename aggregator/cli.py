@@ -1,4 +1,4 @@
-"""`mcp-aggregator` commands: serve, stdio, check-config."""
+"""`mcp-aggregator` commands: serve, stdio, check-config, token, nginx, import."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
 
+from aggregator import importer
 from aggregator.app import LOOPBACK, Gateway, build_gateway, create_app
 from aggregator.config import Settings, load_settings
-from aggregator.errors import AccessDeniedError, AuthenticationError, ConfigError
+from aggregator.errors import AccessDeniedError, AuthenticationError, ConfigError, NginxError
 from aggregator.logs import configure_logging
+from aggregator.nginx import NginxControl, NginxPaths, apply, render
 from aggregator.policy.http import INSECURE_DEV_PRINCIPAL
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.policy.revocation import RevocationList
@@ -88,6 +90,25 @@ def _parser() -> argparse.ArgumentParser:
     check = configured("check-config", "Validate the settings and servers files and report every problem.")
     check.add_argument("servers_file", nargs="?", type=Path, help="servers.yaml to check (overrides --servers)")
     check.set_defaults(command=_check_config)
+
+    seed = configured("import", "Import mcp-gateway-registry server records (DIR/*.json, server_state.json).")
+    seed.add_argument("directory", type=Path, metavar="DIR", help="the seed's registry/servers folder")
+    seed.add_argument("--replace", action="store_true", help="overwrite servers that are already registered")
+    seed.add_argument("--dry-run", action="store_true", help="report what would be imported; write nothing")
+    seed.set_defaults(command=_import)
+
+    nginx = commands.add_parser("nginx", help="Render the nginx passthrough config; validate, install, reload it.")
+    nginx_actions = nginx.add_subparsers(required=True, metavar="ACTION")
+    for action, help in (
+        ("render", "render, validate (nginx -t) and install the config atomically; no reload"),
+        ("reload", "the same, then reload the running nginx if the config changed"),
+    ):
+        sub = nginx_actions.add_parser(action, help=help, description=help)
+        sub.add_argument("--config", type=Path, help="gateway settings YAML (its `nginx` section)")
+        sub.add_argument("--servers", type=Path, help="servers.yaml (default: servers_file from the settings)")
+        sub.set_defaults(command=_nginx, reload=action == "reload")
+    nginx_actions.choices["render"].add_argument("--stdout", action="store_true", help="only print the config")
+    nginx_actions.choices["reload"].add_argument("--force", action="store_true", help="reload even if unchanged")
     return parser
 
 
@@ -210,6 +231,42 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 def _split(values: str) -> list[str]:
     return [value.strip() for value in values.split(",") if value.strip()]
+
+
+def _nginx(args: argparse.Namespace) -> int:
+    settings, servers = _load(args)
+    configure_logging(settings.log_level)
+    try:
+        if getattr(args, "stdout", False):
+            print(render(settings, servers).text, end="")
+            return 0
+        control = NginxControl(settings.nginx.binary, NginxPaths.from_settings(settings))
+        outcome, _ = apply(settings, servers, control, reload=args.reload, force=getattr(args, "force", False))
+    except NginxError as error:
+        print(f"mcp-aggregator: {error}", file=sys.stderr)
+        return 1
+    state = "updated" if outcome.changed else "unchanged"
+    reloaded = "; nginx reloaded" if outcome.reloaded else ""
+    print(f"{control.paths.config_file}: {state}{reloaded}")
+    print(f"  passthrough: {', '.join(f'/{name}/' for name in outcome.passthrough) or 'none'}")
+    for name, reason in outcome.skipped.items():
+        print(f"  skipped {name}: {reason}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, servers_file=args.servers)
+    configure_logging(settings.log_level)
+    reserved = frozenset({settings.gateway_server_name})
+    if args.dry_run:
+        seed = importer.read_seed(args.directory)
+        report = importer.dry_run(seed, settings.servers_file, replace=args.replace, reserved=reserved)
+    else:
+        report = anyio.run(
+            lambda: importer.import_into(args.directory, settings.servers_file, replace=args.replace, reserved=reserved)
+        )
+    print("\n".join(importer.describe(report, settings.servers_file, dry_run=args.dry_run)))
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

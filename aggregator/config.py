@@ -123,6 +123,24 @@ class NginxSettings(BaseModel):
         return self
 
 
+class LimitsSettings(BaseModel):
+    """Bounds that keep one caller or one upstream from hurting the others."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="Largest HTTP request body.")
+    max_json_depth: int = Field(default=64, gt=0, description="Deepest nesting of a JSON-RPC message.")
+    max_batch_length: int = Field(default=32, gt=0, description="Most messages in one JSON-RPC batch.")
+    max_argument_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest tool arguments (JSON).")
+    max_result_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="Largest upstream answer.")
+    max_calls_per_principal: int = Field(default=32, gt=0, description="Concurrent calls of one principal.")
+    max_calls_per_upstream: int = Field(default=64, gt=0, description="Concurrent calls to one upstream.")
+    max_sessions: int = Field(default=10_000, gt=0, description="Open 2025-11-25 sessions, all callers.")
+    session_idle_timeout: float = Field(default=1800.0, gt=0, description="Seconds before an idle session ends.")
+    circuit_failures: int = Field(default=5, gt=0, description="Consecutive failures that open a circuit.")
+    circuit_cooldown: float = Field(default=10.0, gt=0, description="Seconds a circuit stays open.")
+
+
 class Settings(BaseSettings):
     """Process-wide settings of one gateway instance."""
 
@@ -147,9 +165,13 @@ class Settings(BaseSettings):
     admin_stdio_commands: tuple[str, ...] = Field(default=(), description="Commands register_service may launch.")
     admin_allow_link_local: bool = Field(default=False, description="Allow registering link-local/metadata URLs.")
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Per principal; 0 turns limits off.")
     rate_limit_burst: int = Field(default=100, ge=1)
     audit_log: bool = Field(default=True, description="Write data_dir/audit.log (JSON lines, rotated).")
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without a token; otherwise it needs UI list_service for all."
+    )
     nginx: NginxSettings = Field(default_factory=NginxSettings)
 
     @classmethod

@@ -5,6 +5,7 @@
     ├── AuthenticationError  a bearer token is missing or not acceptable (reason for the log, never the token)
     ├── AccessDeniedError    the caller may not do what it asked; says what was missing
     ├── RateLimitedError     the caller is over its rate limit; says when to retry
+    ├── LimitExceededError   a request is too large or too many are in flight; names the limit
     ├── UnknownNameError     a caller named a tool/prompt/resource the catalog does not have
     ├── NginxError           a rendered nginx config failed validation, or nginx could not be reloaded
     └── UpstreamError        something went wrong talking to one upstream (names it)
@@ -75,6 +76,10 @@ class RateLimitedError(GatewayError):
         super().__init__(f"Rate limit exceeded for '{subject}'; retry after {retry_after:.1f} s.")
 
 
+class LimitExceededError(GatewayError):
+    """Raised when a request passes a configured bound (size, depth, concurrency); the message names it."""
+
+
 class UnknownNameError(GatewayError):
     """Raised when a caller asks for a capability the gateway does not offer."""
 
@@ -125,9 +130,9 @@ class UpstreamRejectedError(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     """Raised when an upstream's answer does not parse as the MCP result that was asked for."""
 
-    def __init__(self, upstream: str, method: str) -> None:
+    def __init__(self, upstream: str, method: str, problem: str = "an invalid answer") -> None:
         self.method = method
-        super().__init__(upstream, f"Upstream '{upstream}' sent an invalid answer to {method}.")
+        super().__init__(upstream, f"Upstream '{upstream}' sent {problem} to {method}.")
 
 
 class NginxError(GatewayError):

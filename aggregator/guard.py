@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import mcp_types as types
 from mcp.client._input_required import InputRequiredRoundsExceededError
@@ -21,6 +21,7 @@ from aggregator.errors import (
     AuthenticationError,
     ConfigError,
     GatewayError,
+    LimitExceededError,
     RateLimitedError,
     UnknownNameError,
     UpstreamError,
@@ -31,8 +32,11 @@ from aggregator.errors import (
 )
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.principal import Principal, current_principal
-from aggregator.policy.ratelimit import RateLimiter
+from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
 from aggregator.policy.reload import PolicyHolder
+
+if TYPE_CHECKING:
+    from aggregator.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +47,20 @@ RATE_LIMITED = -32029
 UNAUTHENTICATED = -32040
 
 _ResultT = TypeVar("_ResultT")
-_DENIALS = frozenset({"UnknownNameError", "AccessDeniedError", "RateLimitedError"})
+_DENIALS = frozenset({"UnknownNameError", "AccessDeniedError", "RateLimitedError", "LimitExceededError"})
 
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """The policy, the rate limiter and the audit log, shared by every request."""
+    """The policy, the rate limiter and the audit log (and the metrics), shared by every request."""
 
     policy: PolicyHolder
     limiter: RateLimiter
     audit: AuditLog
+    principal_slots: ConcurrencyLimiter
+    upstream_slots: ConcurrencyLimiter
+    max_argument_bytes: int
+    metrics: Metrics | None = None
 
 
 async def answer(
@@ -80,13 +88,16 @@ async def answer(
         logger.exception("request.failed", extra={"method": method, "target": name})
         raise MCPError(types.INTERNAL_ERROR, "Internal gateway error; the gateway log has the details.") from None
     finally:
-        milliseconds = round((time.perf_counter() - started) * 1000, 2)
+        seconds = time.perf_counter() - started
+        milliseconds = round(seconds * 1000, 2)
         who = principal.describe() if principal else None
         extra = {"principal": who, "method": method, "target": name, "outcome": outcome, "ms": milliseconds}
         logger.info("request", extra=extra)
         if principal is not None:
             decision = "deny" if outcome in _DENIALS else "allow"
             guard.audit.record(principal, method, name, decision, outcome=outcome, latency_ms=milliseconds)
+        if guard.metrics is not None:
+            guard.metrics.observe_request(method, name, outcome, seconds)
 
 
 def as_mcp_error(error: GatewayError) -> MCPError:
@@ -97,6 +108,8 @@ def as_mcp_error(error: GatewayError) -> MCPError:
         )
     if isinstance(error, RateLimitedError):
         return MCPError(RATE_LIMITED, str(error), {"retryAfterSeconds": round(error.retry_after, 1)})
+    if isinstance(error, LimitExceededError):
+        return MCPError(RATE_LIMITED if "concurrent" in str(error) else types.INVALID_PARAMS, str(error))
     if isinstance(error, AuthenticationError):
         return MCPError(UNAUTHENTICATED, "Authentication required.")
     if isinstance(error, AccessDeniedError):

@@ -8,6 +8,7 @@ place where the gateway's exceptions become MCP errors (`answer`, `as_mcp_error`
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from aggregator.admin import Admin
 from aggregator.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
 from aggregator.catalog import SEPARATOR, Catalog, Entry
-from aggregator.errors import UnknownNameError, UpstreamUnavailableError
+from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
 from aggregator.guard import Guard, answer
 from aggregator.notify import Fingerprints, Notifier, digest
 from aggregator.policy.principal import Principal
@@ -131,6 +132,11 @@ class GatewayServer:
                 return await self.admin.call(principal, params.name, params.arguments)
             entry = self._resolve_tool(params.name, principal)
             upstream = self.pool.get(entry.upstream)
+            size = len(json.dumps(params.arguments or {}, separators=(",", ":")))
+            if size > self.guard.max_argument_bytes:
+                raise LimitExceededError(
+                    f"The arguments of '{params.name}' are {size} bytes; the limit is {self.guard.max_argument_bytes}."
+                )
             wants_progress = params.meta is not None and params.meta.get("progress_token") is not None
 
             async def attempt(
@@ -144,7 +150,11 @@ class GatewayServer:
                     request_state=state,
                 )
 
-            return await interactive(attempt, params.input_responses, params.request_state)
+            with (
+                self.guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
+                self.guard.upstream_slots.slot(upstream.name, upstream.name),
+            ):
+                return await interactive(attempt, params.input_responses, params.request_state)
 
         return await self.serve(ctx, "tools/call", params.name, handle)
 

@@ -66,7 +66,8 @@ async def test_resources_are_namespaced_and_read_as_directly(stack: Stack, mode:
         through_templates = (await client.list_resource_templates()).resource_templates
         text_through = await client.read_resource("c+test://static-text")
         templated_through = await client.read_resource("c+test://template/42/data")
-    assert [r.uri for r in through] == ["c+" + r.uri for r in resources]
+    # The gateway's own health resource comes first for callers allowed to see it (here: unrestricted).
+    assert [r.uri for r in through] == ["gateway://health"] + ["c+" + r.uri for r in resources]
     assert [t.uri_template for t in through_templates] == ["c+" + t.uri_template for t in templates]
     assert [c.model_dump(exclude={"uri"}) for c in text_through.contents] == [
         c.model_dump(exclude={"uri"}) for c in text.contents

@@ -1,11 +1,13 @@
-"""Per-principal rate limits: a token bucket per subject, refilled continuously."""
+"""Per-principal rate limits (a token bucket per subject) and concurrency limits (slots per key)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from aggregator.errors import RateLimitedError
+from aggregator.errors import LimitExceededError, RateLimitedError
 from aggregator.policy.principal import Principal
 
 
@@ -40,3 +42,28 @@ class RateLimiter:
         if bucket.tokens < 1:
             raise RateLimitedError(principal.describe(), (1 - bucket.tokens) / self._rate)
         bucket.tokens -= 1
+
+
+class ConcurrencyLimiter:
+    """At most `limit` requests in flight per key (a principal, an upstream); the next one fails fast."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self._limit = limit
+        self._what = what
+        self._in_flight: dict[str, int] = {}
+
+    @contextmanager
+    def slot(self, key: str, subject: str) -> Iterator[None]:
+        """Hold one slot of `key` for the duration of the block; `LimitExceededError` when none is free."""
+        count = self._in_flight.get(key, 0)
+        if count >= self._limit:
+            raise LimitExceededError(f"Too many concurrent calls {self._what} '{subject}' (limit {self._limit}).")
+        self._in_flight[key] = count + 1
+        try:
+            yield
+        finally:
+            remaining = self._in_flight[key] - 1
+            if remaining:
+                self._in_flight[key] = remaining
+            else:
+                del self._in_flight[key]

@@ -23,6 +23,7 @@ async def open_transport(
     spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
     connect_timeout: float,
     auth: httpx2.Auth | None = None,
+    max_event_bytes: int | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Yield the (read, write) stream pair of a new connection to the upstream `spec` describes.
 
@@ -42,7 +43,7 @@ async def open_transport(
         timeout = httpx2.Timeout(connect_timeout, read=_READ_TIMEOUT)
         async with (
             httpx2.AsyncClient(headers=spec.headers, timeout=timeout, auth=auth, trust_env=False) as http,
-            streamable_http_client(spec.url, http_client=http) as streams,
+            streamable_http_client(spec.url, http_client=http, max_sse_event_size=max_event_bytes) as streams,
         ):
             yield streams
     else:

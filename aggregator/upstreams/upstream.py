@@ -78,6 +78,9 @@ class Timings:
     health_interval: float
     backoff_initial: float
     backoff_max: float
+    circuit_failures: int = 5
+    circuit_cooldown: float = 10.0
+    max_result_bytes: int = 8 * 1024 * 1024
 
 
 class Upstream:
@@ -107,6 +110,8 @@ class Upstream:
         self.protocol_version: str | None = None
         self.listing = Listing()
         self._client: Client | None = None
+        self._failures = 0
+        self._open_until = 0.0
         self._wakeup = anyio.Event()
         self._lost: str | None = None
 
@@ -145,7 +150,7 @@ class Upstream:
         self._lost = None
         self._wakeup = anyio.Event()
         client = Client(
-            open_transport(self.spec, self._timings.connect_timeout, self._auth),
+            open_transport(self.spec, self._timings.connect_timeout, self._auth, self._timings.max_result_bytes),
             mode="auto",
             message_handler=self._on_message,
             sampling_callback=relay_sampling,
@@ -302,6 +307,16 @@ class Upstream:
             self.listing = listing
             self._on_change(self)
 
+    def _failed(self) -> None:
+        """Count a failed request; enough in a row open the circuit, so callers fail fast for a while."""
+        self._failures += 1
+        if self._failures >= self._timings.circuit_failures:
+            self._open_until = anyio.current_time() + self._timings.circuit_cooldown
+            logger.warning("upstream.circuit_open", extra={"upstream": self.name, "failures": self._failures})
+            if self.state is UpstreamState.HEALTHY:
+                self.state = UpstreamState.DEGRADED
+                self._on_change(self)
+
     def _mark_lost(self, reason: str) -> None:
         if self._lost is None:
             self._lost = reason
@@ -374,23 +389,36 @@ class Upstream:
         client = self._client
         if client is None:
             raise UpstreamUnavailableError(self.name, self.last_error or "still connecting")
+        if (wait := self._open_until - anyio.current_time()) > 0:
+            raise UpstreamUnavailableError(
+                self.name, f"circuit open after {self._failures} consecutive failures; retrying in {wait:.0f} s"
+            )
         try:
             with anyio.fail_after(self.spec.timeout):
                 # A union result (result or input request) is validated by a TypeAdapter.
                 result = await client.session.send_request(request, result_type, progress_callback=progress)  # type: ignore[type-var]
         except TimeoutError:
+            self._failed()
             raise UpstreamTimeoutError(self.name, label, self.spec.timeout) from None
         except MCPError as error:
             if error.code == types.CONNECTION_CLOSED:
+                self._failed()
                 self._mark_lost(error.message)
                 raise UpstreamUnavailableError(self.name, error.message) from None
             raise UpstreamRejectedError(self.name, error.code, error.message, error.data) from None
         except ValidationError:
+            self._failed()
             raise UpstreamProtocolError(self.name, label) from None
         except _CONNECTION_ERRORS as error:
+            self._failed()
             reason = _describe(error)
             self._mark_lost(reason)
             raise UpstreamUnavailableError(self.name, reason) from None
+        self._failures = 0
+        if (size := _approximate_size(result)) > self._timings.max_result_bytes:
+            raise UpstreamProtocolError(
+                self.name, label, f"an answer of about {size} bytes; the limit is {self._timings.max_result_bytes}"
+            )
         # The gateway answers the caller: the upstream's identity stamp must not pass as the gateway's.
         meta = getattr(result, "meta", None)
         if isinstance(meta, dict):
@@ -424,6 +452,20 @@ def _unsubscribe(uri: str) -> types.ClientRequest:
 async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+def _approximate_size(result: object) -> int:
+    """The bulk of an answer (text and binary payloads), counted without serialising it."""
+    size = 0
+    for block in getattr(result, "content", None) or getattr(result, "contents", None) or ():
+        for field in ("text", "data", "blob"):
+            value = getattr(block, field, None)
+            if isinstance(value, str):
+                size += len(value)
+        resource = getattr(block, "resource", None)
+        if resource is not None:
+            size += len(getattr(resource, "text", "") or getattr(resource, "blob", "") or "")
+    return size
 
 
 def _backoff(failures: int, initial: float, maximum: float) -> float:

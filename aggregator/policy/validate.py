@@ -1,0 +1,288 @@
+"""`/auth/validate`: the gateway's decision on one nginx passthrough request (nginx `auth_request`).
+
+nginx sends the client's headers, `X-Mcp-Server` (whose location it is), `X-Original-Method`,
+`X-Original-URI`, and the client's request body as this request's body (see nginx/README.md for
+how the body gets there). The decision is the aggregated endpoint's, from the same scopes.yml:
+
+* the caller needs a valid bearer token (else 401 with the RFC 9728 challenge);
+* every request needs some rule for the server (server level); a GET stream or a DELETE needs no more;
+* every JSON-RPC message in the body is checked on its own, so a batch with one forbidden
+  element is refused whole: `tools/call` by method and tool, other methods by method; the
+  protocol's own plumbing (`initialize`, `ping`, `server/discover`, notifications, responses)
+  needs only server-level access;
+* 2026-07-28 `Mcp-Method`/`Mcp-Name` headers must agree with the body.
+
+Allowed: 200 with the identity headers of mcp-gateway-registry (`X-User`, `X-Scopes`, ...), which
+nginx forwards to servers configured for them. Refused: 403 saying what was missing, with the
+scopes that would grant it; `X-Mcp-Auth-Body` carries the JSON body nginx shows the client.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aggregator.errors import AccessDeniedError, AuthenticationError
+from aggregator.guard import Guard
+from aggregator.policy.http import INSECURE_DEV_PRINCIPAL, METADATA_PATH
+from aggregator.policy.principal import AuthMethod, Principal
+from aggregator.policy.scopes import Policy
+from aggregator.policy.tokens import TokenVerifier
+
+logger = logging.getLogger(__name__)
+
+VALIDATE_PATH = "/auth/validate"
+PROTOCOL_METHODS = frozenset({"initialize", "ping", "server/discover"})
+_HEADER_SAFE = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+
+
+def may_reach(policy: Policy, principal: Principal, server: str) -> bool:
+    """Server-level access: some scope of the principal has a rule for `server`."""
+    if principal.unrestricted:
+        return True
+    return any(
+        rule.server == server or ("*" in rule.server and fnmatch.fnmatchcase(server, rule.server))
+        for scope in policy.scopes_of(principal)
+        for rule in policy.file.scopes.get(scope, ())
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One JSON-RPC request or notification of a POST body, reduced to what the policy looks at."""
+
+    method: str
+    tool: str | None
+    where: str  # "" for a single message, "Batch element N: " inside a batch
+
+
+def read_messages(body: bytes, headers: dict[str, str]) -> list[Message]:
+    """The requests and notifications in a POST body (a batch is read element by element).
+
+    Raises `AccessDeniedError` when the body is not JSON-RPC, or when 2026-07-28 `Mcp-Method`/
+    `Mcp-Name` headers contradict it.
+    """
+    try:
+        document = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise AccessDeniedError("The request body is not JSON, so it cannot be authorised.") from None
+    if document is None:
+        raise AccessDeniedError("A POST without a JSON-RPC body cannot be authorised.")
+    batch = document if isinstance(document, list) else [document]
+    if not batch:
+        raise AccessDeniedError("An empty JSON-RPC batch cannot be authorised.")
+    messages: list[Message] = []
+    for position, message in enumerate(batch, start=1):
+        where = f"Batch element {position}: " if isinstance(document, list) else ""
+        if not isinstance(message, dict):
+            raise AccessDeniedError(f"{where}a JSON-RPC message must be an object.")
+        method = message.get("method")
+        if method is None and "id" in message and ("result" in message or "error" in message):
+            continue  # the client's answer to a request of the server's
+        if not isinstance(method, str):
+            raise AccessDeniedError(f"{where}a JSON-RPC message without a method cannot be authorised.")
+        params = message.get("params")
+        tool = params.get("name") if method == "tools/call" and isinstance(params, dict) else None
+        if method == "tools/call" and (not isinstance(tool, str) or not tool):
+            raise AccessDeniedError(f"{where}tools/call names no tool.")
+        messages.append(Message(method, tool if isinstance(tool, str) else None, where))
+    if not isinstance(document, list):
+        _check_era_headers(headers, document)
+    return messages
+
+
+def check_messages(policy: Policy, principal: Principal, server: str, messages: list[Message]) -> None:
+    """Raise `AccessDeniedError` naming the first message `principal` may not send to `server`."""
+    for message in messages:
+        _check_one(policy, principal, server, message.method, message.tool, message.where)
+
+
+def _check_one(policy: Policy, principal: Principal, server: str, method: str, tool: str | None, where: str) -> None:
+    who = principal.describe()
+    if method in PROTOCOL_METHODS or method.startswith("notifications/"):
+        return
+    if tool is not None:
+        if not policy.allows(principal, server, method, tool):
+            message = f"{where}'{who}' may not call tool '{tool}' of server '{server}'."
+            raise AccessDeniedError(message, _granting_scopes(policy, server, method, tool))
+    elif not policy.allows(principal, server, method):
+        message = f"{where}'{who}' may not use {method} on server '{server}'."
+        raise AccessDeniedError(message, _granting_scopes(policy, server, method, None))
+
+
+def _check_era_headers(headers: dict[str, str], message: dict[str, Any]) -> None:
+    """2026-07-28 requests repeat the method and name in headers; they must say what the body says."""
+    claimed_method = headers.get("mcp-method")
+    if claimed_method is not None and claimed_method != message.get("method"):
+        raise AccessDeniedError(
+            f"The Mcp-Method header says '{claimed_method}' but the body calls '{message.get('method')}'."
+        )
+    claimed_name = headers.get("mcp-name")
+    params = message.get("params")
+    named = params.get("name", params.get("uri")) if isinstance(params, dict) else None
+    if claimed_name is not None and named is not None and claimed_name != named:
+        raise AccessDeniedError(f"The Mcp-Name header says '{claimed_name}' but the body names '{named}'.")
+
+
+def _granting_scopes(policy: Policy, server: str, method: str, tool: str | None) -> str | None:
+    """The scopes in scopes.yml that would allow this, space-separated (RFC 6750 `scope`), or None."""
+    granting = [scope for scope in sorted(policy.file.scopes) if policy.allows(_holder_of(scope), server, method, tool)]
+    return " ".join(granting) or None
+
+
+def _holder_of(scope: str) -> Principal:
+    return Principal(subject="", client_id="", issuer="", auth_method=AuthMethod.LOCAL, scopes=frozenset({scope}))
+
+
+class PassthroughValidator:
+    """The `/auth/validate` endpoint: authenticate, then apply the policy to the passthrough request."""
+
+    def __init__(self, verifier: TokenVerifier | None, guard: Guard, public_url: str | None) -> None:
+        self._verifier = verifier
+        self._guard = guard
+        self._public_url = public_url
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one `auth_request` subrequest."""
+        server = request.headers.get("x-mcp-server", "")
+        method = request.headers.get("x-original-method", request.method).upper()
+        try:
+            principal = await self._principal(request)
+        except AuthenticationError as error:
+            return self._unauthenticated(request, error.reason)
+        policy = self._guard.policy.current
+        messages: list[Message] = []  # a GET stream or a DELETE carries none: server-level access decides
+        try:
+            if method == "POST":
+                headers = {key.lower(): value for key, value in request.headers.items()}
+                messages = read_messages(await request.body(), headers)
+            if not server or not may_reach(policy, principal, server):
+                raise AccessDeniedError(f"'{principal.describe()}' has no access to server '{server}'.")
+            check_messages(policy, principal, server, messages)
+        except AccessDeniedError as error:
+            return self._forbidden(request, principal, server, method, messages, error)
+        methods = [message.method for message in messages] or [method]
+        tools = [message.tool for message in messages if message.tool is not None]
+        self._record(principal, server, methods, tools, "allow")
+        logger.info(
+            "passthrough.allowed",
+            extra={"principal": principal.describe(), "server": server, "methods": methods, "tools": tools},
+        )
+        identity = {
+            "X-User": principal.subject,
+            "X-Username": principal.subject,
+            "X-Client-Id": principal.client_id,
+            "X-Scopes": " ".join(sorted(policy.scopes_of(principal))),
+            "X-Auth-Method": principal.auth_method.value,
+            "X-Server-Name": server,
+            "X-Tool-Name": ",".join(dict.fromkeys(tools)),
+        }
+        headers = {name: quote(value, safe=_HEADER_SAFE) for name, value in identity.items()}
+        return JSONResponse({"allowed": True}, headers=headers)
+
+    async def _principal(self, request: Request) -> Principal:
+        if self._verifier is None:
+            return INSECURE_DEV_PRINCIPAL
+        header = request.headers.get("authorization")
+        if header is None:
+            raise AuthenticationError(_MISSING)
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("the Authorization header is not a bearer token")
+        return await self._verifier.verify(token.strip())
+
+    def _unauthenticated(self, request: Request, reason: str) -> Response:
+        metadata = self._metadata_url(request)
+        logger.warning("auth.rejected", extra={"reason": reason, "path": _original_path(request)})
+        if reason == _MISSING:
+            challenge = f'Bearer resource_metadata="{metadata}"'
+            body = {"error": "invalid_request", "error_description": "A bearer token is required."}
+        else:
+            description = reason.replace('"', "'")
+            challenge = (
+                f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{metadata}"'
+            )
+            body = {"error": "invalid_token", "error_description": reason}
+        headers = {"WWW-Authenticate": challenge, "X-Mcp-Auth-Body": json.dumps(body)}
+        return JSONResponse(body, status_code=401, headers=headers)
+
+    def _forbidden(
+        self,
+        request: Request,
+        principal: Principal,
+        server: str,
+        method: str,
+        messages: list[Message],
+        error: AccessDeniedError,
+    ) -> Response:
+        reason = str(error)
+        tools = [message.tool for message in messages if message.tool is not None]
+        self._record(principal, server, [message.method for message in messages] or [method], tools, "deny")
+        logger.warning(
+            "passthrough.denied", extra={"principal": principal.describe(), "server": server, "reason": reason}
+        )
+        body: dict[str, str] = {"error": "insufficient_scope", "error_description": reason}
+        challenge = f'Bearer error="insufficient_scope", error_description="{reason.replace(chr(34), chr(39))}"'
+        if error.required_scope:
+            body["scope"] = error.required_scope
+            challenge += f', scope="{error.required_scope}"'
+        challenge += f', resource_metadata="{self._metadata_url(request)}"'
+        headers = {"WWW-Authenticate": challenge, "X-Mcp-Auth-Body": json.dumps(body)}
+        return JSONResponse(body, status_code=403, headers=headers)
+
+    def _record(self, principal: Principal, server: str, methods: list[str], tools: list[str], decision: str) -> None:
+        self._guard.audit.record(
+            principal,
+            ",".join(methods),
+            ",".join(tools) or None,
+            decision,
+            outcome="passthrough",
+            upstream=server,
+        )
+
+    def _metadata_url(self, request: Request) -> str:
+        return f"{_origin(request, self._public_url)}{METADATA_PATH}{_original_path(request)}"
+
+
+_MISSING = "no bearer token"
+
+
+def _origin(request: Request, public_url: str | None) -> str:
+    """Scheme and host as the client sees them: the public URL's, else what nginx forwarded."""
+    if public_url:
+        parts = urlsplit(public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
+    return f"{scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+def _original_path(request: Request) -> str:
+    return urlsplit(request.headers.get("x-original-uri", "/")).path
+
+
+def validate_routes(
+    verifier: TokenVerifier | None, guard: Guard, public_url: str | None, authorization_servers: tuple[str, ...]
+) -> list[Route]:
+    """`/auth/validate` for nginx, and RFC 9728 metadata for every passthrough path (`/<server>/...`)."""
+
+    async def passthrough_metadata(request: Request) -> JSONResponse:
+        body = {
+            "resource": f"{_origin(request, public_url)}/{request.path_params['path']}",
+            "authorization_servers": list(authorization_servers),
+            "bearer_methods_supported": ["header"],
+            "resource_name": "mcp-aggregator passthrough",
+        }
+        return JSONResponse(body, headers={"Cache-Control": "max-age=300"})
+
+    return [
+        Route(VALIDATE_PATH, PassthroughValidator(verifier, guard, public_url).handle, methods=["POST"]),
+        Route(METADATA_PATH + "/{path:path}", passthrough_metadata, methods=["GET"]),
+    ]
