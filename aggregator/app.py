@@ -36,6 +36,7 @@ from aggregator.catalog import Catalog
 from aggregator.config import Settings
 from aggregator.guard import Guard
 from aggregator.metrics import Metrics, catalog_labels, metrics_routes
+from aggregator.names import BudgetWarnings
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.http import BearerAuthMiddleware, metadata_routes
 from aggregator.policy.limits import RequestLimitsMiddleware
@@ -116,8 +117,11 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     )
     handlers: GatewayServer | None = None
 
+    budget = BudgetWarnings(settings.host_server_name, settings.name_budget)
+
     def changed(pool: UpstreamPool) -> None:
         catalog.rebuild(pool)
+        budget.check(entry.item.name for entry in catalog.tools())
         if handlers is not None:
             handlers.notifier.changed()
 

@@ -20,6 +20,7 @@ from aggregator.app import LOOPBACK, Gateway, build_gateway, create_app
 from aggregator.config import Settings, load_settings
 from aggregator.errors import AccessDeniedError, AuthenticationError, ConfigError, NginxError
 from aggregator.logs import configure_logging
+from aggregator.names import host_name, over_budget
 from aggregator.nginx import NginxControl, NginxPaths, apply, render
 from aggregator.policy.http import INSECURE_DEV_PRINCIPAL
 from aggregator.policy.principal import Principal, current_principal
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = configured("check-config", "Validate the settings and servers files and report every problem.")
     check.add_argument("servers_file", nargs="?", type=Path, help="servers.yaml to check (overrides --servers)")
+    check.add_argument("--connect", action="store_true", help="also list every upstream's tools and check name lengths")
     check.set_defaults(command=_check_config)
 
     seed = configured("import", "Import mcp-gateway-registry server records (DIR/*.json, server_state.json).")
@@ -282,4 +284,29 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"{settings.scopes_file}: OK, {summary}")
     verifiers = len(settings.auth.gateway_keys) + len(settings.auth.oidc_issuers)
     print(f"auth: {verifiers} token verifiers" if verifiers else "auth: none configured (serve needs --insecure-dev)")
+    if args.connect:
+        return _check_names(settings, servers)
     return 0
+
+
+def _check_names(settings: Settings, servers: ServersFile) -> int:
+    """Connect to every upstream (bounded) and report exported names that would pass the hosts' budget."""
+    configure_logging("warning")
+    gateway = build_gateway(settings, servers)
+
+    async def listed() -> list[str]:
+        async with gateway.pool:
+            with anyio.move_on_after(settings.connect_timeout):
+                await gateway.pool.wait_until(UpstreamPool.all_settled)
+            gateway.catalog.rebuild(gateway.pool)
+            for upstream in gateway.pool:
+                if upstream.last_error:
+                    print(f"  {upstream.name}: not reachable: {upstream.last_error}")
+            return [entry.item.name for entry in gateway.catalog.tools()]
+
+    names = anyio.run(listed)
+    long_names = over_budget(names, settings.host_server_name, settings.name_budget)
+    print(f"tools: {len(names)} exported; {len(long_names)} over the {settings.name_budget}-character host budget")
+    for name, length in long_names:
+        print(f"  {host_name(settings.host_server_name, name)} ({length} chars): shorten its server's `prefix`")
+    return 1 if long_names else 0

@@ -164,6 +164,8 @@ class Settings(BaseSettings):
     servers_reload_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for hand edits.")
     admin_stdio_commands: tuple[str, ...] = Field(default=(), description="Commands register_service may launch.")
     admin_allow_link_local: bool = Field(default=False, description="Allow registering link-local/metadata URLs.")
+    host_server_name: str = Field(default="aggregator", description="The name hosts give this gateway.")
+    name_budget: int = Field(default=64, gt=0, description="Longest `mcp__<host_server_name>__<tool>` hosts accept.")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Per principal; 0 turns limits off.")

@@ -204,3 +204,24 @@ def test_serve_refuses_to_start_with_a_bad_file(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "servers.x.command: Field required" in result.stderr
     assert "READY" not in result.stderr
+
+
+def test_check_config_connect_reports_names_over_the_host_budget(tmp_path: Path) -> None:
+    servers = write(
+        tmp_path,
+        """
+        servers:
+          time-zones-and-clocks-for-agents:
+            transport: stdio
+            command: mcp-server-time
+          short:
+            transport: stdio
+            command: mcp-server-time
+            prefix: t
+        """,
+    )
+    result = run_cli("check-config", str(servers), "--connect")
+    assert result.returncode == 1, result.stderr
+    assert "tools: 4 exported; 1 over the 64-character host budget" in result.stdout
+    assert "mcp__aggregator__time-zones-and-clocks-for-agents__get_current_time (67 chars)" in result.stdout
+    assert "t__convert_time" not in result.stdout
