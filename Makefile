@@ -5,9 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 NPM_TOOLS := tools/node_modules/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench clean
+.PHONY: setup nginx demo test lint typecheck pytest bench clean
 
-setup: $(VENV)/.installed $(NPM_TOOLS)
+setup: $(VENV)/.installed $(NPM_TOOLS) nginx
+
+# nginx for the passthrough tests and benchmark (Debian's package; the tests run it on loopback
+# with a temp prefix, never /etc/nginx or port 80; RUNLEVEL=1 keeps the package from starting one).
+nginx:
+	command -v nginx >/dev/null || (apt-get update && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y nginx)
 
 # torch first, from the CPU wheel on local disk: anything else pulls gigabytes of CUDA.
 $(VENV)/.installed: pyproject.toml

@@ -161,9 +161,10 @@ class PassthroughValidator:
         policy = self._guard.policy.current
         messages: list[Message] = []  # a GET stream or a DELETE carries none: server-level access decides
         try:
-            if method == "POST":
+            body = await request.body()
+            if method == "POST" or body.strip():  # a body on any other method is judged all the same
                 headers = {key.lower(): value for key, value in request.headers.items()}
-                messages = read_messages(await request.body(), headers)
+                messages = read_messages(body, headers)
             if not server or not may_reach(policy, principal, server):
                 raise AccessDeniedError(f"'{principal.describe()}' has no access to server '{server}'.")
             check_messages(policy, principal, server, messages)

@@ -1,0 +1,254 @@
+"""What nginx passthrough costs: the same echo call direct, through nginx, and through the aggregated endpoint.
+
+Run from the repository root (needs nginx: `make setup` installs it)::
+
+    python bench/passthrough.py            # 500 timed calls per (path, era), about a minute on 2 cores
+    python bench/passthrough.py --calls 100
+
+One run starts, on loopback ports: the echo upstream (`examples.servers.echo`), the gateway with
+token auth (`python -m aggregator serve`), and an nginx rendered by `aggregator.nginx` in front of
+both (`nginx -p <temp prefix>`). One `mcp.Client` per (path, era), with a bearer token allowed to
+call echo, then makes sequential calls:
+
+* direct                  client -> echo /mcp
+* nginx passthrough       client -> nginx /echo/mcp -> (auth_request -> gateway /auth/validate) -> echo
+* aggregated              client -> gateway /mcp -> shared upstream session -> echo
+* aggregated via nginx    client -> nginx /mcp -> gateway /mcp -> echo
+
+Rounds interleave the paths so machine noise lands on all of them alike; the table gives p50,
+p99 and sequential calls/s. Wall-clock figures move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from aggregator.config import Settings
+from aggregator.nginx import NginxControl, NginxPaths, apply
+from aggregator.servers import load_servers
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+SECRET = "b" * 48
+SCOPES = "bench/echo:\n- server: echo\n  methods: [initialize, tools/list, tools/call]\n  tools: [echo]\n"
+ERAS = ("legacy", "auto")
+START_TIMEOUT = 60.0
+ROUNDS = 10
+WARMUP = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    path: str
+    url: str
+    tool: str
+
+
+@dataclass(slots=True)
+class Measurement:
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] * 1000
+
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed
+
+
+class Child:
+    """A started process whose output lines are read by a thread, so we can wait for a line with a deadline."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.process = subprocess.Popen(
+            argv, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str) -> str:
+        deadline = time.monotonic() + START_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        tail = "\n".join(self.seen[-20:])
+        raise SystemExit(f"{self.name} printed no line matching {pattern!r} within {START_TIMEOUT:g} s:\n{tail}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
+    """Start echo, the gateway and nginx; yield the targets and a bearer token for them."""
+    with ExitStack() as stack:
+
+        def start(name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Child:
+            child = Child(name, argv, env)
+            stack.callback(child.stop)
+            return child
+
+        echo = start("echo", [sys.executable, "-m", "examples.servers.echo", "--host", "127.0.0.1", "--port", "0"])
+        echo_url = echo.wait_for(r"^READY ").split()[1]
+        (directory / "servers.yaml").write_text(
+            json.dumps({"servers": {"echo": {"transport": "streamable-http", "url": echo_url}}})
+        )
+        (directory / "scopes.yml").write_text(SCOPES)
+        nginx_port = free_port()
+        config = {
+            "servers_file": "servers.yaml",
+            "scopes_file": "scopes.yml",
+            "data_dir": "data",
+            "rate_limit_per_second": 0,
+            "auth": {"gateway_keys": [{"kid": "bench", "secret_env": "BENCH_GATEWAY_KEY"}]},
+        }
+        (directory / "gateway.yaml").write_text(json.dumps(config))
+        env = {"BENCH_GATEWAY_KEY": SECRET}
+        command = [sys.executable, "-m", "aggregator", "serve", "--config", str(directory / "gateway.yaml")]
+        gateway = start("gateway", [*command, "--port", "0"], env)
+        gateway_url = gateway.wait_for(r"^READY ").split()[1]
+        gateway.wait_for(r"upstream\.connected upstream=echo ")
+        nginx = {
+            "listen": f"127.0.0.1:{nginx_port}",
+            "gateway_replicas": [gateway_url.split("/")[2]],
+            **({"user": "root"} if os.geteuid() == 0 else {}),
+        }
+        settings = Settings.model_validate({"data_dir": directory / "data", "nginx": nginx})
+        paths = NginxPaths.from_settings(settings)
+        apply(settings, load_servers(directory / "servers.yaml"), NginxControl("nginx", paths), reload=False)
+        daemon = "daemon off; error_log stderr notice;"
+        start("nginx", ["nginx", "-p", f"{paths.prefix}/", "-c", str(paths.config_file), "-g", daemon]).wait_for(
+            "start worker process"
+        )
+        mint = [sys.executable, "-m", "aggregator", "token", "mint", "--config", str(directory / "gateway.yaml")]
+        minted = subprocess.run(
+            [*mint, "--sub", "bench", "--scopes", "bench/echo"],
+            cwd=REPOSITORY,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        nginx_url = f"http://127.0.0.1:{nginx_port}"
+        targets = {
+            "direct": Target("direct", echo_url, "echo"),
+            "nginx passthrough": Target("nginx passthrough", f"{nginx_url}/echo/mcp", "echo"),
+            "aggregated": Target("aggregated", gateway_url, "echo__echo"),
+            "aggregated via nginx": Target("aggregated via nginx", f"{nginx_url}/mcp", "echo__echo"),
+        }
+        yield targets, minted.stdout.strip()
+
+
+async def measure(targets: dict[str, Target], bearer: str, calls: int) -> dict[tuple[str, str], Measurement]:
+    """Open one session per (path, era), warm each up, then time `calls` calls each, interleaved in rounds."""
+    results = {(path, era): Measurement() for path in targets for era in ERAS}
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, trust_env=False) as http,
+        anyio.create_task_group() as sessions,
+    ):
+        clients: dict[tuple[str, str], Client] = {}
+        opened = anyio.Event()
+        done = anyio.Event()
+
+        async def session(key: tuple[str, str]) -> None:
+            async with Client(streamable_http_client(targets[key[0]].url, http_client=http), mode=key[1]) as client:
+                clients[key] = client
+                if len(clients) == len(results):
+                    opened.set()
+                await done.wait()
+
+        for key in results:
+            sessions.start_soon(session, key)
+        await opened.wait()
+        for key, client in clients.items():
+            for _ in range(WARMUP):
+                await client.call_tool(targets[key[0]].tool, {"text": "warm"})
+        per_round = max(1, calls // ROUNDS)
+        for turn in range(ROUNDS):
+            keys = list(results)
+            for key in keys[turn % len(keys) :] + keys[: turn % len(keys)]:
+                client, tool, measurement = clients[key], targets[key[0]].tool, results[key]
+                started = time.perf_counter()
+                for _ in range(per_round):
+                    before = time.perf_counter()
+                    result = await client.call_tool(tool, {"text": "hello"})
+                    measurement.latencies.append(time.perf_counter() - before)
+                    if result.is_error:
+                        raise SystemExit(f"{key}: the echo call failed: {result.content}")
+                measurement.elapsed += time.perf_counter() - started
+        done.set()
+    return results
+
+
+def report(results: dict[tuple[str, str], Measurement]) -> str:
+    era_name = {"legacy": "2025-11-25", "auto": "2026-07-28"}
+    rows = [
+        "| path | era | p50 ms | p99 ms | calls/s |",
+        "|---|---|---|---|---|",
+    ]
+    for (path, era), m in results.items():
+        rows.append(
+            f"| {path} | {era_name[era]} | {m.percentile(0.5):.2f} | {m.percentile(0.99):.2f} | {m.rate():.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=500, help="timed calls per (path, era) (default 500)")
+    arguments = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="mcp-bench-") as directory, running_stack(Path(directory)) as stack:
+        targets, bearer = stack
+        results = anyio.run(measure, targets, bearer, arguments.calls)
+    print(f"echo tool, sequential calls, one client; {os.cpu_count()} cores; {arguments.calls} calls per row")
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
