@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,11 +34,17 @@ class AdminTool:
     run: Callable[[Principal, Any], Awaitable[Any]]
 
     def tool(self) -> types.Tool:
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
-        return types.Tool(
-            name=self.name,
-            description=self.description,
-            input_schema=schema,
-            annotations=types.ToolAnnotations(read_only_hint=self.permission in (None, "list_service")),
-        )
+        """The MCP tool callers see (built once: `tools/list` asks for it on every request)."""
+        return _tool(self.name, self.description, self.arguments, self.permission in (None, "list_service"))
+
+
+@functools.cache
+def _tool(name: str, description: str, arguments: type[Arguments], read_only: bool) -> types.Tool:
+    schema = arguments.model_json_schema()
+    schema.pop("title", None)
+    return types.Tool(
+        name=name,
+        description=description,
+        input_schema=schema,
+        annotations=types.ToolAnnotations(read_only_hint=read_only),
+    )
