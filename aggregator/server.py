@@ -55,12 +55,25 @@ class GatewayServer:
             warnings.simplefilter("ignore", MCPDeprecationWarning)  # logging is deprecated in 2026-07-28, still served
             return self._build()
 
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's input schema by exported name, for the SDK's 2026-07-28 header checks.
+
+        Without it the SDK would run the whole (filtered, audited) tools/list before every call.
+        """
+        if self.admin is not None and name in self.admin.tools:
+            return dict(self.admin.tools[name].tool().input_schema)
+        try:
+            return dict(self.catalog.resolve_tool(name).item.input_schema)
+        except UnknownNameError:
+            return None
+
     def _build(self) -> Server[Any]:
         return Server(
             SERVER_NAME,
             version=SERVER_VERSION,
             title="MCP Aggregator",
             description="One MCP endpoint for many MCP servers.",
+            get_tool_input_schema=self.input_schema,
             on_list_tools=self.list_tools,
             on_call_tool=self.call_tool,
             on_list_prompts=self.list_prompts,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
-_OPEN = frozenset(b"[{")
-_CLOSE = frozenset(b"]}")
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)  # JSON strings may hold brackets: drop them first
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 class RequestLimitsMiddleware:
@@ -64,22 +65,12 @@ class RequestLimitsMiddleware:
 
     def _check(self, body: bytes) -> str | None:
         depth = 0
-        in_string = escaped = False
-        for byte in body:
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif byte == 0x5C:  # backslash
-                    escaped = True
-                elif byte == 0x22:
-                    in_string = False
-            elif byte == 0x22:
-                in_string = True
-            elif byte in _OPEN:
+        for bracket in _BRACKETS.findall(_STRINGS.sub(b"", body)):
+            if bracket in b"[{":
                 depth += 1
                 if depth > self._max_depth:
                     return f"JSON nesting deeper than {self._max_depth} levels."
-            elif byte in _CLOSE:
+            else:
                 depth -= 1
         if body.lstrip()[:1] == b"[":
             try:

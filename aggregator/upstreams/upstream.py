@@ -269,7 +269,12 @@ class Upstream:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, Exception):
-            self._mark_lost(_describe(message))
+            if isinstance(self.spec, StdioUpstream):
+                self._mark_lost(_describe(message))  # the child's pipes broke: the session is gone
+            else:
+                # Over HTTP one failed request is not a lost session: the probe decides, now.
+                logger.info("upstream.request_failed", extra={"upstream": self.name, "error": _describe(message)})
+                self._wakeup.set()
         elif isinstance(
             message,
             types.ToolListChangedNotification
@@ -290,7 +295,8 @@ class Upstream:
 
     def _grade(self) -> None:
         slow = self.latency_ms is not None and self.latency_ms > self.spec.timeout * 500
-        state = UpstreamState.DEGRADED if slow else UpstreamState.HEALTHY
+        tripped = anyio.current_time() < self._open_until  # a good probe must not hide an open circuit
+        state = UpstreamState.DEGRADED if slow or tripped else UpstreamState.HEALTHY
         if state is not self.state:
             self.state = state
             self._on_change(self)
@@ -403,8 +409,16 @@ class Upstream:
         except MCPError as error:
             if error.code == types.CONNECTION_CLOSED:
                 self._failed()
+                if isinstance(self.spec, StreamableHttpUpstream) and error.message.startswith("SSE stream"):
+                    # One response stream broke, not the session: fail this call only, and probe now.
+                    self._wakeup.set()
+                    problem = _broken_stream(error.message, self._timings.max_result_bytes)
+                    raise UpstreamProtocolError(self.name, label, problem) from None
                 self._mark_lost(error.message)
                 raise UpstreamUnavailableError(self.name, error.message) from None
+            if error.code == types.PARSE_ERROR:  # the SDK's verdict on an answer that is not JSON-RPC
+                self._failed()
+                raise UpstreamProtocolError(self.name, label) from None
             raise UpstreamRejectedError(self.name, error.code, error.message, error.data) from None
         except ValidationError:
             self._failed()
@@ -417,7 +431,7 @@ class Upstream:
         self._failures = 0
         if (size := _approximate_size(result)) > self._timings.max_result_bytes:
             raise UpstreamProtocolError(
-                self.name, label, f"an answer of about {size} bytes; the limit is {self._timings.max_result_bytes}"
+                self.name, label, f"an answer of about {size} bytes (the limit is {self._timings.max_result_bytes})"
             )
         # The gateway answers the caller: the upstream's identity stamp must not pass as the gateway's.
         meta = getattr(result, "meta", None)
@@ -466,6 +480,15 @@ def _approximate_size(result: object) -> int:
         if resource is not None:
             size += len(getattr(resource, "text", "") or getattr(resource, "blob", "") or "")
     return size
+
+
+def _broken_stream(reason: str, limit: int) -> str:
+    """What an upstream sent when the SDK gave up on one streamable-HTTP response stream."""
+    if "byte limit" in reason:
+        return f"an answer over the limit of {limit} bytes"
+    if reason.startswith("SSE stream failed"):
+        return "an invalid answer"
+    return "a response stream that ended before the answer"
 
 
 def _backoff(failures: int, initial: float, maximum: float) -> float:
