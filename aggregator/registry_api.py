@@ -18,10 +18,11 @@ as one that does not exist. CORS lets any origin GET, without credentials.
 from __future__ import annotations
 
 import logging
+import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -53,6 +54,7 @@ _DESCRIPTION_LIMIT = 100  # server.json allows at most 100 characters
 _NO_STORE = {"Cache-Control": "no-store", "Vary": "Authorization"}
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
+_RouteT = TypeVar("_RouteT", Route, Mount)
 
 
 def registry_routes(gateway: Gateway) -> list[BaseRoute]:
@@ -63,7 +65,7 @@ def registry_routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/servers/{name:path}/versions", api.authenticated(api.list_versions), methods=["GET"]),
         Route("/servers/{name:path}/versions/{version}", api.authenticated(api.get_version), methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
-        Route("/{rest:path}", api.not_found, methods=["GET"]),
+        Route("/{rest:path}", api.not_found, methods=["GET"]),  # a JSON 404, as documented
     ]
     cors = Middleware(
         CORSMiddleware,
@@ -73,7 +75,13 @@ def registry_routes(gateway: Gateway) -> list[BaseRoute]:
         expose_headers=["WWW-Authenticate"],
         max_age=600,
     )
-    return [Mount("/v0.1", routes=routes, middleware=[cors])]
+    return [_any_character(Mount("/v0.1", routes=[_any_character(r) for r in routes], middleware=[cors]))]
+
+
+def _any_character(route: _RouteT) -> _RouteT:
+    """Let path parameters hold any decoded character: Starlette's patterns stop at a newline (%0A)."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route
 
 
 async def request_principal(request: Request, verifier: TokenVerifier | None) -> Principal:
