@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from aggregator.catalog import Catalog, Entry
 from aggregator.errors import AuthenticationError, UnknownNameError
-from aggregator.registry_api import challenge, request_principal
+from aggregator.policy.http import authenticate, challenge
 from aggregator.upstreams.upstream import Upstream, UpstreamState
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def metrics_routes(gateway: Gateway) -> list[Route]:
         settings = gateway.settings
         if not settings.metrics_public:
             try:
-                principal = await request_principal(request, gateway.verifier)
+                principal = await authenticate(request, gateway.verifier)
             except AuthenticationError as error:
                 return challenge(request, error.reason, settings.public_url)
             if not gateway.guard.policy.current.may_administer(principal, "list_service", "all"):

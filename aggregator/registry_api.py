@@ -31,9 +31,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from aggregator.errors import AuthenticationError
-from aggregator.policy.http import INSECURE_DEV_PRINCIPAL, metadata_url, resource_url
+from aggregator.policy.http import authenticate, challenge, resource_url
 from aggregator.policy.principal import Principal
-from aggregator.policy.tokens import TokenVerifier
 from aggregator.registry_openapi import openapi_document
 from aggregator.server import SERVER_VERSION
 from aggregator.servers import exported_prefix
@@ -84,39 +83,6 @@ def _any_character(route: _RouteT) -> _RouteT:
     return route
 
 
-async def request_principal(request: Request, verifier: TokenVerifier | None) -> Principal:
-    """The caller of a plain HTTP route, from its bearer token; `AuthenticationError` says why not.
-
-    Without a verifier (`--insecure-dev`) every caller is the unrestricted development principal.
-    """
-    if verifier is None:
-        return INSECURE_DEV_PRINCIPAL
-    header = request.headers.get("authorization")
-    if header is None:
-        raise AuthenticationError(_MISSING)
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("the Authorization header is not a bearer token")
-    return await verifier.verify(token.strip())
-
-
-def challenge(request: Request, reason: str, public_url: str | None) -> JSONResponse:
-    """401 with the RFC 9728 pointer, as on /mcp; the reason is logged and never holds the token."""
-    client = request.client.host if request.client else "?"
-    logger.warning("auth.rejected", extra={"reason": reason, "path": request.url.path, "client": client})
-    metadata = metadata_url(request, public_url)
-    if reason == _MISSING:
-        header = f'Bearer resource_metadata="{metadata}"'
-        message = "A bearer token is required."
-    else:
-        header = f'Bearer error="invalid_token", error_description="{reason}", resource_metadata="{metadata}"'
-        message = f"The bearer token is not accepted: {reason}."
-    return JSONResponse({"error": message}, status_code=401, headers={"WWW-Authenticate": header})
-
-
-_MISSING = "no bearer token"
-
-
 class _RegistryApi:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -124,7 +90,7 @@ class _RegistryApi:
     def authenticated(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                principal = await request_principal(request, self._gateway.verifier)
+                principal = await authenticate(request, self._gateway.verifier)
             except AuthenticationError as error:
                 return challenge(request, error.reason, self._gateway.settings.public_url)
             return await handler(request, principal)

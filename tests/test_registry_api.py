@@ -250,7 +250,9 @@ async def test_callers_without_an_acceptable_token_are_challenged(registry: Regi
     metadata = f'resource_metadata="{registry.base}/.well-known/oauth-protected-resource/mcp"'
     assert anonymous.headers["www-authenticate"] == f"Bearer {metadata}"
     assert 'error="invalid_token"' in forged.headers["www-authenticate"]
-    assert anonymous.json() == {"error": "A bearer token is required."}
+    # The same OAuth-style body as on /mcp (RFC 6750).
+    assert anonymous.json() == {"error": "invalid_request", "error_description": "A bearer token is required."}
+    assert forged.json() == {"error": "invalid_token", "error_description": "token is not a well-formed JWT"}
 
 
 async def test_browsers_may_read_it_from_any_origin_without_credentials(registry: Registry) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -59,7 +60,7 @@ class BearerAuthMiddleware:
             principal = INSECURE_DEV_PRINCIPAL
         else:
             try:
-                principal = await self._verifier.verify(_bearer_token(scope))
+                principal = await self._verifier.verify(bearer_token(scope.get("headers", ())))
             except AuthenticationError as error:
                 await self._challenge(scope, receive, send, error.reason)
                 return
@@ -80,32 +81,51 @@ class BearerAuthMiddleware:
             current_principal.reset(reset)
 
     async def _challenge(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
-        request = Request(scope)
-        client = request.client.host if request.client else "?"
-        logger.warning("auth.rejected", extra={"reason": reason, "path": request.url.path, "client": client})
-        metadata = metadata_url(request, self._public_url)
-        if reason == _MISSING:
-            challenge = f'Bearer resource_metadata="{metadata}"'
-            body = {"error": "invalid_request", "error_description": "A bearer token is required."}
-        else:
-            challenge = f'Bearer error="invalid_token", error_description="{reason}", resource_metadata="{metadata}"'
-            body = {"error": "invalid_token", "error_description": reason}
-        response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": challenge})
+        response = challenge(Request(scope), reason, self._public_url)
         await response(scope, receive, send)
 
 
-_MISSING = "no bearer token"
+MISSING_TOKEN = "no bearer token"
 
 
-def _bearer_token(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
+def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The bearer token of a request's raw headers; `AuthenticationError` when there is none."""
+    for name, value in headers:
+        if name.lower() == b"authorization":
             header: str = bytes(value).decode("latin-1")
             scheme, _, token = header.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             raise AuthenticationError("the Authorization header is not a bearer token")
-    raise AuthenticationError(_MISSING)
+    raise AuthenticationError(MISSING_TOKEN)
+
+
+async def authenticate(request: Request, verifier: TokenVerifier | None) -> Principal:
+    """The caller of a plain HTTP route; without a verifier (`--insecure-dev`), the development principal."""
+    if verifier is None:
+        return INSECURE_DEV_PRINCIPAL
+    return await verifier.verify(bearer_token(request.scope.get("headers", ())))
+
+
+def challenge(
+    request: Request, reason: str, public_url: str | None, *, path: str | None = None, metadata: str | None = None
+) -> JSONResponse:
+    """401 with the RFC 9728 pointer (`WWW-Authenticate`); the reason is logged and never holds the token.
+
+    `path` and `metadata` name the protected resource when it is not the aggregated endpoint
+    (nginx passthrough locations have their own metadata document).
+    """
+    client = request.client.host if request.client else "?"
+    logger.warning("auth.rejected", extra={"reason": reason, "path": path or request.url.path, "client": client})
+    metadata = metadata or metadata_url(request, public_url)
+    if reason == MISSING_TOKEN:
+        header = f'Bearer resource_metadata="{metadata}"'
+        body = {"error": "invalid_request", "error_description": "A bearer token is required."}
+    else:
+        description = reason.replace('"', "'")
+        header = f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{metadata}"'
+        body = {"error": "invalid_token", "error_description": reason}
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": header})
 
 
 def _fingerprint(scope: Scope) -> str:

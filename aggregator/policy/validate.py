@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from aggregator.errors import AccessDeniedError, AuthenticationError
 from aggregator.guard import Guard
-from aggregator.policy.http import INSECURE_DEV_PRINCIPAL, METADATA_PATH
+from aggregator.policy.http import METADATA_PATH, authenticate, challenge
 from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.scopes import Policy
 from aggregator.policy.tokens import TokenVerifier
@@ -155,7 +155,7 @@ class PassthroughValidator:
         server = request.headers.get("x-mcp-server", "")
         method = request.headers.get("x-original-method", request.method).upper()
         try:
-            principal = await self._principal(request)
+            principal = await authenticate(request, self._verifier)
         except AuthenticationError as error:
             return self._unauthenticated(request, error.reason)
         policy = self._guard.policy.current
@@ -189,31 +189,11 @@ class PassthroughValidator:
         headers = {name: quote(value, safe=_HEADER_SAFE) for name, value in identity.items()}
         return JSONResponse({"allowed": True}, headers=headers)
 
-    async def _principal(self, request: Request) -> Principal:
-        if self._verifier is None:
-            return INSECURE_DEV_PRINCIPAL
-        header = request.headers.get("authorization")
-        if header is None:
-            raise AuthenticationError(_MISSING)
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError("the Authorization header is not a bearer token")
-        return await self._verifier.verify(token.strip())
-
     def _unauthenticated(self, request: Request, reason: str) -> Response:
-        metadata = self._metadata_url(request)
-        logger.warning("auth.rejected", extra={"reason": reason, "path": _original_path(request)})
-        if reason == _MISSING:
-            challenge = f'Bearer resource_metadata="{metadata}"'
-            body = {"error": "invalid_request", "error_description": "A bearer token is required."}
-        else:
-            description = reason.replace('"', "'")
-            challenge = (
-                f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{metadata}"'
-            )
-            body = {"error": "invalid_token", "error_description": reason}
-        headers = {"WWW-Authenticate": challenge, "X-Mcp-Auth-Body": json.dumps(body)}
-        return JSONResponse(body, status_code=401, headers=headers)
+        path = _original_path(request)
+        response = challenge(request, reason, self._public_url, path=path, metadata=self._metadata_url(request))
+        response.headers["X-Mcp-Auth-Body"] = bytes(response.body).decode()
+        return response
 
     def _forbidden(
         self,
@@ -251,9 +231,6 @@ class PassthroughValidator:
 
     def _metadata_url(self, request: Request) -> str:
         return f"{_origin(request, self._public_url)}{METADATA_PATH}{_original_path(request)}"
-
-
-_MISSING = "no bearer token"
 
 
 def _origin(request: Request, public_url: str | None) -> str:
