@@ -1,4 +1,4 @@
-"""`mcp-aggregator` commands: serve, stdio, check-config, token, nginx, import."""
+"""`mcp-aggregator` commands: serve, stdio, check-config, token, nginx, import, tui, login."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
 
-from aggregator import importer
+from aggregator import importer, login
 from aggregator.app import LOOPBACK, Gateway, build_gateway, create_app
-from aggregator.config import Settings, load_settings
+from aggregator.config import Settings, load_login_settings, load_settings
 from aggregator.errors import AccessDeniedError, AuthenticationError, ConfigError, NginxError
 from aggregator.logs import configure_logging
 from aggregator.names import host_name, over_budget
@@ -111,6 +111,24 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=_nginx, reload=action == "reload")
     nginx_actions.choices["render"].add_argument("--stdout", action="store_true", help="only print the config")
     nginx_actions.choices["reload"].add_argument("--force", action="store_true", help="reload even if unchanged")
+
+    console = commands.add_parser("tui", help="The operator console: manage a running gateway through its admin tools.")
+    console.add_argument("--url", default="http://127.0.0.1:8000/mcp", help="the gateway's MCP URL (%(default)s)")
+    console.add_argument("--token", help=f"gateway bearer token (default: ${TOKEN_VARIABLE}, which keeps it out of ps)")
+    console.set_defaults(command=_tui)
+
+    sign_in = commands.add_parser(
+        "login", help="Sign in as a user (OAuth 2.1 authorization code + PKCE) and store the tokens (mode 0600)."
+    )
+    sign_in.add_argument("--issuer", help="the authorization server (OIDC discovery finds its endpoints)")
+    sign_in.add_argument("--client-id", help="the public client registered for this CLI at the issuer")
+    sign_in.add_argument("--scope", action="append", dest="scopes", help="a scope to request (repeatable)")
+    sign_in.add_argument("--resource", help="RFC 8707 resource indicator: the gateway's MCP URL or audience")
+    sign_in.add_argument("--token-file", type=Path, help="where the tokens go (~/.config/mcp-aggregator/tokens.json)")
+    sign_in.add_argument("--port", type=int, help="loopback port of the redirect (default: a free one)")
+    sign_in.add_argument("--no-browser", action="store_true", help="print the sign-in URL; do not open a browser")
+    sign_in.add_argument("--refresh", action="store_true", help="only refresh the stored tokens (no browser)")
+    sign_in.set_defaults(command=_login)
     return parser
 
 
@@ -178,10 +196,18 @@ def _stdio(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     gateway = build_gateway(settings, servers)
 
+    refusals: list[str] = []
+
     async def run() -> None:
-        principal = await _stdio_principal(gateway, args.insecure_dev)
-        current_principal.set(principal)
         async with gateway.running():
+            # Verified here, not before: an OIDC issuer's keys come through the gateway's HTTP client,
+            # which `running()` opens.
+            try:
+                principal = await _stdio_principal(gateway, args.insecure_dev)
+            except AuthenticationError as error:
+                refusals.append(error.reason)
+                return
+            current_principal.set(principal)
             # Hosts list tools right after connecting and may never ask again: let the first
             # connection attempts finish (an unreachable upstream fails fast; a hung one is bounded).
             with anyio.move_on_after(settings.connect_timeout):
@@ -189,15 +215,35 @@ def _stdio(args: argparse.Namespace) -> int:
             async with stdio_server() as (read, write):
                 await gateway.server.run(read, write, gateway.server.create_initialization_options())
 
-    try:
-        anyio.run(run)
-    except AuthenticationError as error:
-        print(f"mcp-aggregator: {TOKEN_VARIABLE} is not accepted: {error.reason}", file=sys.stderr)
+    anyio.run(run)
+    if refusals:
+        print(f"mcp-aggregator: {TOKEN_VARIABLE} is not accepted: {refusals[0]}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
 
 TOKEN_VARIABLE = "MCP_AGGREGATOR_TOKEN"
+
+
+def _login(args: argparse.Namespace) -> int:
+    scopes = tuple(scope for given in args.scopes or () for scope in given.split())
+    settings = load_login_settings(
+        issuer=args.issuer,
+        client_id=args.client_id,
+        scopes=scopes or None,
+        resource=args.resource,
+        token_file=args.token_file,
+        redirect_port=args.port,
+    )
+    return login.run(settings, refresh_only=args.refresh, open_browser=not args.no_browser)
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from tui.app import OperatorApp  # Textual loads only for this command
+    from tui.client import HttpTarget
+
+    OperatorApp(HttpTarget(args.url, args.token or os.environ.get(TOKEN_VARIABLE))).run()
+    return 0
 
 
 async def _stdio_principal(gateway: Gateway, insecure_dev: bool) -> Principal:

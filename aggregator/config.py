@@ -227,3 +227,36 @@ def _validated(cls: type[Settings], source: str, overrides: dict[str, Any]) -> S
         raise ConfigError(
             [ConfigIssue(source, ".".join(str(p) for p in e["loc"]), e["msg"]) for e in error.errors()]
         ) from None
+
+
+class LoginSettings(BaseSettings):
+    """`mcp-aggregator login`: where a user signs in and where the tokens go.
+
+    Flags override `MCP_AGGREGATOR_LOGIN_*` environment variables. `token_file` is written with
+    mode 0600; `redirect_port` 0 picks a free loopback port (RFC 8252 lets the port vary).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MCP_AGGREGATOR_LOGIN_", frozen=True, extra="forbid")
+
+    issuer: str | None = Field(
+        default=None, description="The authorization server; OIDC discovery finds its endpoints."
+    )
+    client_id: str | None = Field(default=None, description="The public (native) client registered for this CLI.")
+    scopes: tuple[str, ...] = ()
+    resource: str | None = Field(
+        default=None, description="RFC 8707 resource indicator: the gateway's URL or audience."
+    )
+    token_file: Path = Field(default_factory=lambda: Path.home() / ".config" / "mcp-aggregator" / "tokens.json")
+    redirect_port: int = Field(default=0, ge=0, le=65535)
+    timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for the browser to come back.")
+
+
+def load_login_settings(**overrides: Any) -> LoginSettings:
+    """`LoginSettings` from the environment and explicit overrides (None means: not given)."""
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return LoginSettings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(
+            [ConfigIssue("<login>", ".".join(str(p) for p in e["loc"]), e["msg"]) for e in error.errors()]
+        ) from None
