@@ -1,0 +1,51 @@
+"""The console loses the gateway when it stops, says so, and reconnects by itself when it is back."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import gateway_process
+from tests.tui.conftest import Notes, until
+from tui.app import OperatorApp
+from tui.client import HttpTarget
+from tui.link import Backoff, LinkStatus
+from tui.widgets.connection import ConnectionBar
+
+pytestmark = pytest.mark.anyio
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) -> None:
+    servers = tmp_path / "servers.yaml"
+    servers.write_text("servers: {}\n")
+    port = free_port()
+    environment = {"MCP_AGGREGATOR_DATA_DIR": str(tmp_path / "data")}
+    notes = Notes()
+    app = OperatorApp(HttpTarget(f"http://127.0.0.1:{port}/mcp"), interval=0.5, backoff=Backoff(0.1, 0.3))
+    async with app.run_test(size=(80, 24), message_hook=notes) as pilot:
+        bar = app.screen.query_one(ConnectionBar)
+
+        def status() -> LinkStatus | None:
+            return app.link_state.status if app.link_state else None
+
+        async with gateway_process(servers, "--port", str(port), env=environment):
+            await until(pilot, lambda: status() is LinkStatus.CONNECTED, "the first connection")
+        await until(pilot, lambda: status() is LinkStatus.LOST, "the console to notice the gateway is gone")
+        assert str(bar.render()).startswith(f"✕ Gateway unreachable at http://127.0.0.1:{port}/mcp: ")
+        assert bar.has_class("-lost")
+        assert notes.has("Lost the gateway")
+
+        async with gateway_process(servers, "--port", str(port), env=environment):
+            await until(pilot, lambda: status() is LinkStatus.CONNECTED, "the reconnection")
+            assert app.link_state is not None and app.link_state.reconnected
+            assert str(bar.render()).startswith(f"● Reconnected to http://127.0.0.1:{port}/mcp")
+            await until(pilot, lambda: notes.has("Reconnected to the gateway."), "the notification")

@@ -1,0 +1,49 @@
+"""What screens and widgets ask the app to do with a server (messages up); the app does it.
+
+Several places offer the same actions (the servers table, the server screen, the command palette),
+so these requests are shared here rather than nested in one widget.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class ServerRequest(Message):
+    """An action on one registered server."""
+
+    def __init__(self, server: str) -> None:
+        super().__init__()
+        self.server = server
+
+
+class OpenServer(ServerRequest):
+    """Show the server's screen: its tools, resources and prompts."""
+
+
+class ToggleServer(ServerRequest):
+    """Enable or disable the server."""
+
+    def __init__(self, server: str, enabled: bool) -> None:
+        super().__init__(server)
+        self.enabled = enabled
+
+
+class RefreshServer(ServerRequest):
+    """Re-list the server's tools, resources and prompts now."""
+
+
+class RemoveServer(ServerRequest):
+    """Remove the server (after the operator confirms)."""
+
+
+class RegisterServer(Message):
+    """Open the registration form."""
+
+
+class RefreshAll(Message):
+    """Refresh every enabled server, showing progress."""
+
+
+class CancelRefreshAll(Message):
+    """Stop a running refresh of all servers."""
