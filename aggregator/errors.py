@@ -1,4 +1,4 @@
-"""The gateway's exceptions: one tree, converted to MCP errors in exactly one place (`server.py`).
+"""The gateway's exceptions: one tree, converted to MCP errors in exactly one place (`guard.answer`).
 
     GatewayError
     ├── ConfigError          a configuration file is invalid; carries every problem found
@@ -8,6 +8,8 @@
     ├── LimitExceededError   a request is too large or too many are in flight; names the limit
     ├── UnknownNameError     a caller named a tool/prompt/resource the catalog does not have
     ├── NginxError           a rendered nginx config failed validation, or nginx could not be reloaded
+    ├── LoginError           signing in, refreshing or reading stored tokens failed (`mcp-aggregator login`)
+    ├── SearchError          the tool finder cannot answer (aggregator/search/errors.py has its subclasses)
     └── UpstreamError        something went wrong talking to one upstream (names it)
         ├── UpstreamUnavailableError   not connected (down, starting, or reconnecting)
         ├── UpstreamTimeoutError       no answer within the upstream's timeout
@@ -140,3 +142,7 @@ class NginxError(GatewayError):
 
     The running nginx keeps its previous config; the message carries nginx's own explanation.
     """
+
+
+class LoginError(GatewayError):
+    """Raised when signing in, refreshing or reading the stored tokens fails; says why and what to do."""

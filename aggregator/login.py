@@ -34,15 +34,11 @@ import httpx2
 import jwt
 
 from aggregator.config import LoginSettings
-from aggregator.errors import GatewayError
+from aggregator.errors import LoginError
 from aggregator.loopback import LoopbackRedirect
 
 REQUEST_TIMEOUT = 15.0
 EXPIRY_LEEWAY = 60.0  # refresh this many seconds before the access token expires
-
-
-class LoginError(GatewayError):
-    """Raised when signing in, refreshing or reading the stored tokens fails; says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx2
 
-from aggregator.login import LoginError, discover, get_token
+from aggregator.errors import LoginError
+from aggregator.login import discover, get_token
 from examples.agent.errors import IdentityError
 
 
