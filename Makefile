@@ -39,8 +39,9 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
+# The venv's bin first on PATH: tests launch its console scripts (mcp-server-time) as stdio upstreams.
 pytest: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/latency.py

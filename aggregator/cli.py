@@ -169,7 +169,11 @@ def _serve(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     app = create_app(gateway, on_ready=announce)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10)
+    # h11, not httptools: h11 strips optional whitespace around header values as HTTP requires, and the
+    # 2026-07-28 Mcp-Name/Mcp-Method checks compare those values with the body.
+    config = uvicorn.Config(
+        app, http="h11", log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10
+    )
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

@@ -820,7 +820,7 @@ async def serve(host: str, port: int) -> None:
     display_host = f"[{host}]" if ":" in host else host
     app = build_server().streamable_http_app(host=host, event_store=MemoryEventStore(), retry_interval=100)
     announce_when_serving(app, f"http://{display_host}:{bound_port}/mcp")
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, http="h11", log_level="warning", lifespan="on")  # h11 strips header OWS
     await uvicorn.Server(config).serve(sockets=[listener])
 
 
