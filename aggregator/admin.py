@@ -9,7 +9,7 @@ is audited like any other (`guard.answer`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import mcp_types as types
@@ -75,6 +75,7 @@ class Admin:
         self._catalog = catalog
         self._guard = guard
         self._minting = RateLimiter(rate=0.2, burst=10)
+        self._aliases: dict[str, str] = {}
         self.tools = {
             tool.name: tool
             for tool in (
@@ -122,8 +123,16 @@ class Admin:
             )
         }
 
+    def add(self, tools: Iterable[AdminTool], *, visible_as: str | None = None) -> None:
+        """Add gateway tools; `visible_as` makes them visible exactly when that tool is."""
+        for tool in tools:
+            self.tools[tool.name] = tool
+            if visible_as is not None and tool.name != visible_as:
+                self._aliases[tool.name] = visible_as
+
     def visible(self, principal: Principal, name: str) -> bool:
         """Whether `principal` may see and call the admin tool `name`."""
+        name = self._aliases.get(name, name)
         tool = self.tools[name]
         policy = self._guard.policy.current
         if not policy.allows(principal, self._settings.gateway_server_name, "tools/call", name):
@@ -139,6 +148,8 @@ class Admin:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in error.errors())
             return _error(f"Invalid arguments for {name}: {problems}")
         result = await tool.run(principal, parsed)
+        if isinstance(result, types.CallToolResult):
+            return result  # call_tool (discovery mode) answers with the called tool's own result
         return types.CallToolResult(
             content=[types.TextContent(text=json.dumps(result, indent=1, default=str))],
             structured_content={"result": result} if not isinstance(result, dict) else result,

@@ -20,10 +20,11 @@ from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 from mcp.server import Server
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -34,12 +35,14 @@ from starlette.types import Receive, Scope, Send
 from aggregator.admin import Admin
 from aggregator.catalog import Catalog
 from aggregator.config import Settings
+from aggregator.finder import FINDER, CallTool, DescribeTool, Finder
 from aggregator.guard import Guard
 from aggregator.metrics import Metrics, catalog_labels, metrics_routes
 from aggregator.names import BudgetWarnings
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.http import BearerAuthMiddleware, metadata_routes
 from aggregator.policy.limits import RequestLimitsMiddleware
+from aggregator.policy.principal import Principal
 from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
 from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.revocation import RevocationList
@@ -68,6 +71,7 @@ class Gateway:
     verifier: TokenVerifier | None
     http: httpx2.AsyncClient
     registry: Registry
+    finder: Finder
     handlers: GatewayServer
     server: Server[Any]
 
@@ -79,6 +83,7 @@ class Gateway:
             background.start_soon(self.guard.policy.watch, self.settings.scopes_reload_interval, self._changed)
             background.start_soon(_announce_connected, self.pool)
             background.start_soon(self.registry.watch, self.settings.servers_reload_interval)
+            background.start_soon(self.finder.run)
             try:
                 yield
             finally:
@@ -124,6 +129,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         budget.check(entry.item.name for entry in catalog.tools())
         if handlers is not None:
             handlers.notifier.changed()
+            finder.changed()
 
     async def resource_updated(upstream: Upstream, uri: str) -> None:
         if handlers is not None:
@@ -139,12 +145,29 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     registry = Registry(settings.servers_file, servers, pool.apply)
     handlers = GatewayServer(catalog, pool, guard)
     handlers.admin = Admin(settings, registry, pool, catalog, guard, on_policy_change=handlers.notifier.changed)
+    handlers.discovery_mode = settings.discovery_mode
+    server = handlers
+    finder = Finder(
+        settings.search_uri or settings.data_dir / "index",
+        settings.search_model,
+        pool,
+        lambda: server.catalog.tools(),
+        server.visible_tools,
+    )
+
+    async def describe(principal: Principal, arguments: DescribeTool) -> dict[str, Any]:
+        return await server.describe_tool(principal, arguments.name)
+
+    async def call(principal: Principal, arguments: CallTool) -> types.CallToolResult | types.InputRequiredResult:
+        return await server.call_upstream_tool(principal, arguments.name, arguments.arguments)
+
+    handlers.admin.add(finder.tools(describe, call), visible_as=FINDER)
     catalog.rebuild(pool)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None
     if settings.auth.enabled:
         verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
-    return Gateway(settings, pool, catalog, guard, verifier, http, registry, handlers, handlers.build())
+    return Gateway(settings, pool, catalog, guard, verifier, http, registry, finder, handlers, handlers.build())
 
 
 def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Starlette:
@@ -164,9 +187,14 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         max_sessions=limits.max_sessions,
     )
     sse = SseServerTransport("/messages/", security_settings=security, max_request_body_size=limits.max_request_bytes)
+    sse_security = TransportSecurityMiddleware(security)
     server = gateway.server
 
     async def sse_stream(scope: Scope, receive: Receive, send: Send) -> None:
+        # Refuse a foreign Host/Origin here: the SDK answers 421/403 too, but then raises into the server.
+        if (refusal := await sse_security.validate_request(Request(scope, receive))) is not None:
+            await refusal(scope, receive, send)
+            return
         async with sse.connect_sse(scope, receive, send) as (read, write):
             await server.run(read, write, server.create_initialization_options())
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -23,6 +24,7 @@ from aggregator.admin import Admin
 from aggregator.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
 from aggregator.catalog import SEPARATOR, Catalog, Entry
 from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
+from aggregator.finder import CALL, DESCRIBE, FINDER
 from aggregator.guard import Guard, answer
 from aggregator.notify import Fingerprints, Notifier, digest
 from aggregator.policy.principal import Principal
@@ -34,6 +36,7 @@ SERVER_NAME = "mcp-aggregator"
 SERVER_VERSION = "0.1.0"
 
 _ResultT = TypeVar("_ResultT")
+DISCOVERY_TOOLS = frozenset({FINDER, DESCRIBE, CALL})
 Context = ServerRequestContext[Any, Any]
 
 
@@ -45,6 +48,7 @@ class GatewayServer:
         self.pool = pool
         self.guard = guard
         self.admin: Admin | None = None
+        self.discovery_mode = False
         self.notifier = Notifier(self.fingerprint)
         self.resources = ResourceHandlers(self)
         self.notifier.after_change = self.resources.health_changed
@@ -101,10 +105,20 @@ class GatewayServer:
             ),
         )
 
-    def _admin_tools(self, principal: Principal) -> list[types.Tool]:
+    def _admin_tools(self, principal: Principal, only: frozenset[str] | None = None) -> list[types.Tool]:
         if self.admin is None:
             return []
-        return [tool.tool() for name, tool in self.admin.tools.items() if self.admin.visible(principal, name)]
+        return [
+            tool.tool()
+            for name, tool in self.admin.tools.items()
+            if (only is None or name in only) and self.admin.visible(principal, name)
+        ]
+
+    def discovery(self, ctx: Context) -> bool:
+        """Discovery mode: set for the whole gateway, or per request with `?tools=discover`."""
+        request = ctx.request
+        asked = request is not None and getattr(request, "query_params", {}).get("tools") == "discover"
+        return self.discovery_mode or asked
 
     def _sees_tool(self, principal: Principal) -> Callable[[Entry[types.Tool]], bool]:
         policy = self.guard.policy.current
@@ -126,6 +140,8 @@ class GatewayServer:
 
     async def list_tools(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         async def handle(principal: Principal) -> types.ListToolsResult:
+            if self.discovery(ctx):
+                return types.ListToolsResult(tools=self._admin_tools(principal, only=DISCOVERY_TOOLS))
             return types.ListToolsResult(
                 tools=self._admin_tools(principal) + [e.item for e in self.catalog.tools(self._sees_tool(principal))]
             )
@@ -143,33 +159,60 @@ class GatewayServer:
                 and self.admin.visible(principal, params.name)
             ):
                 return await self.admin.call(principal, params.name, params.arguments)
-            entry = self._resolve_tool(params.name, principal)
-            upstream = self.pool.get(entry.upstream)
-            size = len(json.dumps(params.arguments or {}, separators=(",", ":")))
-            if size > self.guard.max_argument_bytes:
-                raise LimitExceededError(
-                    f"The arguments of '{params.name}' are {size} bytes; the limit is {self.guard.max_argument_bytes}."
-                )
-            wants_progress = params.meta is not None and params.meta.get("progress_token") is not None
-
-            async def attempt(
-                responses: types.InputResponses | None, state: str | None
-            ) -> types.CallToolResult | types.InputRequiredResult:
-                return await upstream.call_tool(
-                    entry.original_name,
-                    params.arguments,
-                    progress=ctx.session.report_progress if wants_progress else None,
-                    input_responses=responses,
-                    request_state=state,
-                )
-
-            with (
-                self.guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
-                self.guard.upstream_slots.slot(upstream.name, upstream.name),
-            ):
-                return await interactive(attempt, params.input_responses, params.request_state)
+            progress = ctx.session.report_progress if _wants_progress(params) else None
+            return await self.call_upstream_tool(
+                principal, params.name, params.arguments, progress, params.input_responses, params.request_state
+            )
 
         return await self.serve(ctx, "tools/call", params.name, handle)
+
+    async def call_upstream_tool(
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any] | None,
+        progress: ProgressFnT | None = None,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """Call the exported tool `name` for `principal`: policy, size and concurrency checks, then the upstream."""
+        entry = self._resolve_tool(name, principal)
+        upstream = self.pool.get(entry.upstream)
+        size = len(json.dumps(arguments or {}, separators=(",", ":")))
+        if size > self.guard.max_argument_bytes:
+            raise LimitExceededError(
+                f"The arguments of '{name}' are {size} bytes; the limit is {self.guard.max_argument_bytes}."
+            )
+
+        async def attempt(
+            responses: types.InputResponses | None, state: str | None
+        ) -> types.CallToolResult | types.InputRequiredResult:
+            return await upstream.call_tool(
+                entry.original_name, arguments, progress=progress, input_responses=responses, request_state=state
+            )
+
+        with (
+            self.guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
+            self.guard.upstream_slots.slot(upstream.name, upstream.name),
+        ):
+            return await interactive(attempt, input_responses, request_state)
+
+    async def describe_tool(self, principal: Principal, name: str) -> dict[str, Any]:
+        """A tool's description and schemas, for discovery mode (same visibility as tools/list)."""
+        entry = self.catalog.resolve_tool(name, self._sees_tool(principal))
+        tool = entry.item
+        return {
+            "name": tool.name,
+            "server": entry.upstream,
+            "title": tool.title,
+            "description": tool.description,
+            "input_schema": tool.input_schema,
+            "output_schema": tool.output_schema,
+        }
+
+    def visible_tools(self, principal: Principal) -> list[Entry[types.Tool]]:
+        """The upstream tools `principal` may call (what the finder may rank for it)."""
+        return self.catalog.tools(self._sees_tool(principal))
 
     async def list_prompts(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
         async def handle(principal: Principal) -> types.ListPromptsResult:
@@ -254,3 +297,7 @@ class GatewayServer:
     def _never_listed(self, upstream: Upstream, name: str) -> bool:
         prefix = self.catalog.prefix_of(upstream.name)
         return bool(upstream.last_error and not upstream.tools and prefix and name.startswith(prefix + SEPARATOR))
+
+
+def _wants_progress(params: types.CallToolRequestParams) -> bool:
+    return params.meta is not None and params.meta.get("progress_token") is not None

