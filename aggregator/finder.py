@@ -81,10 +81,11 @@ class Finder:
     async def run(self) -> None:
         """Open the index on first use, then sync it on every catalog change (an app-lifespan task)."""
         await self._wanted.wait()
-        async with ToolIndex(self._uri, Embedder(self._model)) as index:
+        async with ToolIndex(self._uri, Embedder(self._model)) as index, anyio.create_task_group() as tasks:
             await index.sync(self._documents())
             self._index = index
             self._opened.set()
+            tasks.start_soon(self._announce_ready, index)
             try:
                 while True:
                     await self._changed.wait()
@@ -92,6 +93,13 @@ class Finder:
                     await index.sync(self._documents())
             finally:
                 self._index = None
+                tasks.cancel_scope.cancel()
+
+    async def _announce_ready(self, index: ToolIndex) -> None:
+        started = anyio.current_time()
+        await index.wait_embedded()
+        seconds = round(anyio.current_time() - started, 2)
+        logger.info("finder.ready", extra={"tools": index.size, "mode": "hybrid", "seconds": seconds})
 
     def _documents(self) -> list[ToolDocument]:
         specs = {upstream.name: upstream.spec for upstream in self._pool}
