@@ -25,7 +25,7 @@ from tui.widgets.tools import ToolsPane
 
 pytestmark = pytest.mark.anyio
 SNAPSHOTS = Path(__file__).parent / "__snapshots__"
-STABLE_SHOTS = 3
+STABLE_SHOTS = 6  # under load a refresh can land a couple of pauses late
 SETTLE_DEADLINE = 10.0
 QUIET = 3600.0
 """Poll interval: the fixed gateway never changes, so one poll is all a screenshot needs."""
@@ -43,6 +43,7 @@ class Album:
         shots = [self._app.export_screenshot(title="mcp-aggregator tui")]
         with anyio.fail_after(SETTLE_DEADLINE):
             while len(shots) < STABLE_SHOTS or len(set(shots[-STABLE_SHOTS:])) > 1:
+                await self._pilot.wait_for_scheduled_animations()
                 await self._pilot.pause()
                 shots.append(self._app.export_screenshot(title="mcp-aggregator tui"))
         return shots[-1]
