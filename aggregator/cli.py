@@ -6,10 +6,12 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 
 import anyio
 import uvicorn
@@ -174,8 +176,17 @@ def _serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, http="h11", log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10
     )
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises SIGTERM once its graceful shutdown (upstreams closed, children reaped) is done:
+    end the process there as the default action would, but with status 0, since the stop was clean."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _refuse_insecure(settings: Settings, insecure_dev: bool) -> str | None:

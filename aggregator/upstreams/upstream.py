@@ -22,6 +22,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.session import IncomingMessage
+from mcp.client.subscriptions import SubscriptionLost
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
@@ -233,8 +234,11 @@ class Upstream:
                         else:
                             self._wakeup.set()
                     reopen.cancel_scope.cancel()
-            except (MCPError, *_CONNECTION_ERRORS) as error:
+            except Exception as error:  # the task group above wraps what the stream raised in a group
+                if not isinstance(_leaf(error), (MCPError, SubscriptionLost, *_CONNECTION_ERRORS)):
+                    raise
                 logger.info("upstream.listen_ended", extra={"upstream": self.name, "error": _describe(error)})
+                self._wakeup.set()  # probe now: if the upstream went away with the stream, reconnect
                 return
             if not self._refollow.is_set():
                 return  # the upstream closed the stream on purpose

@@ -170,10 +170,11 @@ async def connect(url: str, bearer: str, mode: str = "auto") -> AsyncIterator[Cl
 async def principals(secured: Secured) -> dict[str, tuple[str, set[str]]]:
     """Each principal's token and exactly the tools scopes.yml lets it call."""
     return {
-        # server "*" includes the gateway's own server: generate_token needs no UI permission, list_services does.
+        # server "*" includes the gateway's own server (mcpgw): the finder tools and generate_token need no
+        # UI permission; list_services and the other management tools do.
         "platform via OIDC groups": (
             await secured.provider.token("platform-app", "platform-secret", "mcp"),
-            ALL | {"generate_token"},
+            ALL | {"generate_token", "intelligent_tool_finder", "describe_tool", "call_tool"},
         ),
         "notes via OIDC groups": (await secured.provider.token("notes-app", "notes-secret", "mcp"), NOTES),
         "forecast only": (token("fc", ["weather/forecast"]), {"weather__get_forecast"}),
