@@ -6,7 +6,7 @@ answers from full-text search alone. Thread counts follow what was measured on 2
 "Retrieval on 2 cores"): documents are encoded with every core, queries with ONE torch thread,
 because a query encoded with two threads while anything else runs took 25x longer at the median.
 One lock serialises the model between the two paths (the tokenizer is not safe to share between
-threads); documents go in small batches so a query waits for at most one batch.
+threads); the index passes documents in chunks of 64, so a query waits for at most one chunk.
 """
 
 from __future__ import annotations

@@ -70,11 +70,11 @@ def full_text_scores(snapshot: Snapshot, rows: Rows, hits: Mapping[str, float]) 
     scores = np.zeros(rows.size, dtype=np.float32)
     if not hits or rows.size == 0:
         return scores
-    position = {int(row): index for index, row in enumerate(rows)}
-    for name, score in hits.items():
-        row = snapshot.rows.get(name)
-        if row is not None and (index := position.get(row)) is not None:
-            scores[index] = score
+    hit_rows = np.fromiter((snapshot.rows.get(name, -1) for name in hits), dtype=np.intp, count=len(hits))
+    values = np.fromiter(hits.values(), dtype=np.float32, count=len(hits))
+    positions = np.minimum(np.searchsorted(rows, hit_rows), rows.size - 1)  # rows are ascending
+    eligible = rows[positions] == hit_rows
+    scores[positions[eligible]] = values[eligible]
     best = float(scores.max())
     return scores / np.float32(best) if best > 0 else scores
 
@@ -102,8 +102,16 @@ def _reciprocal_rank(scores: Scores, k: int) -> Scores:
 
 
 def top(scores: Scores, count: int) -> npt.NDArray[np.intp]:
-    """Positions of the `count` best scores, best first; ties keep row (name) order, so results are stable."""
+    """Positions of the `count` best scores, best first; ties go to the lower position, so results are stable.
+
+    A partial partition finds the candidates (everything tied with the last one included), so only
+    those are sorted: sorting 10,000 scores per query would cost more than the rest of the ranking.
+    """
     if count <= 0 or scores.size == 0:
         return np.empty(0, dtype=np.intp)
-    order = np.argsort(-scores, kind="stable")
+    candidates = np.arange(scores.size, dtype=np.intp)
+    if count < scores.size:
+        threshold = scores[np.argpartition(-scores, count - 1)[count - 1]]
+        candidates = np.flatnonzero(scores >= threshold)
+    order = candidates[np.lexsort((candidates, -scores[candidates]))]
     return order[:count]

@@ -13,7 +13,7 @@ rows `view_start[r]:view_start[r + 1]`.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,8 @@ from aggregator.search.embedder import Vectors
 
 Rows = npt.NDArray[np.intp]
 Flags = npt.NDArray[np.bool_]
+
+ELIGIBLE_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Snapshot:
     server_vectors: Vectors
     server_embedded: Flags
     missing_texts: Mapping[str, str]
+    eligible_cache: dict[object, Rows] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def pending(self) -> int:
@@ -53,21 +56,31 @@ class Snapshot:
         servers: Collection[str] | None = None,
         tags: Collection[str] | None = None,
     ) -> Rows:
-        """Rows of the tools a caller may see that also pass the optional server and tag filters, ascending."""
-        wanted_servers = None if servers is None else frozenset(servers)
-        wanted_tags = None if tags is None else frozenset(tags)
-        rows: set[int] = set()
-        for name in allowed:
-            row = self.rows.get(name)
-            if row is None:
-                continue
-            document = self.documents[name]
-            if wanted_servers is not None and document.server not in wanted_servers:
-                continue
-            if wanted_tags is not None and wanted_tags.isdisjoint(document.tags):
-                continue
-            rows.add(row)
-        return np.fromiter(sorted(rows), dtype=np.intp, count=len(rows))
+        """Rows of the tools a caller may see that also pass the optional server and tag filters, ascending.
+
+        Callers that pass the same frozenset again (a principal's permissions) get the cached answer.
+        """
+        key = None
+        if isinstance(allowed, frozenset):
+            key = (allowed, None if servers is None else frozenset(servers), None if tags is None else frozenset(tags))
+            if (cached := self.eligible_cache.get(key)) is not None:
+                return cached
+        found = [row for row in map(self.rows.get, allowed) if row is not None]
+        if servers is not None or tags is not None:
+            wanted_servers = None if servers is None else frozenset(servers)
+            wanted_tags = None if tags is None else frozenset(tags)
+            found = [
+                row
+                for row in found
+                if (wanted_servers is None or self.documents[self.names[row]].server in wanted_servers)
+                and (wanted_tags is None or not wanted_tags.isdisjoint(self.documents[self.names[row]].tags))
+            ]
+        rows = np.unique(np.asarray(found, dtype=np.intp))
+        if key is not None:
+            if len(self.eligible_cache) >= ELIGIBLE_CACHE_SIZE:
+                self.eligible_cache.clear()
+            self.eligible_cache[key] = rows
+        return rows
 
 
 def build_snapshot(

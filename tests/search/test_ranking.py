@@ -1,0 +1,61 @@
+"""Ranking arithmetic on a snapshot with made-up vectors: the vectorised code against a plain loop."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aggregator.search.documents import text_hash
+from aggregator.search.ranking import Ranking, dense_scores, full_text_scores, fuse, top
+from aggregator.search.snapshot import Snapshot, build_snapshot
+from tests.search.catalog import catalog_documents
+
+MODEL = "test-model"
+DIMENSION = 8
+
+
+def random_snapshot(seed: int = 1) -> tuple[Snapshot, dict[str, np.ndarray]]:
+    documents = {document.name: document for document in catalog_documents()}
+    rng = np.random.default_rng(seed)
+    texts = {text for document in documents.values() for text in (*document.views(), document.server_text())}
+    vectors = {}
+    for text in sorted(texts):
+        vector = rng.standard_normal(DIMENSION).astype(np.float32)
+        vectors[text_hash(MODEL, text)] = vector / np.linalg.norm(vector)
+    return build_snapshot(documents, {}, vectors, MODEL, DIMENSION), vectors
+
+
+def test_dense_scores_are_each_tools_best_view_plus_its_weighted_server() -> None:
+    snapshot, vectors = random_snapshot()
+    queries = np.random.default_rng(2).standard_normal((3, DIMENSION)).astype(np.float32)
+    rows = np.array([0, 2, 3, 7, 11], dtype=np.intp)
+    ranking = Ranking(server_weight=0.5)
+    expected = []
+    for row in rows:
+        document = snapshot.documents[snapshot.names[row]]
+        best_view = max(float((queries @ vectors[text_hash(MODEL, text)]).max()) for text in document.views())
+        server = float((queries @ vectors[text_hash(MODEL, document.server_text())]).max())
+        expected.append(best_view + 0.5 * server)
+    np.testing.assert_allclose(dense_scores(snapshot, rows, queries, ranking), expected, rtol=1e-5)
+    assert snapshot.pending == 0
+
+
+def test_a_tool_without_vectors_scores_zero_and_is_reported_pending() -> None:
+    documents = {document.name: document for document in catalog_documents()}
+    snapshot = build_snapshot(documents, {}, {}, MODEL, DIMENSION)
+    rows = np.arange(len(documents), dtype=np.intp)
+    queries = np.ones((1, DIMENSION), dtype=np.float32)
+    assert not dense_scores(snapshot, rows, queries, Ranking()).any()
+    assert snapshot.pending == len({t for d in documents.values() for t in (*d.views(), d.server_text())})
+
+
+def test_full_text_scores_keep_only_eligible_rows_and_fusion_orders_stably() -> None:
+    snapshot, _ = random_snapshot()
+    eligible = ["files__read_file", "mail__send_email"]
+    rows = np.array(sorted(snapshot.rows[name] for name in eligible), dtype=np.intp)
+    hits = {"mail__send_email": 4.0, "github__create_issue": 9.0}  # an ineligible hit is ignored
+    scores = dict(zip((snapshot.names[row] for row in rows), full_text_scores(snapshot, rows, hits), strict=True))
+    assert scores == {"mail__send_email": 1.0, "files__read_file": 0.0}
+    fused = fuse(np.array([0.2, 0.2], dtype=np.float32), np.array([0.0, 0.0], dtype=np.float32), Ranking())
+    assert top(fused, 5).tolist() == [0, 1]
+    rrf = fuse(np.array([0.1, 0.9], dtype=np.float32), np.array([1.0, 0.0], dtype=np.float32), Ranking(rrf_k=60))
+    assert rrf[0] > rrf[1]  # first in full-text, second in dense, unmatched in full-text
