@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import httpx2
 import mcp_types as types
+from anyio.abc import TaskStatus
 from mcp.server import Server
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
@@ -39,6 +40,7 @@ from aggregator.finder import FINDER, CallTool, DescribeTool, Finder
 from aggregator.guard import Guard
 from aggregator.metrics import Metrics, catalog_labels, metrics_routes
 from aggregator.names import BudgetWarnings
+from aggregator.nginx import NginxRenderer
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.http import BearerAuthMiddleware, metadata_routes
 from aggregator.policy.limits import RequestLimitsMiddleware
@@ -72,6 +74,7 @@ class Gateway:
     http: httpx2.AsyncClient
     registry: Registry
     finder: Finder
+    renderers: list[NginxRenderer]
     handlers: GatewayServer
     server: Server[Any]
 
@@ -84,12 +87,22 @@ class Gateway:
             background.start_soon(_announce_connected, self.pool)
             background.start_soon(self.registry.watch, self.settings.servers_reload_interval)
             background.start_soon(self.finder.run)
+            if self.settings.nginx.manage:
+                await background.start(self._manage_nginx)
             try:
                 yield
             finally:
                 background.cancel_scope.cancel()
                 self.handlers.resources.close_listeners()
         self.guard.audit.close()
+
+    async def _manage_nginx(self, *, task_status: TaskStatus[None]) -> None:
+        """Keep nginx in step with the registry: one render now, then one per (debounced) change."""
+        async with NginxRenderer(self.settings, lambda: self.registry.current) as renderer:
+            self.renderers.append(renderer)
+            renderer.schedule()
+            task_status.started()
+            await anyio.sleep_forever()
 
     def _changed(self) -> None:
         self.handlers.notifier.changed()
@@ -142,7 +155,14 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         scopes_of=lambda p: guard.policy.current.scopes_of(p),
         on_resource_updated=resource_updated,
     )
-    registry = Registry(settings.servers_file, servers, pool.apply)
+    renderers: list[NginxRenderer] = []  # the running one, when `nginx.manage` is on
+
+    async def registry_changed(servers: ServersFile) -> None:
+        await pool.apply(servers)
+        for renderer in renderers:
+            renderer.schedule()
+
+    registry = Registry(settings.servers_file, servers, registry_changed)
     handlers = GatewayServer(catalog, pool, guard)
     handlers.admin = Admin(settings, registry, pool, catalog, guard, on_policy_change=handlers.notifier.changed)
     handlers.discovery_mode = settings.discovery_mode
@@ -167,7 +187,9 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     verifier = None
     if settings.auth.enabled:
         verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
-    return Gateway(settings, pool, catalog, guard, verifier, http, registry, finder, handlers, handlers.build())
+    return Gateway(
+        settings, pool, catalog, guard, verifier, http, registry, finder, renderers, handlers, handlers.build()
+    )
 
 
 def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Starlette:

@@ -115,6 +115,7 @@ class NginxSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body through passthrough.")
     stream_timeout: float = Field(default=3600.0, gt=0, description="Seconds an idle response stream stays open.")
     reload_debounce: float = Field(default=2.0, ge=0, description="At most one reload per this many seconds.")
+    manage: bool = Field(default=False, description="Re-render and reload nginx on every registry change.")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> NginxSettings:
