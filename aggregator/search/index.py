@@ -82,10 +82,10 @@ class ToolIndex:
             stack.callback(store.close)
             documents, hashes = await store.read_documents()
             self._vectors = await store.read_vectors()
-            self._store = store
             await self._publish(documents, hashes)
             background = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(background.cancel_scope.cancel)  # runs first on close: stop the task, then the group
+            self._store = store
             background.start_soon(self._embed_when_ready)
             logger.info("search.index_opened", extra={"uri": self.uri, "tools": len(documents)})
             self._stack = stack.pop_all()
@@ -240,11 +240,13 @@ class ToolIndex:
         large catalog is embedded rather than only at the end.
         """
         store = self._require_open()
-        dimension = self._embedder.dimension
-        self._vectors = {key: vector for key, vector in self._vectors.items() if vector.shape[0] == dimension}
+        documents, hashes = dict(self._snapshot.documents), dict(self._snapshot.hashes)
+        if self._snapshot.view_vectors.shape[1] != self._embedder.dimension:  # first sight of this model's vectors
+            width = self._embedder.dimension
+            self._vectors = {key: vector for key, vector in self._vectors.items() if vector.shape[0] == width}
+            await self._publish(documents, hashes)
         # Similar lengths share a batch: the model pads every text of a batch to its longest one.
         missing = sorted(self._snapshot.missing_texts.items(), key=lambda item: len(item[1]))
-        documents, hashes = dict(self._snapshot.documents), dict(self._snapshot.hashes)
         for start in range(0, len(missing), EMBED_CHUNK):
             chunk = missing[start : start + EMBED_CHUNK]
             vectors = await self._embedder.encode_documents([text for _, text in chunk])
