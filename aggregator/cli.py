@@ -29,6 +29,7 @@ from aggregator.policy.principal import Principal, current_principal
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.scopes import describe, load_scopes
 from aggregator.policy.vending import mint_token
+from aggregator.search import Embedder, ToolIndex
 from aggregator.servers import ServersFile, load_servers
 from aggregator.upstreams.pool import UpstreamPool
 
@@ -94,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("servers_file", nargs="?", type=Path, help="servers.yaml to check (overrides --servers)")
     check.add_argument("--connect", action="store_true", help="also list every upstream's tools and check name lengths")
     check.set_defaults(command=_check_config)
+
+    index = configured("index", "Connect to the upstreams, bring the tool index up to date (embedding what changed).")
+    index.set_defaults(command=_index)
+    search = configured("search", "Search the tool index as an operator (every tool, no caller policy).")
+    search.add_argument("query", help="what the tool should do, in plain words")
+    search.add_argument("--top-k", type=int, default=5, help="how many tools (default 5)")
+    search.set_defaults(command=_search)
 
     seed = configured("import", "Import mcp-gateway-registry server records (DIR/*.json, server_state.json).")
     seed.add_argument("directory", type=Path, metavar="DIR", help="the seed's registry/servers folder")
@@ -350,6 +358,48 @@ def _check_config(args: argparse.Namespace) -> int:
     if args.connect:
         return _check_names(settings, servers)
     return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    return _with_index(args, None, 0)
+
+
+def _search(args: argparse.Namespace) -> int:
+    return _with_index(args, args.query, args.top_k)
+
+
+def _with_index(args: argparse.Namespace, query: str | None, top_k: int) -> int:
+    """Operator access to the finder's index: sync it with the live catalog, then report or search."""
+    settings, servers = _load(args)
+    configure_logging("warning")
+    gateway = build_gateway(settings, servers)
+    uri = settings.search_uri or settings.data_dir / "index"
+
+    async def run() -> None:
+        async with gateway.pool:
+            with anyio.move_on_after(settings.connect_timeout):
+                await gateway.pool.wait_until(UpstreamPool.all_settled)
+            gateway.catalog.rebuild(gateway.pool)
+            async with ToolIndex(uri, Embedder(settings.search_model)) as index:
+                report = await index.sync(gateway.finder.documents())
+                await index.wait_embedded()
+                print(
+                    f"{uri}: {index.size} tools ({report.added} added, {report.updated} updated, "
+                    f"{report.removed} removed, {report.unchanged} unchanged; {report.embedded} texts embedded)"
+                )
+                if query is not None:
+                    result = await index.search(query, allowed=frozenset(index_names(gateway)), top_k=top_k)
+                    for hit in result.hits:
+                        summary = hit.description.splitlines()[0] if hit.description else ""
+                        print(f"  {hit.score:.3f}  {hit.name}: {summary}")
+
+    anyio.run(run)
+    return 0
+
+
+def index_names(gateway: Gateway) -> list[str]:
+    """Every exported upstream tool (an operator searches without a caller's policy)."""
+    return [entry.item.name for entry in gateway.catalog.tools()]
 
 
 def _check_names(settings: Settings, servers: ServersFile) -> int:

@@ -82,7 +82,7 @@ class Finder:
         """Open the index on first use, then sync it on every catalog change (an app-lifespan task)."""
         await self._wanted.wait()
         async with ToolIndex(self._uri, Embedder(self._model)) as index, anyio.create_task_group() as tasks:
-            await index.sync(self._documents())
+            await index.sync(self.documents())
             self._index = index
             self._opened.set()
             tasks.start_soon(self._announce_ready, index)
@@ -90,7 +90,7 @@ class Finder:
                 while True:
                     await self._changed.wait()
                     self._changed = anyio.Event()
-                    await index.sync(self._documents())
+                    await index.sync(self.documents())
             finally:
                 self._index = None
                 tasks.cancel_scope.cancel()
@@ -101,7 +101,8 @@ class Finder:
         seconds = round(anyio.current_time() - started, 2)
         logger.info("finder.ready", extra={"tools": index.size, "mode": "hybrid", "seconds": seconds})
 
-    def _documents(self) -> list[ToolDocument]:
+    def documents(self) -> list[ToolDocument]:
+        """The catalog's tools as index documents (with their server's description and tags)."""
         specs = {upstream.name: upstream.spec for upstream in self._pool}
         documents = []
         for entry in self._tools():

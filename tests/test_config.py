@@ -225,3 +225,15 @@ def test_check_config_connect_reports_names_over_the_host_budget(tmp_path: Path)
     assert "tools: 4 exported; 1 over the 64-character host budget" in result.stdout
     assert "mcp__aggregator__time-zones-and-clocks-for-agents__get_current_time (67 chars)" in result.stdout
     assert "t__convert_time" not in result.stdout
+
+
+def test_index_and_search_commands_use_the_live_catalog(tmp_path: Path) -> None:
+    servers = write(tmp_path, "servers:\n  time:\n    transport: stdio\n    command: mcp-server-time\n")
+    config = write(tmp_path, f"servers_file: {servers}\ndata_dir: {tmp_path / 'data'}\n", "gateway.yaml")
+    built = run_cli("index", "--config", str(config))
+    assert built.returncode == 0, built.stderr
+    assert "2 tools (2 added, 0 updated, 0 removed, 0 unchanged" in built.stdout
+    found = run_cli("search", "--config", str(config), "convert a time between time zones", "--top-k", "1")
+    assert found.returncode == 0, found.stderr
+    assert "0 added, 0 updated, 0 removed, 2 unchanged; 0 texts embedded" in found.stdout
+    assert "time__convert_time" in found.stdout
