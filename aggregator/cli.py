@@ -298,7 +298,7 @@ def _token_mint(args: argparse.Namespace) -> int:
 def _token_revoke(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     RevocationList(settings.data_dir / "revoked.json").revoke(args.jti)
-    print(f"revoked {args.jti}; a running gateway refuses it after its next restart or reload", file=sys.stderr)
+    print(f"revoked {args.jti}; running gateways refuse it from their next request on", file=sys.stderr)
     return 0
 
 

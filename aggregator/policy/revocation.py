@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 from aggregator.errors import ConfigError, ConfigIssue
-from aggregator.files import locked, write_atomically
+from aggregator.files import locked, stamp, write_atomically
 
 
 class RevocationList:
-    """The set of revoked `jti`s, read at start and written atomically on every change."""
+    """The set of revoked `jti`s, written atomically on every change and re-read whenever the file
+    changes, so `mcp-aggregator token revoke` takes effect in a running gateway (and its replicas)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._stamp = stamp(path)
         self._revoked = self._read()
 
     def _read(self) -> set[str]:
@@ -27,6 +30,12 @@ class RevocationList:
             raise ConfigError([issue]) from None
 
     def contains(self, jti: str) -> bool:
+        current = stamp(self._path)
+        if current != self._stamp:
+            # A file being replaced by another writer: keep the last good list, retry on the next request.
+            with contextlib.suppress(ConfigError):
+                self._revoked = self._read()
+                self._stamp = current
         return jti in self._revoked
 
     def revoke(self, jti: str) -> None:

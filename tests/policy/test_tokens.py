@@ -129,6 +129,12 @@ async def test_gateway_minted_tokens_verify_and_can_be_revoked(setup: Setup) -> 
     setup.revoked.revoke(claims["jti"])
     with pytest.raises(AuthenticationError, match="has been revoked"):
         await setup.verifier.verify(token)
+    # A revocation written by another process (the CLI) reaches a running verifier too.
+    other, other_claims = mint_token(setup.auth, "ci-bot", [], 60)
+    assert (await setup.verifier.verify(other)).subject == "ci-bot"
+    RevocationList(setup.revoked._path).revoke(other_claims["jti"])
+    with pytest.raises(AuthenticationError, match="has been revoked"):
+        await setup.verifier.verify(other)
 
 
 def unsigned(claims: dict[str, Any]) -> str:
