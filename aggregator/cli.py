@@ -9,7 +9,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -376,30 +377,32 @@ def _with_index(args: argparse.Namespace, query: str | None, top_k: int) -> int:
     uri = settings.search_uri or settings.data_dir / "index"
 
     async def run() -> None:
-        async with gateway.pool:
-            with anyio.move_on_after(settings.connect_timeout):
-                await gateway.pool.wait_until(UpstreamPool.all_settled)
-            gateway.catalog.rebuild(gateway.pool)
-            async with ToolIndex(uri, Embedder(settings.search_model)) as index:
-                report = await index.sync(gateway.finder.documents())
-                await index.wait_embedded()
-                print(
-                    f"{uri}: {index.size} tools ({report.added} added, {report.updated} updated, "
-                    f"{report.removed} removed, {report.unchanged} unchanged; {report.embedded} texts embedded)"
-                )
-                if query is not None:
-                    result = await index.search(query, allowed=frozenset(index_names(gateway)), top_k=top_k)
-                    for hit in result.hits:
-                        summary = hit.description.splitlines()[0] if hit.description else ""
-                        print(f"  {hit.score:.3f}  {hit.name}: {summary}")
+        async with _connected(gateway), ToolIndex(uri, Embedder(settings.search_model)) as index:
+            report = await index.sync(gateway.finder.documents())
+            await index.wait_embedded()
+            print(
+                f"{uri}: {index.size} tools ({report.added} added, {report.updated} updated, "
+                f"{report.removed} removed, {report.unchanged} unchanged; {report.embedded} texts embedded)"
+            )
+            if query is not None:
+                names = frozenset(entry.item.name for entry in gateway.catalog.tools())  # no caller policy
+                result = await index.search(query, allowed=names, top_k=top_k)
+                for hit in result.hits:
+                    summary = hit.description.splitlines()[0] if hit.description else ""
+                    print(f"  {hit.score:.3f}  {hit.name}: {summary}")
 
     anyio.run(run)
     return 0
 
 
-def index_names(gateway: Gateway) -> list[str]:
-    """Every exported upstream tool (an operator searches without a caller's policy)."""
-    return [entry.item.name for entry in gateway.catalog.tools()]
+@asynccontextmanager
+async def _connected(gateway: Gateway) -> AsyncIterator[None]:
+    """The upstreams connected (each first attempt settled, bounded) and the catalog built from them."""
+    async with gateway.pool:
+        with anyio.move_on_after(gateway.settings.connect_timeout):
+            await gateway.pool.wait_until(UpstreamPool.all_settled)
+        gateway.catalog.rebuild(gateway.pool)
+        yield
 
 
 def _check_names(settings: Settings, servers: ServersFile) -> int:
@@ -408,10 +411,7 @@ def _check_names(settings: Settings, servers: ServersFile) -> int:
     gateway = build_gateway(settings, servers)
 
     async def listed() -> list[str]:
-        async with gateway.pool:
-            with anyio.move_on_after(settings.connect_timeout):
-                await gateway.pool.wait_until(UpstreamPool.all_settled)
-            gateway.catalog.rebuild(gateway.pool)
+        async with _connected(gateway):
             for upstream in gateway.pool:
                 if upstream.last_error:
                     print(f"  {upstream.name}: not reachable: {upstream.last_error}")
