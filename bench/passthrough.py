@@ -42,9 +42,9 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from aggregator.config import Settings
+from aggregator.config.settings import Settings
 from aggregator.nginx import NginxControl, NginxPaths, apply
-from aggregator.servers import load_servers
+from aggregator.registry.models import load_servers
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

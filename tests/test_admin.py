@@ -20,9 +20,9 @@ from mcp.client.session import IncomingMessage
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
-from aggregator.servers import load_servers
+from aggregator.registry.models import load_servers
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess
 
@@ -243,7 +243,7 @@ async def test_generate_token_grants_only_a_subset_of_the_callers_scopes(managed
 
 
 def test_a_crash_before_the_rename_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aggregator import files
+    from aggregator.config import files
 
     target = tmp_path / "servers.yaml"
     target.write_text("servers: {}\n")
@@ -251,7 +251,7 @@ def test_a_crash_before_the_rename_leaves_the_old_file(tmp_path: Path, monkeypat
     def crash(source: str, destination: Path) -> None:
         raise OSError("simulated crash between write and rename")
 
-    monkeypatch.setattr("aggregator.files.os.replace", crash)
+    monkeypatch.setattr("aggregator.config.files.os.replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
         files.write_atomically(target, "servers:\n  half: {}\n")
     assert target.read_text() == "servers: {}\n"

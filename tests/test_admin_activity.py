@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mcp import MCPError
 
-from aggregator.admin_activity import SCAN_LIMIT, UNRESOLVED, read_tail, summarise
+from aggregator.tools.activity import SCAN_LIMIT, UNRESOLVED, read_tail, summarise
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.test_admin import SCOPES, SECRET, admin_call, connect, names
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import mcp_types as types
 import pytest
 
-from aggregator.catalog import Catalog
+from aggregator.catalog.catalog import Catalog
 from aggregator.errors import UnknownNameError
-from aggregator.servers import ServersFile
+from aggregator.registry.models import ServersFile
 from aggregator.upstreams.listing import Listing
 from aggregator.upstreams.upstream import Timings, Upstream
 

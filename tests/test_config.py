@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_settings
+from aggregator.config.settings import load_settings
 from aggregator.errors import ConfigError
-from aggregator.servers import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
+from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
 from tests.conftest import REPOSITORY
 
 

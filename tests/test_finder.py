@@ -16,7 +16,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess

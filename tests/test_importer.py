@@ -14,8 +14,8 @@ import pytest
 import yaml
 from mcp import Client
 
-from aggregator.importer import import_into
-from aggregator.servers import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
+from aggregator.registry.importer import import_into
+from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
 from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
 
 SEED = REPOSITORY / "tests" / "data" / "seed_registry"

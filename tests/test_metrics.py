@@ -12,7 +12,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from aggregator.metrics import CONTENT_TYPE, Metrics, exposition, upstream_gauges
+from aggregator.server.metrics import CONTENT_TYPE, Metrics, exposition, upstream_gauges
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess
 from tests.test_registry_api import SECRET, closed_port, secured_config, token

@@ -25,11 +25,11 @@ from schemathesis.checks import negative_data_rejection
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
 
-from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
+from aggregator.http.registry_api import GATEWAY_META, NAMESPACE
+from aggregator.http.registry_openapi import openapi_document
 from aggregator.policy.vending import mint_token
-from aggregator.registry_api import GATEWAY_META, NAMESPACE
-from aggregator.registry_openapi import openapi_document
-from aggregator.server import SERVER_VERSION
+from aggregator.server.handlers import SERVER_VERSION
 from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess
 

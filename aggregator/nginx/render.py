@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aggregator.config import NginxSettings, Settings
+from aggregator.config.settings import NginxSettings, Settings
 from aggregator.errors import NginxError
-from aggregator.servers import BearerAuthSettings, ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import (
+    BearerAuthSettings,
+    ServersFile,
+    SseUpstream,
+    StdioUpstream,
+    StreamableHttpUpstream,
+)
 
 logger = logging.getLogger(__name__)
 

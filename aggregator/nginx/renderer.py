@@ -25,11 +25,11 @@ from typing import Self
 import anyio
 from anyio.abc import TaskGroup
 
-from aggregator.config import Settings
+from aggregator.config.settings import Settings
 from aggregator.errors import NginxError
 from aggregator.nginx.control import NginxControl
 from aggregator.nginx.render import NginxPaths, render
-from aggregator.servers import ServersFile
+from aggregator.registry.models import ServersFile
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import anyio
 
+from aggregator.config.files import stamp
 from aggregator.errors import ConfigError
-from aggregator.files import stamp
 from aggregator.policy.scopes import Policy, describe, empty_policy, load_scopes
 
 logger = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import contextlib
 import json
 from pathlib import Path
 
+from aggregator.config.files import locked, stamp, write_atomically
 from aggregator.errors import ConfigError, ConfigIssue
-from aggregator.files import locked, stamp, write_atomically
 
 
 class RevocationList:

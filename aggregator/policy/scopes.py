@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aggregator.config.yamlfile import read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
 from aggregator.policy.principal import Principal
-from aggregator.yamlfile import read_yaml
 
 ADMIN_PERMISSIONS = frozenset(
     {"list_service", "register_service", "toggle_service", "modify_service", "health_check_service"}

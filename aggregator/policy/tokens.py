@@ -15,7 +15,7 @@ import httpx2
 import jwt
 import jwt.types
 
-from aggregator.config import AuthSettings, OidcIssuerSettings
+from aggregator.config.settings import AuthSettings, OidcIssuerSettings
 from aggregator.errors import AuthenticationError
 from aggregator.policy.jwks import JwksCache
 from aggregator.policy.principal import AuthMethod, Principal

@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from aggregator.config import AuthSettings
+from aggregator.config.settings import AuthSettings
 from aggregator.errors import AccessDeniedError, ConfigError, ConfigIssue
 
 

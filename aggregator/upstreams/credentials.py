@@ -17,7 +17,7 @@ import httpx2
 
 from aggregator.errors import UpstreamUnavailableError
 from aggregator.policy.principal import Principal, current_principal
-from aggregator.servers import (
+from aggregator.registry.models import (
     BearerAuthSettings,
     ClientCredentialsAuthSettings,
     IdentityHeader,

@@ -11,7 +11,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from aggregator.errors import UnknownNameError
 from aggregator.policy.principal import Principal
-from aggregator.servers import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.credentials import UpstreamAuth
 from aggregator.upstreams.upstream import Timings, Upstream, UpstreamState
 

@@ -10,7 +10,7 @@ from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
-from aggregator.caller import current_caller
+from aggregator.upstreams.caller import current_caller
 
 
 def speak_for_the_caller(client: Client) -> None:

@@ -12,7 +12,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from aggregator.servers import SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
 
 # Long enough for an upstream to hold a response stream open; requests have their own timeouts.
 _READ_TIMEOUT = 300.0

@@ -36,7 +36,7 @@ from aggregator.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from aggregator.servers import SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.credentials import current_tool
 from aggregator.upstreams.listing import Listing, fetch_listing
 from aggregator.upstreams.relay import (

@@ -22,7 +22,7 @@ import anyio
 import httpx2
 from mcp import MCPError
 
-from aggregator.config import LoginSettings
+from aggregator.config.settings import LoginSettings
 from examples.agent.conversation import Model
 from examples.agent.errors import AgentError
 from examples.agent.gateway import connect

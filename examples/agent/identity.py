@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx2
 
+from aggregator.cli.login import discover, get_token
 from aggregator.errors import LoginError
-from aggregator.login import discover, get_token
 from examples.agent.errors import IdentityError
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from aggregator.login import load_tokens, save_tokens
+from aggregator.cli.login import load_tokens, save_tokens
 from examples.agent.scripted import DEFAULT_SCRIPT, AnswerStep, load_script
 from tests.agent.conftest import (
     AGENT,

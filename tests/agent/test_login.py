@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import jwt
 import pytest
 
+from aggregator.cli.login import get_token, load_tokens, save_tokens
 from aggregator.errors import LoginError
-from aggregator.login import get_token, load_tokens, save_tokens
 from tests.agent.browser import sign_in
 from tests.agent.conftest import (
     AUDIENCE,

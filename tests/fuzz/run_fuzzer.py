@@ -32,7 +32,7 @@ import httpx2
 import yaml
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
 from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aggregator.config import Settings
+from aggregator.config.settings import Settings
 from aggregator.nginx import NginxPaths
 from tests.conftest import REPOSITORY, STARTUP_DEADLINE
 from tests.processes import RunningProcess, run_process

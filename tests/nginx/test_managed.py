@@ -12,9 +12,9 @@ import pytest
 import yaml
 from mcp import Client
 
-from aggregator.config import Settings
+from aggregator.config.settings import Settings
 from aggregator.nginx import NginxControl, NginxPaths, apply
-from aggregator.servers import load_servers
+from aggregator.registry.models import load_servers
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.nginx.harness import free_port, nginx_settings, requires_nginx, running_nginx
 

@@ -25,7 +25,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings, Settings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings, Settings
 from aggregator.policy.vending import mint_token
 from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, http_upstream, wait_connected
 from tests.nginx.harness import RunningNginx, free_port, nginx_settings, requires_nginx, running_nginx

@@ -20,10 +20,10 @@ import anyio
 import httpx2
 import pytest
 
-from aggregator.config import Settings
+from aggregator.config.settings import Settings
 from aggregator.nginx import NginxControl, NginxPaths, NginxRenderer, apply
 from aggregator.nginx.render import TEMPLATES
-from aggregator.servers import ServersFile, load_servers
+from aggregator.registry.models import ServersFile, load_servers
 from tests.conftest import REPOSITORY
 from tests.nginx.harness import RunningNginx, free_port, nginx_settings, requires_nginx, running_nginx
 

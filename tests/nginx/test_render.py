@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from aggregator.config import Settings
+from aggregator.config.settings import Settings
 from aggregator.errors import NginxError
 from aggregator.nginx import NginxControl, NginxPaths, apply, render
-from aggregator.servers import ServersFile
+from aggregator.registry.models import ServersFile
 from tests.nginx.harness import nginx_settings, requires_nginx
 
 pytestmark = requires_nginx

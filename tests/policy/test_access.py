@@ -24,9 +24,9 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings
-from aggregator.guard import RATE_LIMITED
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
+from aggregator.server.guard import RATE_LIMITED
 from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
 from tests.policy.oidc import (
     Audience,

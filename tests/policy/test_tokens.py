@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings, OidcIssuerSettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings, OidcIssuerSettings
 from aggregator.errors import AuthenticationError
 from aggregator.policy.principal import AuthMethod
 from aggregator.policy.revocation import RevocationList

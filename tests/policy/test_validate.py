@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from aggregator.errors import AccessDeniedError
+from aggregator.http.validate import check_messages, may_reach, read_messages
 from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.scopes import Policy, ScopesFile, ServerRule
-from aggregator.policy.validate import check_messages, may_reach, read_messages
 
 POLICY = Policy(
     ScopesFile(

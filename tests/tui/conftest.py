@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
 
-from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from textual.pilot import Pilot
 
-from aggregator.servers import load_servers
+from aggregator.registry.models import load_servers
 from tests.tui.conftest import ConsoleGateway, Notes, bystander, console, tool_names, until
 from tui.app import OperatorApp
 from tui.models import Filter, Progress, Service

@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
-from aggregator.config import AuthSettings, GatewayKeySettings
+from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
 from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, wait_connected
 from tests.policy.oidc import Audience, oidc_provider, requires_oidc_provider, rsa_jwk

@@ -14,7 +14,7 @@ import mcp_types as types
 import pytest
 
 from aggregator.errors import UpstreamUnavailableError
-from aggregator.servers import ServersFile
+from aggregator.registry.models import ServersFile
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Timings, UpstreamState
 from tests.conftest import REPOSITORY, http_upstream

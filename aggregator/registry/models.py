@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from aggregator.config.yamlfile import YamlDocument, read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
-from aggregator.yamlfile import YamlDocument, read_yaml
 
 SERVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 _UNION_TAGS = frozenset({"stdio", "streamable-http", "sse", "bearer", "oauth2-client-credentials", "aws-sigv4"})

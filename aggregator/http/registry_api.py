@@ -22,7 +22,7 @@ import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -30,16 +30,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from aggregator.catalog.catalog import Catalog
 from aggregator.errors import AuthenticationError
-from aggregator.policy.http import authenticate, challenge, resource_url
+from aggregator.http.auth import Authenticator, challenge, resource_url
+from aggregator.http.registry_openapi import openapi_document
 from aggregator.policy.principal import Principal
-from aggregator.registry_openapi import openapi_document
-from aggregator.server import SERVER_VERSION
-from aggregator.servers import exported_prefix
+from aggregator.policy.reload import PolicyHolder
+from aggregator.registry.models import exported_prefix
+from aggregator.server.handlers import SERVER_VERSION
+from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
-
-if TYPE_CHECKING:
-    from aggregator.app import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,11 @@ Handler = Callable[[Request, Principal], Awaitable[Response]]
 _RouteT = TypeVar("_RouteT", Route, Mount)
 
 
-def registry_routes(gateway: Gateway) -> list[BaseRoute]:
+def registry_routes(
+    authenticator: Authenticator, policy: PolicyHolder, catalog: Catalog, pool: UpstreamPool
+) -> list[BaseRoute]:
     """`/v0.1/...`, wrapped in CORS (GET from any origin, no credentials)."""
-    api = _RegistryApi(gateway)
+    api = _RegistryApi(authenticator, policy, catalog, pool)
     routes = [
         Route("/servers", api.authenticated(api.list_servers), methods=["GET"]),
         Route("/servers/{name:path}/versions", api.authenticated(api.list_versions), methods=["GET"]),
@@ -84,15 +86,20 @@ def _any_character(route: _RouteT) -> _RouteT:
 
 
 class _RegistryApi:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(
+        self, authenticator: Authenticator, policy: PolicyHolder, catalog: Catalog, pool: UpstreamPool
+    ) -> None:
+        self._authenticator = authenticator
+        self._policy = policy
+        self._catalog = catalog
+        self._pool = pool
 
     def authenticated(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                principal = await authenticate(request, self._gateway.verifier)
+                principal = await self._authenticator.authenticate(request)
             except AuthenticationError as error:
-                return challenge(request, error.reason, self._gateway.settings.public_url)
+                return challenge(request, error.reason, self._authenticator.public_url)
             return await handler(request, principal)
 
         return endpoint
@@ -143,21 +150,21 @@ class _RegistryApi:
 
     def _visible(self, principal: Principal) -> dict[str, tuple[Upstream, int]]:
         """Servers the principal may see, each with how many of its tools the principal may call."""
-        policy = self._gateway.guard.policy.current
+        policy = self._policy.current
         callable_tools: Counter[str] = Counter(
             entry.upstream
-            for entry in self._gateway.catalog.tools()
+            for entry in self._catalog.tools()
             if policy.allows(principal, entry.upstream, "tools/call", entry.original_name)
         )
         return {
             upstream.name: (upstream, callable_tools[upstream.name])
-            for upstream in self._gateway.pool
+            for upstream in self._pool
             if callable_tools[upstream.name] or policy.may_administer(principal, "list_service", upstream.name)
         }
 
     def _describe(self, request: Request, upstream: Upstream, tools: int) -> dict[str, Any]:
-        remote = resource_url(request, self._gateway.settings.public_url)
-        return server_response(upstream, tools, remote, secured=self._gateway.verifier is not None)
+        remote = resource_url(request, self._authenticator.public_url)
+        return server_response(upstream, tools, remote, secured=self._authenticator.secured)
 
 
 def server_response(upstream: Upstream, tools: int, remote: str, *, secured: bool) -> dict[str, Any]:

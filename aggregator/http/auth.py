@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -98,6 +99,23 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str:
                 return token.strip()
             raise AuthenticationError("the Authorization header is not a bearer token")
     raise AuthenticationError(MISSING_TOKEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticator:
+    """What a plain HTTP route needs to know its caller: the verifier and the public URL for challenges."""
+
+    verifier: TokenVerifier | None
+    public_url: str | None
+
+    @property
+    def secured(self) -> bool:
+        """Whether callers must present a token (false only under `--insecure-dev`)."""
+        return self.verifier is not None
+
+    async def authenticate(self, request: Request) -> Principal:
+        """The caller of `request`; `AuthenticationError` when its token is missing or refused."""
+        return await authenticate(request, self.verifier)
 
 
 async def authenticate(request: Request, verifier: TokenVerifier | None) -> Principal:

@@ -33,9 +33,9 @@ import anyio
 import httpx2
 import jwt
 
-from aggregator.config import LoginSettings
+from aggregator.cli.loopback import LoopbackRedirect
+from aggregator.config.settings import LoginSettings
 from aggregator.errors import LoginError
-from aggregator.loopback import LoopbackRedirect
 
 REQUEST_TIMEOUT = 15.0
 EXPIRY_LEEWAY = 60.0  # refresh this many seconds before the access token expires

@@ -2,7 +2,7 @@
 
 Every handler works for the principal of the current request (`current_principal`): lists are
 filtered by the policy and every request is checked again when it is made. Requests for input
-from upstreams reach the caller that caused them (`aggregator.caller`). This is also the one
+from upstreams reach the caller that caused them (`aggregator.upstreams.caller`). This is also the one
 place where the gateway's exceptions become MCP errors (`answer`, `as_mcp_error`).
 """
 
@@ -20,15 +20,15 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from aggregator.admin import Admin
-from aggregator.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
-from aggregator.catalog import SEPARATOR, Catalog, Entry
+from aggregator.catalog.catalog import SEPARATOR, Catalog, Entry
 from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
-from aggregator.finder import CALL, DESCRIBE, FINDER
-from aggregator.guard import Guard, answer
-from aggregator.notify import Fingerprints, Notifier, digest
 from aggregator.policy.principal import Principal
-from aggregator.resources import ResourceHandlers
+from aggregator.server.guard import Guard, answer
+from aggregator.server.notify import Fingerprints, Notifier, digest
+from aggregator.server.resources import ResourceHandlers
+from aggregator.tools.admin import Admin
+from aggregator.tools.finder import CALL, DESCRIBE, FINDER
+from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
 

@@ -19,19 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
-from aggregator.catalog import Catalog, Entry
-from aggregator.errors import AuthenticationError, UnknownNameError
-from aggregator.policy.http import authenticate, challenge
+from aggregator.catalog.catalog import Catalog, Entry
+from aggregator.errors import UnknownNameError
 from aggregator.upstreams.upstream import Upstream, UpstreamState
-
-if TYPE_CHECKING:
-    from aggregator.app import Gateway
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -218,23 +210,3 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value)) if value != int(value) else str(int(value))
-
-
-def metrics_routes(gateway: Gateway) -> list[Route]:
-    """`/metrics`: public when `metrics_public`, else for callers with UI `list_service` on `all`."""
-
-    async def scrape(request: Request) -> Response:
-        settings = gateway.settings
-        if not settings.metrics_public:
-            try:
-                principal = await authenticate(request, gateway.verifier)
-            except AuthenticationError as error:
-                return challenge(request, error.reason, settings.public_url)
-            if not gateway.guard.policy.current.may_administer(principal, "list_service", "all"):
-                message = "Metrics need the UI permission list_service for all servers."
-                return JSONResponse({"error": message}, status_code=403)
-        metrics = gateway.guard.metrics
-        body = metrics.render(gateway.pool) if metrics is not None else ""
-        return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
-
-    return [Route("/metrics", scrape, methods=["GET"])]

@@ -31,11 +31,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aggregator.errors import AccessDeniedError, AuthenticationError
-from aggregator.guard import Guard
-from aggregator.policy.http import METADATA_PATH, authenticate, challenge
+from aggregator.http.auth import METADATA_PATH, authenticate, challenge
 from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.scopes import Policy
 from aggregator.policy.tokens import TokenVerifier
+from aggregator.server.guard import Guard
 
 logger = logging.getLogger(__name__)
 

@@ -18,20 +18,22 @@ import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
 
-from aggregator import importer, login
-from aggregator.app import LOOPBACK, Gateway, build_gateway, create_app
-from aggregator.config import Settings, load_login_settings, load_settings
+from aggregator.catalog.names import host_name, over_budget
+from aggregator.cli import login
+from aggregator.config.logs import configure_logging
+from aggregator.config.settings import Settings, load_login_settings, load_settings
 from aggregator.errors import AccessDeniedError, AuthenticationError, ConfigError, NginxError
-from aggregator.logs import configure_logging
-from aggregator.names import host_name, over_budget
+from aggregator.http.app import LOOPBACK, create_app
+from aggregator.http.auth import INSECURE_DEV_PRINCIPAL
 from aggregator.nginx import NginxControl, NginxPaths, apply, render
-from aggregator.policy.http import INSECURE_DEV_PRINCIPAL
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.scopes import describe, load_scopes
 from aggregator.policy.vending import mint_token
+from aggregator.registry import importer
+from aggregator.registry.models import ServersFile, load_servers
 from aggregator.search import Embedder, ToolIndex
-from aggregator.servers import ServersFile, load_servers
+from aggregator.server.gateway import Gateway, build_gateway
 from aggregator.upstreams.pool import UpstreamPool
 
 logger = logging.getLogger(__name__)

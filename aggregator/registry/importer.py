@@ -33,10 +33,10 @@ from typing import Any, Literal
 
 import anyio.to_thread
 
+from aggregator.config.yamlfile import YamlDocument, read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
-from aggregator.registry import RawServers, Registry
-from aggregator.servers import SERVER_NAME_PATTERN, ServersFile, load_servers, validate_servers
-from aggregator.yamlfile import YamlDocument, read_yaml
+from aggregator.registry.models import SERVER_NAME_PATTERN, ServersFile, load_servers, validate_servers
+from aggregator.registry.store import RawServers, Registry
 
 logger = logging.getLogger(__name__)
 

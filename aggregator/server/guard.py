@@ -36,7 +36,7 @@ from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
 from aggregator.policy.reload import PolicyHolder
 
 if TYPE_CHECKING:
-    from aggregator.metrics import Metrics
+    from aggregator.server.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,12 @@ from typing import Any
 import anyio
 from pydantic import Field
 
-from aggregator.admin_tool import AdminTool, Arguments
-from aggregator.catalog import Catalog
+from aggregator.catalog.catalog import Catalog
 from aggregator.errors import AccessDeniedError, UnknownNameError
-from aggregator.guard import Guard
+from aggregator.policy.audit import AuditLog
 from aggregator.policy.principal import Principal
+from aggregator.policy.reload import PolicyHolder
+from aggregator.tools.base import AdminTool, Arguments
 
 CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 SCAN_LIMIT = 5000
@@ -47,9 +48,15 @@ class ActivityAdmin:
     """Reads the audit log for principals with `list_service` for all servers."""
 
     def __init__(
-        self, guard: Guard, catalog: Catalog, gateway_server: str, own_tools: Callable[[], Collection[str]]
+        self,
+        policy: PolicyHolder,
+        audit: AuditLog,
+        catalog: Catalog,
+        gateway_server: str,
+        own_tools: Callable[[], Collection[str]],
     ) -> None:
-        self._guard = guard
+        self._policy = policy
+        self._audit = audit
         self._catalog = catalog
         self._gateway_server = gateway_server
         self._own_tools = own_tools
@@ -67,10 +74,10 @@ class ActivityAdmin:
         ]
 
     async def _activity(self, principal: Principal, arguments: ActivityRequest) -> dict[str, Any]:
-        if not self._guard.policy.current.may_administer(principal, "list_service", "all"):
+        if not self._policy.current.may_administer(principal, "list_service", "all"):
             raise AccessDeniedError("Reading the audit log needs the list_service permission for all servers.")
         upstream_of = upstream_resolver(self._catalog, frozenset(self._own_tools()), self._gateway_server)
-        activity = await recent_activity(self._guard.audit.path, arguments.limit, arguments.window_seconds, upstream_of)
+        activity = await recent_activity(self._audit.path, arguments.limit, arguments.window_seconds, upstream_of)
         return {"you": principal.subject, **activity}
 
 

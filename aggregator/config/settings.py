@@ -21,8 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from aggregator.config.yamlfile import read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
-from aggregator.yamlfile import read_yaml
 
 
 class GatewayKeySettings(BaseModel):

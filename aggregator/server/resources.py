@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import mcp_types as types
@@ -18,14 +19,16 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPError
 
-from aggregator.admin import describe
-from aggregator.caller import interactive
-from aggregator.catalog import exported_uri
+from aggregator.catalog.catalog import Catalog, Entry, exported_uri
 from aggregator.errors import UnknownNameError
 from aggregator.policy.principal import Principal
+from aggregator.server.guard import Guard
+from aggregator.server.notify import Notifier
+from aggregator.tools.admin import describe
+from aggregator.upstreams.caller import interactive
+from aggregator.upstreams.pool import UpstreamPool
 
-if TYPE_CHECKING:
-    from aggregator.server import GatewayServer
+_ResultT = TypeVar("_ResultT")
 
 Context = ServerRequestContext[Any, Any]
 HEALTH_URI = "gateway://health"
@@ -38,10 +41,27 @@ HEALTH_RESOURCE = types.Resource(
 )
 
 
+class ResourceHost(Protocol):
+    """What the resource handlers need of the downstream server (`GatewayServer`)."""
+
+    catalog: Catalog
+    pool: UpstreamPool
+    guard: Guard
+    notifier: Notifier
+
+    async def serve(
+        self, ctx: Context, method: str, name: str | None, handle: Callable[[Principal], Awaitable[_ResultT]]
+    ) -> _ResultT: ...
+
+    def sees_resource(self, principal: Principal) -> Callable[[Entry[Any]], bool]: ...
+
+    def may(self, principal: Principal, method: str) -> Callable[[str], bool]: ...
+
+
 class ResourceHandlers:
     """The resource half of the downstream server."""
 
-    def __init__(self, server: GatewayServer) -> None:
+    def __init__(self, server: ResourceHost) -> None:
         self._server = server
         self._listen_handler = ListenHandler(server.notifier.bus)
         self._followers: dict[str, weakref.WeakSet[Connection]] = {}

@@ -20,10 +20,10 @@ from typing import Any
 import anyio
 from pydantic import Field
 
-from aggregator.admin_tool import AdminTool, Arguments
-from aggregator.catalog import Entry
+from aggregator.catalog.catalog import Entry
 from aggregator.policy.principal import Principal
 from aggregator.search import Embedder, ToolDocument, ToolIndex
+from aggregator.tools.base import AdminTool, Arguments
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import UpstreamState
 

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 import mcp_types as types
 
 from aggregator.errors import UnknownNameError
-from aggregator.servers import exported_prefix
+from aggregator.registry.models import exported_prefix
 from aggregator.upstreams.upstream import Upstream
 
 logger = logging.getLogger(__name__)

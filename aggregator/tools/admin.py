@@ -3,7 +3,7 @@
 Each tool runs as the calling principal, never as a shared admin: it is visible (and callable)
 only when scopes.yml lets the principal call it on the gateway's server (`mcpgw`) AND, for
 actions on servers, when `UI-Scopes` grants the matching permission for that server. Every call
-is audited like any other (`guard.answer`).
+is audited like any other (`aggregator.server.edge`).
 """
 
 from __future__ import annotations
@@ -15,19 +15,20 @@ from typing import Any, Literal
 import mcp_types as types
 from pydantic import Field, ValidationError
 
-from aggregator.admin_activity import ActivityAdmin
-from aggregator.admin_checks import check_command, check_url
-from aggregator.admin_groups import GroupAdmin
-from aggregator.admin_tool import AdminTool, Arguments, NoArguments, Permission
-from aggregator.catalog import Catalog
-from aggregator.config import Settings
+from aggregator.catalog.catalog import Catalog
+from aggregator.config.settings import Settings
 from aggregator.errors import AccessDeniedError, UnknownNameError
-from aggregator.guard import Guard
+from aggregator.policy.audit import AuditLog
 from aggregator.policy.principal import Principal
 from aggregator.policy.ratelimit import RateLimiter
+from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.vending import mint_token
-from aggregator.registry import RawServers, Registry
-from aggregator.servers import SERVER_NAME_PATTERN
+from aggregator.registry.models import SERVER_NAME_PATTERN
+from aggregator.registry.store import RawServers, Registry
+from aggregator.tools.activity import ActivityAdmin
+from aggregator.tools.base import AdminTool, Arguments, NoArguments, Permission
+from aggregator.tools.checks import check_command, check_url
+from aggregator.tools.groups import GroupAdmin
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
 
@@ -66,14 +67,15 @@ class Admin:
         registry: Registry,
         pool: UpstreamPool,
         catalog: Catalog,
-        guard: Guard,
+        policy: PolicyHolder,
+        audit: AuditLog,
         on_policy_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._pool = pool
         self._catalog = catalog
-        self._guard = guard
+        self._policy = policy
         self._minting = RateLimiter(rate=0.2, burst=10)
         self._aliases: dict[str, str] = {}
         self.tools = {
@@ -118,8 +120,8 @@ class Admin:
                     None,
                     self._mint,
                 ),
-                *GroupAdmin(guard.policy, on_policy_change).tools(),
-                *ActivityAdmin(guard, catalog, settings.gateway_server_name, lambda: self.tools).tools(),
+                *GroupAdmin(policy, on_policy_change).tools(),
+                *ActivityAdmin(policy, audit, catalog, settings.gateway_server_name, lambda: self.tools).tools(),
             )
         }
 
@@ -134,7 +136,7 @@ class Admin:
         """Whether `principal` may see and call the admin tool `name`."""
         name = self._aliases.get(name, name)
         tool = self.tools[name]
-        policy = self._guard.policy.current
+        policy = self._policy.current
         if not policy.allows(principal, self._settings.gateway_server_name, "tools/call", name):
             return False
         return tool.permission is None or policy.may_administer(principal, tool.permission)
@@ -156,11 +158,11 @@ class Admin:
         )
 
     def _require(self, principal: Principal, permission: Permission, server: str) -> None:
-        if not self._guard.policy.current.may_administer(principal, permission, server):
+        if not self._policy.current.may_administer(principal, permission, server):
             raise AccessDeniedError(f"You may not {permission.replace('_', ' ')} for server '{server}'.")
 
     async def _list(self, principal: Principal, arguments: NoArguments) -> dict[str, Any]:
-        policy = self._guard.policy.current
+        policy = self._policy.current
         visible = [u for u in self._pool if policy.may_administer(principal, "list_service", u.name)]
         return {"services": [describe(u) for u in visible], "registry_error": self._registry.error}
 
@@ -217,7 +219,7 @@ class Admin:
 
     async def _mint(self, principal: Principal, arguments: MintRequest) -> dict[str, Any]:
         self._minting.check(principal, "generate_token")
-        allowed = self._guard.policy.current.scopes_of(principal)
+        allowed = self._policy.current.scopes_of(principal)
         if extra := sorted(set(arguments.scopes) - allowed) if not principal.unrestricted else []:
             raise AccessDeniedError(f"You may only grant scopes you hold; not: {', '.join(extra)}.")
         if arguments.ttl_seconds > self._settings.auth.max_token_ttl:

@@ -16,14 +16,14 @@ import anyio.to_thread
 import yaml
 from pydantic import Field
 
-from aggregator.admin_tool import AdminTool, Arguments, NoArguments
+from aggregator.config.files import locked, write_atomically
+from aggregator.config.yamlfile import read_yaml
 from aggregator.errors import AccessDeniedError, ConfigError, ConfigIssue, UnknownNameError
-from aggregator.files import locked, write_atomically
 from aggregator.policy.principal import Principal
 from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.scopes import load_scopes
-from aggregator.servers import SERVER_NAME_PATTERN
-from aggregator.yamlfile import read_yaml
+from aggregator.registry.models import SERVER_NAME_PATTERN
+from aggregator.tools.base import AdminTool, Arguments, NoArguments
 
 _RESERVED = frozenset({"group_mappings", "UI-Scopes"})
 _GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"

@@ -19,10 +19,10 @@ import anyio
 import anyio.to_thread
 import yaml
 
+from aggregator.config.files import locked, stamp, write_atomically
+from aggregator.config.yamlfile import YamlDocument, read_yaml
 from aggregator.errors import ConfigError
-from aggregator.files import locked, stamp, write_atomically
-from aggregator.servers import ServersFile, validate_servers
-from aggregator.yamlfile import YamlDocument, read_yaml
+from aggregator.registry.models import ServersFile, validate_servers
 
 logger = logging.getLogger(__name__)
 
