@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.harness import LiveGateway, serve_gateway
 from tests.processes import RunningProcess, run_process
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -58,3 +60,16 @@ async def gateway_process(
 async def wait_connected(process: RunningProcess, upstream: str, after: int = 0) -> None:
     """Wait until the gateway logs that `upstream` connected (counting only log lines after index `after`)."""
     await process.wait_for(re.compile(rf"upstream\.connected upstream={re.escape(upstream)} "), STARTUP_DEADLINE, after)
+
+
+@pytest.fixture
+def secured_gateway(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[LiveGateway]]:
+    """Start an in-process gateway in this test's folder: `async with secured_gateway(servers=..., scopes=...)`.
+
+    Callers authenticate with `token_for` tokens (`LiveGateway.client(sub, groups=..., era=...)`).
+    """
+
+    def start(**options: Any) -> AbstractAsyncContextManager[LiveGateway]:
+        return serve_gateway(tmp_path / "gateway", **options)
+
+    return start

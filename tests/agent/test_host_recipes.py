@@ -21,7 +21,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from aggregator.cli.main import TOKEN_VARIABLE, _parser, _stdio
+from aggregator.cli.main import TOKEN_VARIABLE, _parser
 from tests.agent.conftest import AGENT, Stack
 from tests.conftest import REPOSITORY
 from tests.interop.node import NODE22, NODE_MODULES, redacted, requires
@@ -87,7 +87,7 @@ def test_the_desktop_recipes_launch_the_documented_commands() -> None:
     stdio = server_entry("claude-desktop-stdio")
     assert stdio["command"] == "mcp-aggregator"
     arguments = _parser().parse_args(stdio["args"])
-    assert arguments.command is _stdio and arguments.config == Path("/etc/mcp-aggregator/gateway.yaml")
+    assert arguments.command == "serve:stdio" and arguments.config == Path("/etc/mcp-aggregator/gateway.yaml")
     assert not arguments.insecure_dev
     assert list(stdio["env"]) == [TOKEN_VARIABLE]
 

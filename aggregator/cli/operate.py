@@ -1,0 +1,193 @@
+"""The operator's one-shot commands: token, nginx, import, check-config, index, search; and login, tui."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from aggregator.catalog.names import host_name, over_budget
+from aggregator.cli.common import TOKEN_VARIABLE, load
+from aggregator.config.logs import configure_logging
+from aggregator.config.settings import Settings, load_login_settings, load_settings
+from aggregator.errors import NginxError
+from aggregator.nginx import NginxControl, NginxPaths, apply, render
+from aggregator.policy.revocation import RevocationList
+from aggregator.policy.scopes import describe, load_scopes
+from aggregator.policy.vending import mint_token
+from aggregator.registry import importer
+from aggregator.registry.models import ServersFile
+from aggregator.search import Embedder, ToolIndex
+from aggregator.server.gateway import Gateway, build_gateway
+from aggregator.upstreams.pool import UpstreamPool
+
+
+def login(args: argparse.Namespace) -> int:
+    scopes = tuple(scope for given in args.scopes or () for scope in given.split())
+    settings = load_login_settings(
+        issuer=args.issuer,
+        client_id=args.client_id,
+        scopes=scopes or None,
+        resource=args.resource,
+        token_file=args.token_file,
+        redirect_port=args.port,
+    )
+    from aggregator.cli import login  # the sign-in flow loads only for this command
+
+    return login.run(settings, refresh_only=args.refresh, open_browser=not args.no_browser)
+
+
+def tui(args: argparse.Namespace) -> int:
+    from tui.app import OperatorApp  # Textual loads only for this command
+    from tui.client import HttpTarget
+
+    OperatorApp(HttpTarget(args.url, args.token or os.environ.get(TOKEN_VARIABLE))).run()
+    return 0
+
+
+def token_mint(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    token, claims = mint_token(
+        settings.auth,
+        args.sub,
+        _split(args.scopes),
+        args.ttl,
+        client_id=args.client_id,
+        groups=_split(args.groups),
+    )
+    print(token)
+    print(f"jti={claims['jti']} expires={claims['exp']} scopes={claims['scope']!r}", file=sys.stderr)
+    return 0
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    RevocationList(settings.data_dir / "revoked.json").revoke(args.jti)
+    print(f"revoked {args.jti}; running gateways refuse it from their next request on", file=sys.stderr)
+    return 0
+
+
+def _split(values: str) -> list[str]:
+    return [value.strip() for value in values.split(",") if value.strip()]
+
+
+def nginx(args: argparse.Namespace) -> int:
+    settings, servers = load(args)
+    configure_logging(settings.log_level)
+    try:
+        if getattr(args, "stdout", False):
+            print(render(settings, servers).text, end="")
+            return 0
+        control = NginxControl(settings.nginx.binary, NginxPaths.from_settings(settings))
+        outcome, _ = apply(settings, servers, control, reload=args.reload, force=getattr(args, "force", False))
+    except NginxError as error:
+        print(f"mcp-aggregator: {error}", file=sys.stderr)
+        return 1
+    state = "updated" if outcome.changed else "unchanged"
+    reloaded = "; nginx reloaded" if outcome.reloaded else ""
+    print(f"{control.paths.config_file}: {state}{reloaded}")
+    print(f"  passthrough: {', '.join(f'/{name}/' for name in outcome.passthrough) or 'none'}")
+    for name, reason in outcome.skipped.items():
+        print(f"  skipped {name}: {reason}")
+    return 0
+
+
+def import_records(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, servers_file=args.servers)
+    configure_logging(settings.log_level)
+    reserved = frozenset({settings.gateway_server_name})
+    if args.dry_run:
+        seed = importer.read_seed(args.directory)
+        report = importer.dry_run(seed, settings.servers_file, replace=args.replace, reserved=reserved)
+    else:
+        report = anyio.run(
+            lambda: importer.import_into(args.directory, settings.servers_file, replace=args.replace, reserved=reserved)
+        )
+    print("\n".join(importer.describe(report, settings.servers_file, dry_run=args.dry_run)))
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    settings, servers = load(args)
+    enabled = [name for name, spec in servers.servers.items() if spec.enabled]
+    print(f"{settings.servers_file}: OK, {len(servers.servers)} servers ({len(enabled)} enabled)")
+    for name, spec in servers.servers.items():
+        state = "enabled" if spec.enabled else "disabled"
+        print(f"  {name}: {spec.transport}, {state}")
+    if settings.scopes_file is not None:
+        counts = describe(load_scopes(settings.scopes_file))
+        summary = f"{counts['groups']} groups, {counts['scopes']} scopes, {counts['rules']} rules"
+        print(f"{settings.scopes_file}: OK, {summary}")
+    verifiers = len(settings.auth.gateway_keys) + len(settings.auth.oidc_issuers)
+    print(f"auth: {verifiers} token verifiers" if verifiers else "auth: none configured (serve needs --insecure-dev)")
+    if args.connect:
+        return _check_names(settings, servers)
+    return 0
+
+
+def index(args: argparse.Namespace) -> int:
+    return _with_index(args, None, 0)
+
+
+def search(args: argparse.Namespace) -> int:
+    return _with_index(args, args.query, args.top_k)
+
+
+def _with_index(args: argparse.Namespace, query: str | None, top_k: int) -> int:
+    """Operator access to the finder's index: sync it with the live catalog, then report or search."""
+    settings, servers = load(args)
+    configure_logging("warning")
+    gateway = build_gateway(settings, servers)
+    uri = settings.search_uri or settings.data_dir / "index"
+
+    async def run() -> None:
+        async with _connected(gateway), ToolIndex(uri, Embedder(settings.search_model)) as index:
+            report = await index.sync(gateway.finder.documents())
+            await index.wait_embedded()
+            print(
+                f"{uri}: {index.size} tools ({report.added} added, {report.updated} updated, "
+                f"{report.removed} removed, {report.unchanged} unchanged; {report.embedded} texts embedded)"
+            )
+            if query is not None:
+                names = frozenset(entry.item.name for entry in gateway.catalog.tools())  # no caller policy
+                result = await index.search(query, allowed=names, top_k=top_k)
+                for hit in result.hits:
+                    summary = hit.description.splitlines()[0] if hit.description else ""
+                    print(f"  {hit.score:.3f}  {hit.name}: {summary}")
+
+    anyio.run(run)
+    return 0
+
+
+@asynccontextmanager
+async def _connected(gateway: Gateway) -> AsyncIterator[None]:
+    """The upstreams connected (each first attempt settled, bounded) and the catalog built from them."""
+    async with gateway.pool:
+        with anyio.move_on_after(gateway.settings.connect_timeout):
+            await gateway.pool.wait_until(UpstreamPool.all_settled)
+        gateway.catalog.rebuild(gateway.pool)
+        yield
+
+
+def _check_names(settings: Settings, servers: ServersFile) -> int:
+    """Connect to every upstream (bounded) and report exported names that would pass the hosts' budget."""
+    configure_logging("warning")
+    gateway = build_gateway(settings, servers)
+
+    async def listed() -> list[str]:
+        async with _connected(gateway):
+            for upstream in gateway.pool:
+                if upstream.last_error:
+                    print(f"  {upstream.name}: not reachable: {upstream.last_error}")
+            return [entry.item.name for entry in gateway.catalog.tools()]
+
+    names = anyio.run(listed)
+    long_names = over_budget(names, settings.host_server_name, settings.name_budget)
+    print(f"tools: {len(names)} exported; {len(long_names)} over the {settings.name_budget}-character host budget")
+    for name, length in long_names:
+        print(f"  {host_name(settings.host_server_name, name)} ({length} chars): shorten its server's `prefix`")
+    return 1 if long_names else 0

@@ -1,0 +1,136 @@
+"""`mcp-aggregator serve` (HTTP) and `mcp-aggregator stdio`: run one gateway until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+
+import anyio
+import uvicorn
+from mcp.server.stdio import stdio_server
+
+from aggregator.cli.common import EXIT_CONFIG, TOKEN_VARIABLE, load
+from aggregator.config.logs import configure_logging
+from aggregator.config.settings import Settings
+from aggregator.errors import AuthenticationError
+from aggregator.http.app import LOOPBACK, create_app
+from aggregator.http.auth import INSECURE_DEV_PRINCIPAL
+from aggregator.policy.principal import Principal, current_principal
+from aggregator.server.gateway import Gateway, build_gateway
+from aggregator.upstreams.pool import UpstreamPool
+
+logger = logging.getLogger(__name__)
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings, servers = load(args, host=args.host, port=args.port)
+    configure_logging(settings.log_level)
+    if refusal := _refuse_insecure(settings, args.insecure_dev):
+        print(f"mcp-aggregator: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
+    gateway = build_gateway(settings, servers)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    # IPPROTO_TCP (not 0) lets asyncio recognise the socket as TCP and set TCP_NODELAY on each
+    # connection; without it a response written in two parts waits ~40 ms for a delayed ACK.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((settings.host, settings.port))
+    except OSError as error:
+        print(f"mcp-aggregator: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
+        return 1
+    listener.listen(512)
+    port = listener.getsockname()[1]
+    host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
+    url = settings.public_url or f"http://{host}:{port}/mcp"
+
+    def announce() -> None:
+        client_config = {"mcpServers": {"aggregator": {"type": "http", "url": url}}}
+        print(f"READY {url}", file=sys.stderr)
+        print(
+            f"Client config (Claude Desktop, Cursor, VS Code):\n{json.dumps(client_config, indent=2)}", file=sys.stderr
+        )
+        sys.stderr.flush()
+
+    app = create_app(gateway, on_ready=announce)
+    # h11, not httptools: h11 strips optional whitespace around header values as HTTP requires, and the
+    # 2026-07-28 Mcp-Name/Mcp-Method checks compare those values with the body.
+    config = uvicorn.Config(
+        app, http="h11", log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=10
+    )
+    signal.signal(signal.SIGTERM, _stopped)
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises SIGTERM once its graceful shutdown (upstreams closed, children reaped) is done:
+    end the process there as the default action would, but with status 0, since the stop was clean."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _refuse_insecure(settings: Settings, insecure_dev: bool) -> str | None:
+    """Why the gateway must not start with these auth settings, or None. Deny by default."""
+    if settings.auth.enabled:
+        if insecure_dev:
+            return "--insecure-dev conflicts with the configured token verifiers; drop one of them"
+        return None
+    if not insecure_dev:
+        return (
+            "no token verifier is configured (auth.gateway_keys or auth.oidc_issuers), so callers cannot be "
+            "identified; configure one, or pass --insecure-dev for local development on loopback"
+        )
+    if settings.host not in LOOPBACK:
+        return f"--insecure-dev is only allowed on loopback, not on {settings.host}"
+    logger.warning("gateway.insecure_dev", extra={"detail": "callers are not verified; every caller is unrestricted"})
+    return None
+
+
+def stdio(args: argparse.Namespace) -> int:
+    settings, servers = load(args)
+    configure_logging(settings.log_level)
+    gateway = build_gateway(settings, servers)
+
+    refusals: list[str] = []
+
+    async def run() -> None:
+        async with gateway.running():
+            # Verified here, not before: an OIDC issuer's keys come through the gateway's HTTP client,
+            # which `running()` opens.
+            try:
+                principal = await _stdio_principal(gateway, args.insecure_dev)
+            except AuthenticationError as error:
+                refusals.append(error.reason)
+                return
+            current_principal.set(principal)
+            # Hosts list tools right after connecting and may never ask again: let the first
+            # connection attempts finish (an unreachable upstream fails fast; a hung one is bounded).
+            with anyio.move_on_after(settings.connect_timeout):
+                await gateway.pool.wait_until(UpstreamPool.all_settled)
+            async with stdio_server() as (read, write):
+                await gateway.server.run(read, write, gateway.server.create_initialization_options())
+
+    anyio.run(run)
+    if refusals:
+        print(f"mcp-aggregator: {TOKEN_VARIABLE} is not accepted: {refusals[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+async def _stdio_principal(gateway: Gateway, insecure_dev: bool) -> Principal:
+    """stdio has no HTTP headers: the caller's identity is a token in the environment."""
+    token = os.environ.get(TOKEN_VARIABLE)
+    if token and gateway.verifier is not None:
+        return await gateway.verifier.verify(token)
+    if insecure_dev:
+        logger.warning("gateway.insecure_dev", extra={"detail": "stdio caller is unrestricted"})
+        return INSECURE_DEV_PRINCIPAL
+    raise AuthenticationError(f"set {TOKEN_VARIABLE} to a gateway token (or pass --insecure-dev)")

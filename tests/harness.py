@@ -1,0 +1,170 @@
+"""In-process gateways and upstreams on loopback ports, and MCP clients for any principal.
+
+Tests that are not about processes use these instead of subprocesses: the gateway is built and
+served in the test's own event loop (real uvicorn, real sockets, real MCP clients), so a test
+starts in milliseconds and can reach the live parts (`LiveGateway.gateway`).
+
+    async with serve_gateway(tmp_path, servers={...}, scopes=SCOPES) as live:
+        async with live.client("alice", groups=["users"], era="legacy") as client:
+            ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import socket
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import httpx2
+import uvicorn
+import yaml
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+from starlette.types import ASGIApp
+
+from aggregator.config.settings import AuthSettings, GatewayKeySettings, load_settings
+from aggregator.http.app import create_app
+from aggregator.policy.vending import mint_token
+from aggregator.registry.models import load_servers
+from aggregator.server.gateway import Gateway, build_gateway
+from aggregator.upstreams.pool import UpstreamPool
+from examples.servers._http import http_app
+
+SECRET = "tests-only-signing-secret-0123456789abcdef"
+"""The HS256 secret of every test gateway (`AUTH`); tokens from `token_for` verify against it."""
+AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="tests", secret=SecretStr(SECRET)),))
+STARTUP_DEADLINE = 60.0
+
+Era = Literal["auto", "legacy"]
+"""`auto` reaches 2026-07-28 where the server speaks it; `legacy` is the 2025-11-25 handshake."""
+ERAS: tuple[Era, ...] = ("legacy", "auto")
+
+
+def token_for(
+    sub: str, *, groups: Sequence[str] = (), scopes: Sequence[str] = (), ttl: int = 600, auth: AuthSettings = AUTH
+) -> str:
+    """A gateway token for `sub`, signed with the test secret."""
+    return mint_token(auth, sub, list(scopes), ttl, groups=list(groups))[0]
+
+
+@asynccontextmanager
+async def serve_asgi(app: ASGIApp, *, path: str = "/mcp") -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a free loopback port until the block ends; yield `http://127.0.0.1:PORT{path}`.
+
+    The listening socket exists before the server starts, so a client may connect at once: the
+    kernel queues the connection until uvicorn accepts it.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(512)
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        app, http="h11", log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the test runner owns signals
+    async with anyio.create_task_group() as group:
+        group.start_soon(server.serve, [listener])
+        try:
+            yield f"http://127.0.0.1:{port}{path}"
+        finally:
+            server.should_exit = True
+    listener.close()
+
+
+@asynccontextmanager
+async def serve_upstream(module: str) -> AsyncIterator[str]:
+    """Serve the demo upstream `examples.servers.<module>` in-process; yield its /mcp URL (also /sse)."""
+    create_server = importlib.import_module(f"examples.servers.{module}").create_server
+    async with serve_asgi(http_app(create_server(), host="127.0.0.1")) as url:
+        yield url
+
+
+@dataclass(frozen=True, slots=True)
+class LiveGateway:
+    """A running in-process gateway: its /mcp URL, its live parts and its folder."""
+
+    url: str
+    gateway: Gateway
+    directory: Path
+
+    @property
+    def base(self) -> str:
+        """The gateway's origin, `http://127.0.0.1:PORT`."""
+        return self.url.removesuffix("/mcp")
+
+    @property
+    def servers_file(self) -> Path:
+        return self.directory / "servers.yaml"
+
+    @property
+    def scopes_file(self) -> Path:
+        return self.directory / "scopes.yml"
+
+    @asynccontextmanager
+    async def client(
+        self,
+        sub: str = "alice",
+        *,
+        groups: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        era: Era = "auto",
+        token: str | None = None,
+        path: str = "/mcp",
+        **options: Any,
+    ) -> AsyncIterator[Client]:
+        """An MCP client of this gateway as `sub` (or with `token` as it is), in `era`."""
+        bearer = token if token is not None else token_for(sub, groups=groups, scopes=scopes)
+        async with (
+            self.http(bearer) as http,
+            Client(streamable_http_client(self.base + path, http_client=http), mode=era, **options) as client,
+        ):
+            yield client
+
+    def http(self, token: str | None = None, **options: Any) -> httpx2.AsyncClient:
+        """A plain HTTP client of this gateway (base URL set), with `token` as its bearer when given."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx2.AsyncClient(base_url=self.base, headers=headers, trust_env=False, **options)
+
+
+@asynccontextmanager
+async def serve_gateway(
+    directory: Path,
+    *,
+    servers: Mapping[str, Mapping[str, Any]],
+    scopes: str | None = None,
+    secured: bool = True,
+    wait_for_upstreams: bool = True,
+    **settings: Any,
+) -> AsyncIterator[LiveGateway]:
+    """Write servers.yaml (and scopes.yml) into `directory`, then build and serve a gateway in-process.
+
+    `secured` gateways accept tokens from `token_for`; others treat every caller as unrestricted
+    (what `--insecure-dev` does). Extra keyword arguments are settings. By default the gateway is
+    yielded once every upstream's first connection attempt has settled.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    servers_file = directory / "servers.yaml"
+    servers_file.write_text(yaml.safe_dump({"servers": {name: dict(spec) for name, spec in servers.items()}}))
+    if scopes is not None:
+        (directory / "scopes.yml").write_text(scopes)
+        settings.setdefault("scopes_file", directory / "scopes.yml")
+    settings.setdefault("data_dir", directory / "data")
+    settings.setdefault("search_uri", str(directory / "data" / "index"))
+    configured = load_settings(
+        None, servers_file=servers_file, auth=AUTH if secured else AuthSettings(), host="127.0.0.1", **settings
+    )
+    gateway = build_gateway(configured, load_servers(servers_file))
+    ready = anyio.Event()
+    async with serve_asgi(create_app(gateway, on_ready=ready.set)) as url:
+        with anyio.fail_after(STARTUP_DEADLINE):
+            await ready.wait()
+            if wait_for_upstreams:
+                await gateway.pool.wait_until(UpstreamPool.all_settled)
+        yield LiveGateway(url, gateway, directory)
