@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -67,8 +67,7 @@ async def serve_asgi(app: ASGIApp, *, path: str = "/mcp") -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, http="h11", log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the test runner owns signals
+    server = _QuietServer(config)
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve, [listener])
         try:
@@ -76,6 +75,14 @@ async def serve_asgi(app: ASGIApp, *, path: str = "/mcp") -> AsyncIterator[str]:
         finally:
             server.should_exit = True
     listener.close()
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signals alone: the test runner owns them."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @asynccontextmanager
@@ -133,6 +140,16 @@ class LiveGateway:
         return httpx2.AsyncClient(base_url=self.base, headers=headers, trust_env=False, **options)
 
 
+def write_files(directory: Path, servers: Mapping[str, Mapping[str, Any]], scopes: str | None) -> Path:
+    """Write `directory`/servers.yaml (and scopes.yml); return the servers file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    servers_file = directory / "servers.yaml"
+    servers_file.write_text(yaml.safe_dump({"servers": {name: dict(spec) for name, spec in servers.items()}}))
+    if scopes is not None:
+        (directory / "scopes.yml").write_text(scopes)
+    return servers_file
+
+
 @asynccontextmanager
 async def serve_gateway(
     directory: Path,
@@ -149,11 +166,8 @@ async def serve_gateway(
     (what `--insecure-dev` does). Extra keyword arguments are settings. By default the gateway is
     yielded once every upstream's first connection attempt has settled.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    servers_file = directory / "servers.yaml"
-    servers_file.write_text(yaml.safe_dump({"servers": {name: dict(spec) for name, spec in servers.items()}}))
+    servers_file = write_files(directory, servers, scopes)
     if scopes is not None:
-        (directory / "scopes.yml").write_text(scopes)
         settings.setdefault("scopes_file", directory / "scopes.yml")
     settings.setdefault("data_dir", directory / "data")
     settings.setdefault("search_uri", str(directory / "data" / "index"))

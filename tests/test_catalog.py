@@ -9,7 +9,8 @@ from aggregator.catalog.catalog import Catalog
 from aggregator.errors import UnknownNameError
 from aggregator.registry.models import ServersFile
 from aggregator.upstreams.listing import Listing
-from aggregator.upstreams.upstream import Timings, Upstream
+from aggregator.upstreams.state import Timings
+from aggregator.upstreams.upstream import Upstream
 
 TIMINGS = Timings(connect_timeout=1, health_interval=1, backoff_initial=1, backoff_max=1)
 

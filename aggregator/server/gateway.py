@@ -36,7 +36,8 @@ from aggregator.server.metrics import Metrics, catalog_labels
 from aggregator.tools.admin import Admin
 from aggregator.tools.finder import FINDER, CallTool, DescribeTool, Finder
 from aggregator.upstreams.pool import UpstreamPool
-from aggregator.upstreams.upstream import Timings, Upstream
+from aggregator.upstreams.state import Timings
+from aggregator.upstreams.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import mcp_types as types
-from mcp.client._input_required import InputRequiredRoundsExceededError
+from mcp import InputRequiredRoundsExceededError
 from mcp.shared.exceptions import MCPError
 
 from aggregator.errors import (

@@ -23,6 +23,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from aggregator.catalog.catalog import SEPARATOR, Catalog, Entry
 from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
 from aggregator.policy.principal import Principal
+from aggregator.sdk import connection_of
 from aggregator.server.guard import Guard, answer
 from aggregator.server.notify import Fingerprints, Notifier, digest
 from aggregator.server.resources import ResourceHandlers
@@ -257,7 +258,7 @@ class GatewayServer:
 
     async def set_logging_level(self, ctx: Context, params: types.SetLevelRequestParams) -> types.EmptyResult:
         async def handle(principal: Principal) -> types.EmptyResult:
-            ctx.session._connection.state[LOG_LEVEL_STATE_KEY] = params.level
+            connection_of(ctx.session).state[LOG_LEVEL_STATE_KEY] = params.level
             return types.EmptyResult()
 
         return await self.serve(ctx, "logging/setLevel", params.level, handle)
@@ -277,7 +278,7 @@ class GatewayServer:
         self, ctx: Context, principal: Principal, handle: Callable[[Principal], Awaitable[_ResultT]]
     ) -> _ResultT:
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            self.notifier.watch(ctx.session._connection, principal)  # the SDK exposes no public accessor
+            self.notifier.watch(connection_of(ctx.session), principal)
         return await handle(principal)
 
     def _resolve_tool(self, name: str, principal: Principal) -> Entry[types.Tool]:

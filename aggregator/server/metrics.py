@@ -23,7 +23,8 @@ from typing import Any
 
 from aggregator.catalog.catalog import Catalog, Entry
 from aggregator.errors import UnknownNameError
-from aggregator.upstreams.upstream import Upstream, UpstreamState
+from aggregator.upstreams.state import UpstreamState
+from aggregator.upstreams.upstream import Upstream
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from aggregator.catalog.catalog import Catalog, Entry, exported_uri
 from aggregator.errors import UnknownNameError
 from aggregator.policy.principal import Principal
+from aggregator.sdk import connection_of
 from aggregator.server.guard import Guard
 from aggregator.server.notify import Notifier
 from aggregator.tools.admin import describe
@@ -118,7 +119,7 @@ class ResourceHandlers:
 
         async def handle(principal: Principal) -> types.EmptyResult:
             followers = self._followers.setdefault(params.uri, weakref.WeakSet())
-            connection = ctx.session._connection
+            connection = connection_of(ctx.session)
             if params.uri == HEALTH_URI and self._sees_health(principal):
                 followers.add(connection)
                 return types.EmptyResult()
@@ -135,11 +136,11 @@ class ResourceHandlers:
             followers = self._followers.get(params.uri)
             if params.uri == HEALTH_URI:
                 if followers is not None:
-                    followers.discard(ctx.session._connection)
+                    followers.discard(connection_of(ctx.session))
                 return types.EmptyResult()
             server, original = self._resolve_uri(params.uri, principal)
-            if followers is not None and ctx.session._connection in followers:
-                followers.discard(ctx.session._connection)
+            if followers is not None and connection_of(ctx.session) in followers:
+                followers.discard(connection_of(ctx.session))
                 await self._server.pool.get(server).unfollow(original)
             return types.EmptyResult()
 

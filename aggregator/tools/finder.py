@@ -25,7 +25,7 @@ from aggregator.policy.principal import Principal
 from aggregator.search import Embedder, ToolDocument, ToolIndex
 from aggregator.tools.base import AdminTool, Arguments
 from aggregator.upstreams.pool import UpstreamPool
-from aggregator.upstreams.upstream import UpstreamState
+from aggregator.upstreams.state import UpstreamState
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
 
 import mcp_types as types
-from mcp.client._input_required import run_input_required_driver
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from aggregator.sdk import connection_of, run_input_required_driver
 
 LOG_LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)
 LOG_LEVEL_STATE_KEY = "mcp_aggregator.log_level"
@@ -48,7 +49,7 @@ class Caller:
 
     def declared_capabilities(self) -> dict[str, Any]:
         """The client capabilities this caller declared, as they go on the wire."""
-        connection = self.context.session._connection  # the SDK exposes no public accessor
+        connection = connection_of(self.context.session)
         capabilities = connection.client_capabilities
         if capabilities is None:
             return {}
@@ -85,7 +86,7 @@ class Caller:
         2026-07-28 callers opt in per request (the SDK gates that); 2025-11-25 callers set a level
         for their session with `logging/setLevel`, kept in the connection's state.
         """
-        threshold = self.context.session._connection.state.get(LOG_LEVEL_STATE_KEY)
+        threshold = connection_of(self.context.session).state.get(LOG_LEVEL_STATE_KEY)
         if threshold is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(threshold):
             return
         with warnings.catch_warnings():

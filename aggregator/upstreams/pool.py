@@ -13,7 +13,8 @@ from aggregator.errors import UnknownNameError
 from aggregator.policy.principal import Principal
 from aggregator.registry.models import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.credentials import UpstreamAuth
-from aggregator.upstreams.upstream import Timings, Upstream, UpstreamState
+from aggregator.upstreams.state import Timings, UpstreamState
+from aggregator.upstreams.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from mcp import Client
 from mcp.client.session import ClientRequestContext
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
+from aggregator.sdk import Stamp, wrap_request_stamp
 from aggregator.upstreams.caller import current_caller
 
 
@@ -19,19 +20,20 @@ def speak_for_the_caller(client: Client) -> None:
     The gateway can relay sampling, elicitation and roots, but only for a caller that offers them:
     with the caller's own capabilities the upstream refuses what the caller cannot answer
     (-32021), exactly as if the caller were connected directly. The SDK has no per-request hook
-    for this, so the session's request stamp is wrapped.
+    for this, so the session's request stamp is wrapped (`aggregator.sdk`).
     """
-    session = client.session
-    stamp = session._stamp
 
-    def stamp_for_caller(data: dict[str, Any], options: Any) -> None:
-        stamp(data, options)
-        caller = current_caller.get()
-        meta = data.get("params", {}).get("_meta")
-        if caller is not None and isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
-            meta[CLIENT_CAPABILITIES_META_KEY] = caller.declared_capabilities()
+    def for_caller(stamp: Stamp) -> Stamp:
+        def stamp_for_caller(data: dict[str, Any], options: Any) -> None:
+            stamp(data, options)
+            caller = current_caller.get()
+            meta = data.get("params", {}).get("_meta")
+            if caller is not None and isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
+                meta[CLIENT_CAPABILITIES_META_KEY] = caller.declared_capabilities()
 
-    session._stamp = stamp_for_caller
+        return stamp_for_caller
+
+    wrap_request_stamp(client.session, for_caller)
 
 
 async def _relay(request: types.InputRequest) -> types.InputResponse | types.ErrorData:

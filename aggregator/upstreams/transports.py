@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx2
-from mcp.client._transport import TransportStreams
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.sdk import TransportStreams
 
 # Long enough for an upstream to hold a response stream open; requests have their own timeouts.
 _READ_TIMEOUT = 300.0

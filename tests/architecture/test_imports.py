@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "aggregator"
 # Lowest first. A package may import its own modules and those of lower layers, never a package
 # of its own layer or of a higher one.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors"}),
+    frozenset({"errors", "sdk"}),
     frozenset({"config"}),
     frozenset({"registry", "policy"}),
     frozenset({"upstreams", "search", "nginx"}),
@@ -113,3 +113,22 @@ def test_no_import_cycles() -> None:
 def test_modules_stay_small(limit: int) -> None:
     large = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > limit}
     assert not large, f"modules over {limit} lines (split them): {large}"
+
+
+def test_only_the_sdk_adapter_touches_sdk_internals() -> None:
+    """Private SDK modules (`mcp.x._y`) and private attributes of SDK objects are used in `aggregator/sdk.py` only."""
+    offenders = []
+    for module, path in modules().items():
+        if module == "aggregator.sdk":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0].startswith("mcp"):
+                if any(part.startswith("_") for part in node.module.split(".")) or any(
+                    alias.name.startswith("_") for alias in node.names
+                ):
+                    offenders.append(f"{module}: from {node.module} import ...")
+            elif isinstance(node, ast.Attribute) and node.attr in {"_connection", "_stamp", "_session"}:
+                owner = ast.unparse(node.value)
+                if not owner.startswith("self"):
+                    offenders.append(f"{module}: {owner}.{node.attr}")
+    assert not offenders, "SDK internals outside aggregator/sdk.py:\n" + "\n".join(offenders)

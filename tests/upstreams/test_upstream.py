@@ -16,7 +16,7 @@ import pytest
 from aggregator.errors import UpstreamUnavailableError
 from aggregator.registry.models import ServersFile
 from aggregator.upstreams.pool import UpstreamPool
-from aggregator.upstreams.upstream import Timings, UpstreamState
+from aggregator.upstreams.state import Timings, UpstreamState
 from tests.conftest import REPOSITORY, http_upstream
 
 pytestmark = pytest.mark.anyio
