@@ -1,4 +1,4 @@
-"""The gateway's exceptions: one tree, converted to MCP errors in exactly one place (`guard.answer`).
+"""The gateway's exceptions: one tree, converted to MCP errors in exactly one place (`aggregator.server.edge`).
 
     GatewayError
     ├── ConfigError          a configuration file is invalid; carries every problem found
@@ -6,6 +6,8 @@
     ├── AccessDeniedError    the caller may not do what it asked; says what was missing
     ├── RateLimitedError     the caller is over its rate limit; says when to retry
     ├── LimitExceededError   a request is too large or too many are in flight; names the limit
+    │   └── ConcurrencyLimitError      too many calls in flight for one principal or upstream
+    ├── MissingCapabilityError  the request needs a client capability the caller did not declare
     ├── UnknownNameError     a caller named a tool/prompt/resource the catalog does not have
     ├── NginxError           a rendered nginx config failed validation, or nginx could not be reloaded
     ├── LoginError           signing in, refreshing or reading stored tokens failed (`mcp-aggregator login`)
@@ -80,6 +82,21 @@ class RateLimitedError(GatewayError):
 
 class LimitExceededError(GatewayError):
     """Raised when a request passes a configured bound (size, depth, concurrency); the message names it."""
+
+
+class ConcurrencyLimitError(LimitExceededError):
+    """Raised when a principal or an upstream already has its maximum of calls in flight."""
+
+
+class MissingCapabilityError(GatewayError):
+    """Raised when an upstream needs input (sampling, elicitation, roots) the caller cannot give.
+
+    `capability` is the client capability the caller did not declare.
+    """
+
+    def __init__(self, capability: str) -> None:
+        self.capability = capability
+        super().__init__(f"This request needs the '{capability}' client capability, which the caller did not declare.")
 
 
 class UnknownNameError(GatewayError):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from mcp import Client, MCPError
 
-from aggregator.server.guard import RATE_LIMITED, UPSTREAM_PROTOCOL_ERROR, UPSTREAM_UNAVAILABLE
+from aggregator.server.edge import RATE_LIMITED, UPSTREAM_PROTOCOL_ERROR, UPSTREAM_UNAVAILABLE
 from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess, run_process
 

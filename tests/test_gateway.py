@@ -18,7 +18,7 @@ import yaml
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 
-from aggregator.server.guard import UPSTREAM_UNAVAILABLE
+from aggregator.server.edge import UPSTREAM_UNAVAILABLE
 from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess
 

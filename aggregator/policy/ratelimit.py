@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from aggregator.errors import LimitExceededError, RateLimitedError
+from aggregator.errors import ConcurrencyLimitError, RateLimitedError
 from aggregator.policy.principal import Principal
 
 
@@ -54,10 +54,10 @@ class ConcurrencyLimiter:
 
     @contextmanager
     def slot(self, key: str, subject: str) -> Iterator[None]:
-        """Hold one slot of `key` for the duration of the block; `LimitExceededError` when none is free."""
+        """Hold one slot of `key` for the duration of the block; `ConcurrencyLimitError` when none is free."""
         count = self._in_flight.get(key, 0)
         if count >= self._limit:
-            raise LimitExceededError(f"Too many concurrent calls {self._what} '{subject}' (limit {self._limit}).")
+            raise ConcurrencyLimitError(f"Too many concurrent calls {self._what} '{subject}' (limit {self._limit}).")
         self._in_flight[key] = count + 1
         try:
             yield

@@ -24,7 +24,8 @@ from aggregator.catalog.catalog import SEPARATOR, Catalog, Entry
 from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
 from aggregator.policy.principal import Principal
 from aggregator.sdk import connection_of
-from aggregator.server.guard import Guard, answer
+from aggregator.server.edge import answer
+from aggregator.server.guard import Guard
 from aggregator.server.notify import Fingerprints, Notifier, digest
 from aggregator.server.resources import ResourceHandlers
 from aggregator.tools.admin import Admin

@@ -8,7 +8,7 @@
     mcp_aggregator_upstream_probe_seconds{upstream}                     gauge: how long the last listing took
     mcp_aggregator_finder_duration_seconds{mode}                        histogram: the tool finder reports here
 
-Requests are recorded by `guard.answer`. Label values come from the catalog, never from what a
+Requests are recorded by `edge.answer`. Label values come from the catalog, never from what a
 caller typed: a tool the catalog does not know is counted under `tool=""`, so callers cannot grow
 the number of series (nor learn names through it). Upstream gauges are read from the pool at scrape
 time, so they are never stale.
@@ -129,7 +129,7 @@ class Metrics:
         )
 
     def observe_request(self, method: str, name: str | None, outcome: str, seconds: float) -> None:
-        """Count one answered request and its latency (called by `guard.answer`)."""
+        """Count one answered request and its latency (called by `edge.answer`)."""
         upstream, tool = self._labels_of(method, name)
         self.requests.inc(method, upstream, tool, outcome)
         if outcome != "ok":

@@ -209,4 +209,4 @@ class ResourceHandlers:
         try:
             return self._server.catalog.resolve_resource(uri, self._server.may(principal, "resources/read"))
         except UnknownNameError:
-            raise MCPError(types.INVALID_PARAMS, f"Unknown resource '{uri}'.", {"uri": uri}) from None
+            raise UnknownNameError("resource", uri, []) from None

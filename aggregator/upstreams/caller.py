@@ -19,6 +19,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from aggregator.errors import MissingCapabilityError
 from aggregator.sdk import connection_of, run_input_required_driver
 
 LOG_LEVELS: tuple[types.LoggingLevel, ...] = get_args(types.LoggingLevel)
@@ -119,11 +120,7 @@ async def interactive(
     if caller.modern:
         for request in (first.input_requests or {}).values():
             if (missing := caller.missing_capability(request.method)) is not None:
-                raise MCPError(
-                    types.MISSING_REQUIRED_CLIENT_CAPABILITY,
-                    f"This request needs the '{missing}' client capability, which the caller did not declare.",
-                    {"requiredCapabilities": {missing: {}}},
-                )
+                raise MissingCapabilityError(missing)
         return first
 
     async def dispatch(key: str, request: types.InputRequest) -> types.InputResponse | types.ErrorData:

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
-from aggregator.server.guard import RATE_LIMITED
+from aggregator.server.edge import RATE_LIMITED
 from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
 from tests.policy.oidc import (
     Audience,
