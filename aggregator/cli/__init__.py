@@ -1,0 +1,1 @@
+"""The `mcp-aggregator` command line: serve, stdio, token, nginx, import, check-config, index, search, tui, login."""
