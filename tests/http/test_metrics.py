@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from aggregator.server.metrics import CONTENT_TYPE, Metrics, exposition, upstream_gauges
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess
-from tests.test_registry_api import SECRET, closed_port, secured_config, token
+from tests.http.test_registry_api import SECRET, closed_port, secured_config, token
 
 pytestmark = pytest.mark.anyio
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_]\w*="(?:[^"\\]|\\.)*",?)*)\})? (\S+)$')
