@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import mcp_types as types
-from mcp.server import Server
+from mcp.server import NotificationOptions, Server
 from mcp.server.context import ServerRequestContext
+from mcp.server.models import InitializationOptions
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -74,7 +75,7 @@ class GatewayServer:
             return None
 
     def _build(self) -> Server[Any]:
-        return Server(
+        return _AnnouncingServer(
             SERVER_NAME,
             version=SERVER_VERSION,
             title="MCP Aggregator",
@@ -299,6 +300,23 @@ class GatewayServer:
     def _never_listed(self, upstream: Upstream, name: str) -> bool:
         prefix = self.catalog.prefix_of(upstream.name)
         return bool(upstream.last_error and not upstream.tools and prefix and name.startswith(prefix + SEPARATOR))
+
+
+class _AnnouncingServer(Server[Any]):
+    """The SDK server, declaring what the gateway does to 2025-11-25 clients: it sends `list_changed`
+    for tools, prompts and resources (the SDK's default declares none, and clients built on the
+    TypeScript SDK v1 then ignore the notifications)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        announced = notification_options or NotificationOptions(
+            prompts_changed=True, resources_changed=True, tools_changed=True
+        )
+        return super().create_initialization_options(announced, experimental_capabilities, extensions)
 
 
 def _wants_progress(params: types.CallToolRequestParams) -> bool:
