@@ -24,6 +24,9 @@ from aggregator.registry.models import ServersFile
 from aggregator.search import Embedder, ToolIndex
 from aggregator.server.gateway import Gateway, build_gateway
 from aggregator.upstreams.pool import UpstreamPool
+from aggregator.upstreams.state import UpstreamState
+
+CONNECTED = (UpstreamState.HEALTHY, UpstreamState.DEGRADED)
 
 
 def login(args: argparse.Namespace) -> int:
@@ -174,20 +177,27 @@ async def _connected(gateway: Gateway) -> AsyncIterator[None]:
 
 
 def _check_names(settings: Settings, servers: ServersFile) -> int:
-    """Connect to every upstream (bounded) and report exported names that would pass the hosts' budget."""
+    """Connect to every upstream (bounded): report each one that cannot be reached, and exported names
+    that would pass the hosts' budget. Exit status 1 when either is found."""
     configure_logging("warning")
     gateway = build_gateway(settings, servers)
 
-    async def listed() -> list[str]:
+    async def listed() -> tuple[list[str], list[str]]:
         async with _connected(gateway):
-            for upstream in gateway.pool:
-                if upstream.last_error:
-                    print(f"  {upstream.name}: not reachable: {upstream.last_error}")
-            return [entry.item.name for entry in gateway.catalog.tools()]
+            failures = [
+                f"{upstream.name}: not reachable: {upstream.last_error or 'no answer within connect_timeout'}"
+                for upstream in gateway.pool
+                if upstream.spec.enabled and upstream.state not in CONNECTED
+            ]
+            return [entry.item.name for entry in gateway.catalog.tools()], failures
 
-    names = anyio.run(listed)
+    names, failures = anyio.run(listed)
+    for failure in failures:
+        print(f"  {failure}")
     long_names = over_budget(names, settings.host_server_name, settings.name_budget)
     print(f"tools: {len(names)} exported; {len(long_names)} over the {settings.name_budget}-character host budget")
     for name, length in long_names:
         print(f"  {host_name(settings.host_server_name, name)} ({length} chars): shorten its server's `prefix`")
-    return 1 if long_names else 0
+    if failures:
+        print(f"upstreams: {len(failures)} of {len(servers.servers)} not reachable")
+    return 1 if long_names or failures else 0
