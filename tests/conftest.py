@@ -1,4 +1,4 @@
-"""Shared fixtures: real processes on loopback, started and stopped by the tests, waited on by events."""
+"""Shared fixtures: in-process upstreams and gateways, and the real processes for tests about processes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness import LiveGateway, serve_gateway
+from tests.harness import STARTUP_DEADLINE as STARTUP_DEADLINE
+from tests.harness import LiveGateway, serve_gateway, serve_upstream
 from tests.processes import RunningProcess, run_process
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-STARTUP_DEADLINE = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +23,37 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+async def weather_url() -> AsyncIterator[str]:
+    """The demo weather upstream, in-process, shared by every test of the session (it keeps no state)."""
+    async with serve_upstream("weather") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def echo_url() -> AsyncIterator[str]:
+    """The demo echo upstream, in-process, shared by every test of the session (it keeps no state)."""
+    async with serve_upstream("echo") as url:
+        yield url
+
+
+@pytest.fixture
+def secured_gateway(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[LiveGateway]]:
+    """Start an in-process gateway in this test's folder: `async with secured_gateway(servers=..., scopes=...)`.
+
+    Callers authenticate with `token_for` tokens (`LiveGateway.client(sub, groups=..., era=...)`).
+    """
+
+    def start(**options: Any) -> AbstractAsyncContextManager[LiveGateway]:
+        return serve_gateway(tmp_path / "gateway", **options)
+
+    return start
+
+
 @asynccontextmanager
 async def http_upstream(module: str, port: int = 0) -> AsyncIterator[tuple[str, RunningProcess]]:
-    """Run a demo HTTP upstream (`python -m examples.servers.<module>`); yield its /mcp URL once it is READY."""
+    """Run a demo HTTP upstream as a process (`python -m examples.servers.<module>`); yield its /mcp URL
+    once it is READY. For tests about that process; others use `serve_upstream`."""
     argv = [sys.executable, "-m", f"examples.servers.{module}", "--host", "127.0.0.1", "--port", str(port)]
     async with run_process(argv, cwd=REPOSITORY) as process:
         line = await process.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)
@@ -38,6 +66,7 @@ async def gateway_process(
 ) -> AsyncIterator[tuple[str, RunningProcess]]:
     """Run `mcp-aggregator serve` on a free port; yield its /mcp URL once it is READY.
 
+    For tests about the process (signals, stdio children, the CLI); others use `serve_gateway`.
     Without `insecure_dev`, pass `--config` with auth settings in `extra`.
     """
     argv: Sequence[str] = [
@@ -58,18 +87,5 @@ async def gateway_process(
 
 
 async def wait_connected(process: RunningProcess, upstream: str, after: int = 0) -> None:
-    """Wait until the gateway logs that `upstream` connected (counting only log lines after index `after`)."""
+    """Wait until a gateway process logs that `upstream` connected (counting only log lines after index `after`)."""
     await process.wait_for(re.compile(rf"upstream\.connected upstream={re.escape(upstream)} "), STARTUP_DEADLINE, after)
-
-
-@pytest.fixture
-def secured_gateway(tmp_path: Path) -> Callable[..., AbstractAsyncContextManager[LiveGateway]]:
-    """Start an in-process gateway in this test's folder: `async with secured_gateway(servers=..., scopes=...)`.
-
-    Callers authenticate with `token_for` tokens (`LiveGateway.client(sub, groups=..., era=...)`).
-    """
-
-    def start(**options: Any) -> AbstractAsyncContextManager[LiveGateway]:
-        return serve_gateway(tmp_path / "gateway", **options)
-
-    return start

@@ -2,7 +2,8 @@
 
 Tests that are not about processes use these instead of subprocesses: the gateway is built and
 served in the test's own event loop (real uvicorn, real sockets, real MCP clients), so a test
-starts in milliseconds and can reach the live parts (`LiveGateway.gateway`).
+starts in milliseconds and can reach the live parts (`LiveGateway.gateway`) and what the gateway
+logged (`LiveGateway.log`).
 
     async with serve_gateway(tmp_path, servers={...}, scopes=SCOPES) as live:
         async with live.client("alice", groups=["users"], era="legacy") as client:
@@ -11,9 +12,13 @@ starts in milliseconds and can reach the live parts (`LiveGateway.gateway`).
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
+import re
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,29 +26,37 @@ from typing import Any, Literal
 
 import anyio
 import httpx2
+import mcp_types as types
 import uvicorn
 import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 from starlette.types import ASGIApp
 
+from aggregator.config.logs import KeyValueFormatter
 from aggregator.config.settings import AuthSettings, GatewayKeySettings, load_settings
 from aggregator.http.app import create_app
 from aggregator.policy.vending import mint_token
 from aggregator.registry.models import load_servers
 from aggregator.server.gateway import Gateway, build_gateway
 from aggregator.upstreams.pool import UpstreamPool
+from aggregator.upstreams.state import UpstreamState
 from examples.servers._http import http_app
 
 SECRET = "tests-only-signing-secret-0123456789abcdef"
 """The HS256 secret of every test gateway (`AUTH`); tokens from `token_for` verify against it."""
-AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="tests", secret=SecretStr(SECRET)),))
+KID = "tests"
+AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid=KID, secret=SecretStr(SECRET)),))
 STARTUP_DEADLINE = 60.0
+LOG_DEADLINE = 10.0
+LIVE_STATES = frozenset({UpstreamState.HEALTHY, UpstreamState.DEGRADED})
 
 Era = Literal["auto", "legacy"]
 """`auto` reaches 2026-07-28 where the server speaks it; `legacy` is the 2025-11-25 handshake."""
 ERAS: tuple[Era, ...] = ("legacy", "auto")
+PoolCondition = Callable[[UpstreamPool], bool]
 
 
 def token_for(
@@ -53,25 +66,130 @@ def token_for(
     return mint_token(auth, sub, list(scopes), ttl, groups=list(groups))[0]
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for servers that cannot report the port they bound)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def text_of(result: types.CallToolResult) -> str:
+    """The text blocks of a tool result, joined."""
+    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
+
+
+async def tool_names(client: Client) -> set[str]:
+    """The names of the tools `client` is shown."""
+    return {tool.name for tool in (await client.list_tools()).tools}
+
+
+async def call_structured(client: Client, tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Call `tool`, which must succeed; its structured answer."""
+    result = await client.call_tool(tool, dict(arguments))
+    assert not result.is_error, result.content
+    structured: dict[str, Any] | None = result.structured_content
+    assert structured is not None, result.content
+    return structured
+
+
+class LogLines(logging.Handler):
+    """Log lines as the gateway writes them (`time level event key=value`), collected as they are emitted.
+
+    Tests wait for a line (`wait_for`) instead of sleeping; `mark()` and `after=` limit a search to
+    what was logged since. Records may come from worker threads: the waiters are woken in the loop.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(KeyValueFormatter())
+        self.lines: list[str] = []
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._arrived = anyio.Event()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def mark(self) -> int:
+        """Where the next line will be: pass it as `after` to look only at what comes later."""
+        return len(self.lines)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+        if threading.get_ident() == self._thread:
+            self._wake()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._arrived.set()
+        self._arrived = anyio.Event()
+
+    def matching(self, pattern: str, after: int = 0) -> list[str]:
+        """The lines from index `after` that match the regular expression `pattern`."""
+        compiled = re.compile(pattern)
+        return [line for line in self.lines[after:] if compiled.search(line)]
+
+    async def wait_for(self, pattern: str, deadline: float = LOG_DEADLINE, after: int = 0) -> str:
+        """The first line from index `after` matching `pattern`; fails after `deadline` seconds."""
+        compiled = re.compile(pattern)
+        checked = after
+        with anyio.move_on_after(deadline):
+            while True:
+                for line in self.lines[checked:]:
+                    if compiled.search(line):
+                        return line
+                checked = max(checked, len(self.lines))
+                await self._arrived.wait()
+        raise AssertionError(f"no log line matching {pattern!r} within {deadline} s; log:\n{self.output[-4000:]}")
+
+
+@contextmanager
+def captured_logs() -> Iterator[LogLines]:
+    """Collect the gateway's INFO events (and every logger's warnings) while the block runs."""
+    lines = LogLines()
+    gateway_logger = logging.getLogger("aggregator")
+    level = gateway_logger.level
+    if gateway_logger.getEffectiveLevel() > logging.INFO:
+        gateway_logger.setLevel(logging.INFO)
+    logging.getLogger().addHandler(lines)
+    try:
+        yield lines
+    finally:
+        logging.getLogger().removeHandler(lines)
+        gateway_logger.setLevel(level)
+
+
 @asynccontextmanager
-async def serve_asgi(app: ASGIApp, *, path: str = "/mcp") -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on a free loopback port until the block ends; yield `http://127.0.0.1:PORT{path}`.
+async def serve_asgi(app: ASGIApp, *, path: str = "/mcp", port: int = 0) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a loopback port (a free one by default) until the block ends;
+    yield `http://127.0.0.1:PORT{path}`.
 
     The listening socket exists before the server starts, so a client may connect at once: the
-    kernel queues the connection until uvicorn accepts it.
+    kernel queues the connection until uvicorn accepts it. uvicorn's own loggers propagate (no
+    logging config of its own), so its errors reach `captured_logs`.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.bind(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
     listener.listen(512)
-    port = listener.getsockname()[1]
+    bound = listener.getsockname()[1]
     config = uvicorn.Config(
-        app, http="h11", log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+        app,
+        http="h11",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
     )
     server = _QuietServer(config)
     async with anyio.create_task_group() as group:
         group.start_soon(server.serve, [listener])
         try:
-            yield f"http://127.0.0.1:{port}{path}"
+            yield f"http://127.0.0.1:{bound}{path}"
         finally:
             server.should_exit = True
     listener.close()
@@ -86,25 +204,48 @@ class _QuietServer(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serve_upstream(module: str) -> AsyncIterator[str]:
+async def serve_mcp(server: MCPServer[Any], *, port: int = 0) -> AsyncIterator[str]:
+    """Serve an `MCPServer` in-process at /mcp (streamable HTTP) and /sse (legacy); yield its /mcp URL."""
+    async with serve_asgi(http_app(server, host="127.0.0.1"), port=port) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serve_upstream(module: str, *, port: int = 0) -> AsyncIterator[str]:
     """Serve the demo upstream `examples.servers.<module>` in-process; yield its /mcp URL (also /sse)."""
     create_server = importlib.import_module(f"examples.servers.{module}").create_server
-    async with serve_asgi(http_app(create_server(), host="127.0.0.1")) as url:
+    async with serve_mcp(create_server(), port=port) as url:
         yield url
+
+
+def connected(*names: str) -> PoolCondition:
+    """A pool condition: every upstream in `names` is registered and has a live session."""
+
+    def holds(pool: UpstreamPool) -> bool:
+        states = {upstream.name: upstream.state for upstream in pool}
+        return all(states.get(name) in LIVE_STATES for name in names)
+
+    return holds
 
 
 @dataclass(frozen=True, slots=True)
 class LiveGateway:
-    """A running in-process gateway: its /mcp URL, its live parts and its folder."""
+    """A running in-process gateway: its /mcp URL, its live parts, its folder and what it logged."""
 
     url: str
     gateway: Gateway
     directory: Path
+    log: LogLines
 
     @property
     def base(self) -> str:
         """The gateway's origin, `http://127.0.0.1:PORT`."""
         return self.url.removesuffix("/mcp")
+
+    @property
+    def address(self) -> str:
+        """`127.0.0.1:PORT`, as nginx's upstream blocks name it."""
+        return self.base.removeprefix("http://")
 
     @property
     def servers_file(self) -> Path:
@@ -113,6 +254,15 @@ class LiveGateway:
     @property
     def scopes_file(self) -> Path:
         return self.directory / "scopes.yml"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.gateway.settings.data_dir / "audit.log"
+
+    async def wait_until(self, condition: PoolCondition, deadline: float = STARTUP_DEADLINE) -> None:
+        """Return once `condition(pool)` holds (see `connected`); fails after `deadline` seconds."""
+        with anyio.fail_after(deadline):
+            await self.gateway.pool.wait_until(condition)
 
     @asynccontextmanager
     async def client(
@@ -162,23 +312,24 @@ async def serve_gateway(
 ) -> AsyncIterator[LiveGateway]:
     """Write servers.yaml (and scopes.yml) into `directory`, then build and serve a gateway in-process.
 
-    `secured` gateways accept tokens from `token_for`; others treat every caller as unrestricted
-    (what `--insecure-dev` does). Extra keyword arguments are settings. By default the gateway is
-    yielded once every upstream's first connection attempt has settled.
+    `secured` gateways accept tokens from `token_for` (pass `auth=...` for other verifiers); others
+    treat every caller as unrestricted (what `--insecure-dev` does). Extra keyword arguments are
+    settings. By default the gateway is yielded once every upstream's first connection attempt has
+    settled (connected, or failed once).
     """
     servers_file = write_files(directory, servers, scopes)
     if scopes is not None:
         settings.setdefault("scopes_file", directory / "scopes.yml")
     settings.setdefault("data_dir", directory / "data")
     settings.setdefault("search_uri", str(directory / "data" / "index"))
-    configured = load_settings(
-        None, servers_file=servers_file, auth=AUTH if secured else AuthSettings(), host="127.0.0.1", **settings
-    )
+    settings.setdefault("auth", AUTH if secured else AuthSettings())
+    configured = load_settings(None, servers_file=servers_file, host="127.0.0.1", **settings)
     gateway = build_gateway(configured, load_servers(servers_file))
     ready = anyio.Event()
-    async with serve_asgi(create_app(gateway, on_ready=ready.set)) as url:
-        with anyio.fail_after(STARTUP_DEADLINE):
-            await ready.wait()
-            if wait_for_upstreams:
-                await gateway.pool.wait_until(UpstreamPool.all_settled)
-        yield LiveGateway(url, gateway, directory)
+    with captured_logs() as log:
+        async with serve_asgi(create_app(gateway, on_ready=ready.set)) as url:
+            with anyio.fail_after(STARTUP_DEADLINE):
+                await ready.wait()
+                if wait_for_upstreams:
+                    await gateway.pool.wait_until(UpstreamPool.all_settled)
+            yield LiveGateway(url, gateway, directory, log)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
-from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
+from mcp import MCPError
 
 from aggregator.server.metrics import CONTENT_TYPE, Metrics, exposition, upstream_gauges
-from tests.conftest import gateway_process, http_upstream, wait_connected
-from tests.processes import RunningProcess
-from tests.http.test_registry_api import SECRET, closed_port, secured_config, token
+from tests.harness import LiveGateway, free_port, serve_gateway
+from tests.http.conftest import SCOPES, token
 
 pytestmark = pytest.mark.anyio
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_]\w*="(?:[^"\\]|\\.)*",?)*)\})? (\S+)$')
@@ -24,21 +22,16 @@ LABEL = re.compile(r'([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"')
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-@dataclass
-class Scraped:
-    base: str
-    mcp_url: str
-    gateway: RunningProcess
+async def scrape(live: LiveGateway, groups: list[str] | None = ["admins"]) -> httpx2.Response:  # noqa: B006
+    """GET /metrics as a member of `groups` (anonymously with None)."""
+    async with live.http(token(groups) if groups is not None else None) as http:
+        return await http.get("/metrics")
 
-    async def scrape(self, groups: list[str] | None = ["admins"]) -> httpx2.Response:  # noqa: B006
-        headers = {"Authorization": f"Bearer {token(groups)}"} if groups is not None else {}
-        async with httpx2.AsyncClient(trust_env=False, headers=headers) as http:
-            return await http.get(self.base + "/metrics")
 
-    async def samples(self) -> Samples:
-        response = await self.scrape()
-        assert response.status_code == 200, response.text
-        return parse(response.text)
+async def scraped_samples(live: LiveGateway) -> Samples:
+    response = await scrape(live)
+    assert response.status_code == 200, response.text
+    return parse(response.text)
 
 
 def parse(text: str) -> Samples:
@@ -59,29 +52,19 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-async def scraped(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scraped]:
+async def scraped(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[LiveGateway]:
+    servers: dict[str, dict[str, Any]] = {
+        "echo": {"transport": "streamable-http", "url": echo_url},
+        "down": {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp", "timeout": 1},
+    }
     directory = tmp_path_factory.mktemp("metrics")
-    async with http_upstream("echo") as (echo_url, _):
-        servers = {
-            "echo": {"transport": "streamable-http", "url": echo_url},
-            "down": {"transport": "streamable-http", "url": f"http://127.0.0.1:{closed_port()}/mcp", "timeout": 1},
-        }
-        config = secured_config(directory, servers)
-        async with gateway_process(
-            directory / "servers.yaml", "--config", str(config), env={"REGISTRY_TEST_KEY": SECRET}, insecure_dev=False
-        ) as (url, gateway):
-            await wait_connected(gateway, "echo")
-            await gateway.wait_for(re.compile(r"upstream\.unhealthy upstream=down "), 30)
-            yield Scraped(url.removesuffix("/mcp"), url, gateway)
+    async with serve_gateway(directory, servers=servers, scopes=SCOPES, rate_limit_per_second=0) as live:
+        yield live
 
 
-async def call(scraped: Scraped, tool: str, arguments: dict[str, object]) -> MCPError | None:
+async def call(live: LiveGateway, tool: str, arguments: dict[str, object]) -> MCPError | None:
     """Call `tool` as an admin; the MCP error it was answered with, if any."""
-    headers = {"Authorization": f"Bearer {token(['admins'])}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, trust_env=False) as http,
-        Client(streamable_http_client(scraped.mcp_url, http_client=http)) as client,
-    ):
+    async with live.client(token=token(["admins"])) as client:
         try:
             await client.call_tool(tool, arguments)
         except MCPError as error:
@@ -89,25 +72,25 @@ async def call(scraped: Scraped, tool: str, arguments: dict[str, object]) -> MCP
     return None
 
 
-async def test_scraping_needs_list_service_for_all_servers(scraped: Scraped) -> None:
-    anonymous = await scraped.scrape(None)
+async def test_scraping_needs_list_service_for_all_servers(scraped: LiveGateway) -> None:
+    anonymous = await scrape(scraped, None)
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"].startswith("Bearer resource_metadata=")
-    operator = await scraped.scrape(["echo-operators"])  # list_service for echo only
+    operator = await scrape(scraped, ["echo-operators"])  # list_service for echo only
     assert operator.status_code == 403
     assert "list_service for all servers" in operator.json()["error"]
-    admin = await scraped.scrape(["admins"])
+    admin = await scrape(scraped, ["admins"])
     assert admin.status_code == 200
     assert admin.headers["content-type"] == CONTENT_TYPE
 
 
-async def test_calls_move_the_counters_and_the_latency_histogram(scraped: Scraped) -> None:
-    before = await scraped.samples()
+async def test_calls_move_the_counters_and_the_latency_histogram(scraped: LiveGateway) -> None:
+    before = await scraped_samples(scraped)
     await call(scraped, "echo__echo", {"text": "one"})
     await call(scraped, "echo__echo", {"text": "two"})
     await call(scraped, "echo__fail", {"message": "a tool error is still an answered call"})
     assert await call(scraped, "echo__ech0", {"text": "typo"}) is not None
-    after = await scraped.samples()
+    after = await scraped_samples(scraped)
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -116,18 +99,18 @@ async def test_calls_move_the_counters_and_the_latency_histogram(scraped: Scrape
     assert moved("mcp_aggregator_requests_total", **call_labels, outcome="ok") == 2
     assert moved("mcp_aggregator_request_duration_seconds_count", **call_labels) == 2
     assert moved("mcp_aggregator_request_duration_seconds_bucket", **call_labels, le="+Inf") == 2
-    fail_labels = {"method": "tools/call", "upstream": "echo", "tool": "echo__fail", "outcome": "ok"}
+    fail_labels = {"method": "tools/call", "upstream": "echo", "tool": "echo__fail", "outcome": "tool_error"}
     assert moved("mcp_aggregator_requests_total", **fail_labels) == 1
     unknown = {"method": "tools/call", "upstream": "", "tool": "", "outcome": "UnknownNameError"}
     assert moved("mcp_aggregator_requests_total", **unknown) == 1
     assert moved("mcp_aggregator_request_errors_total", **unknown) == 1
-    assert "echo__ech0" not in (await scraped.scrape()).text  # what callers type never becomes a label
+    assert "echo__ech0" not in (await scrape(scraped)).text  # what callers type never becomes a label
 
 
-async def test_the_gateways_own_tools_count_under_its_server_name(scraped: Scraped) -> None:
-    before = await scraped.samples()
+async def test_the_gateways_own_tools_count_under_its_server_name(scraped: LiveGateway) -> None:
+    before = await scraped_samples(scraped)
     await call(scraped, "list_services", {})
-    after = await scraped.samples()
+    after = await scraped_samples(scraped)
     labels = {"method": "tools/call", "upstream": "mcpgw", "tool": "list_services", "outcome": "ok"}
     assert (
         value(after, "mcp_aggregator_requests_total", **labels)
@@ -136,8 +119,8 @@ async def test_the_gateways_own_tools_count_under_its_server_name(scraped: Scrap
     )
 
 
-async def test_health_gauges_show_a_dead_upstream(scraped: Scraped) -> None:
-    samples = await scraped.samples()
+async def test_health_gauges_show_a_dead_upstream(scraped: LiveGateway) -> None:
+    samples = await scraped_samples(scraped)
     assert value(samples, "mcp_aggregator_upstream_state", upstream="down", state="unhealthy") == 1
     assert value(samples, "mcp_aggregator_upstream_state", upstream="down", state="healthy") == 0
     assert value(samples, "mcp_aggregator_upstream_state", upstream="echo", state="healthy") == 1
@@ -149,14 +132,11 @@ async def test_health_gauges_show_a_dead_upstream(scraped: Scraped) -> None:
 
 
 async def test_metrics_can_be_public(tmp_path: Path) -> None:
-    config = secured_config(tmp_path, {}, metrics_public=True)
     async with (
-        gateway_process(
-            tmp_path / "servers.yaml", "--config", str(config), env={"REGISTRY_TEST_KEY": SECRET}, insecure_dev=False
-        ) as (url, _),
-        httpx2.AsyncClient(trust_env=False) as http,
+        serve_gateway(tmp_path, servers={}, scopes=SCOPES, metrics_public=True) as live,
+        live.http() as http,
     ):
-        response = await http.get(url.removesuffix("/mcp") + "/metrics")
+        response = await http.get("/metrics")
     assert response.status_code == 200
     assert "# TYPE mcp_aggregator_requests_total counter" in response.text
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,112 +15,41 @@ import jsonschema
 import pytest
 import requests
 import schemathesis
-import yaml
 from hypothesis.strategies import SearchStrategy
-from pydantic import SecretStr
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err
 
-from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.http.registry_api import GATEWAY_META, NAMESPACE
 from aggregator.http.registry_openapi import openapi_document
-from aggregator.policy.vending import mint_token
 from aggregator.server.handlers import SERVER_VERSION
-from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
-from tests.processes import RunningProcess
+from tests.conftest import REPOSITORY
+from tests.harness import LiveGateway, free_port, serve_gateway
+from tests.http.conftest import SCOPES, token
 
 pytestmark = pytest.mark.anyio
-SECRET = "r" * 40
-AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="k", secret=SecretStr(SECRET)),))
 SERVER_SCHEMA = json.loads((REPOSITORY / "tests" / "data" / "server.schema.2025-12-11.json").read_text())
-SCOPES = """
-group_mappings:
-  admins: [registry-admin, everything]
-  weather-users: [weather-forecast]
-  echo-operators: [echo-ops]
-  strangers: []
-UI-Scopes:
-  registry-admin:
-    list_service: [all]
-  echo-ops:
-    list_service: [echo]
-everything:
-- server: "*"
-  methods: [tools/list, tools/call]
-  tools: ["*"]
-weather-forecast:
-- server: weather
-  methods: [tools/list, tools/call]
-  tools: [get_forecast]
-"""
-
-
-@dataclass
-class Registry:
-    base: str
-    mcp_url: str
-    gateway: RunningProcess
-
-    async def get(self, path: str, groups: list[str] | None = None, **params: Any) -> httpx2.Response:
-        headers = {"Authorization": f"Bearer {token(groups)}"} if groups is not None else {}
-        async with httpx2.AsyncClient(trust_env=False, headers=headers) as http:
-            return await http.get(self.base + path, params=params)
-
-
-def token(groups: list[str]) -> str:
-    return mint_token(AUTH, f"user-{'-'.join(groups) or 'none'}", [], 600, groups=groups)[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def secured_config(directory: Path, servers: dict[str, Any], **settings: Any) -> Path:
-    """servers.yaml, scopes.yml and a gateway.yaml verifying gateway tokens (key from REGISTRY_TEST_KEY)."""
-    (directory / "servers.yaml").write_text(yaml.safe_dump({"servers": servers}))
-    (directory / "scopes.yml").write_text(SCOPES)
-    config = {
-        "servers_file": "servers.yaml",
-        "scopes_file": "scopes.yml",
-        "data_dir": "data",
-        "rate_limit_per_second": 0,
-        "auth": {"gateway_keys": [{"kid": "k", "secret_env": "REGISTRY_TEST_KEY"}]},
-        **settings,
-    }
-    (directory / "gateway.yaml").write_text(json.dumps(config))
-    return directory / "gateway.yaml"
 
 
 @pytest.fixture(scope="module")
-async def registry(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Registry]:
+async def registry(
+    tmp_path_factory: pytest.TempPathFactory, weather_url: str, echo_url: str
+) -> AsyncIterator[LiveGateway]:
+    servers: dict[str, dict[str, Any]] = {
+        "weather": {"transport": "streamable-http", "url": weather_url, "description": "Forecasts.", "tags": ["demo"]},
+        "echo": {"transport": "streamable-http", "url": echo_url, "prefix": "e"},
+        "down": {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp", "timeout": 1},
+    }
     directory = tmp_path_factory.mktemp("registry")
-    async with http_upstream("weather") as (weather_url, _), http_upstream("echo") as (echo_url, _):
-        servers = {
-            "weather": {
-                "transport": "streamable-http",
-                "url": weather_url,
-                "description": "Forecasts.",
-                "tags": ["demo"],
-            },
-            "echo": {"transport": "streamable-http", "url": echo_url, "prefix": "e"},
-            "down": {"transport": "streamable-http", "url": f"http://127.0.0.1:{closed_port()}/mcp", "timeout": 1},
-        }
-        config = secured_config(directory, servers)
-        async with gateway_process(
-            directory / "servers.yaml",
-            "--config",
-            str(config),
-            env={"REGISTRY_TEST_KEY": SECRET},
-            insecure_dev=False,
-        ) as (url, gateway):
-            await wait_connected(gateway, "weather")
-            await wait_connected(gateway, "echo")
-            yield Registry(url.removesuffix("/mcp"), url, gateway)
+    async with serve_gateway(directory, servers=servers, scopes=SCOPES, rate_limit_per_second=0) as live:
+        yield live
+
+
+async def get(live: LiveGateway, path: str, groups: list[str] | None = None, **params: Any) -> httpx2.Response:
+    """GET `path` as a member of `groups` (anonymously without)."""
+    async with live.http(token(groups) if groups is not None else None) as http:
+        return await http.get(path, params=params)
 
 
 def names(body: dict[str, Any]) -> list[str]:
@@ -138,11 +65,11 @@ def validate(schema_name: str, body: dict[str, Any]) -> None:
         jsonschema.Draft7Validator(SERVER_SCHEMA).validate(entry["server"])
 
 
-async def test_each_principal_sees_the_servers_it_may_use(registry: Registry) -> None:
-    admin = (await registry.get("/v0.1/servers", ["admins"])).json()
-    weather_user = (await registry.get("/v0.1/servers", ["weather-users"])).json()
-    operator = (await registry.get("/v0.1/servers", ["echo-operators"])).json()
-    stranger = (await registry.get("/v0.1/servers", ["strangers"])).json()
+async def test_each_principal_sees_the_servers_it_may_use(registry: LiveGateway) -> None:
+    admin = (await get(registry, "/v0.1/servers", ["admins"])).json()
+    weather_user = (await get(registry, "/v0.1/servers", ["weather-users"])).json()
+    operator = (await get(registry, "/v0.1/servers", ["echo-operators"])).json()
+    stranger = (await get(registry, "/v0.1/servers", ["strangers"])).json()
 
     assert names(admin) == [f"{NAMESPACE}/{name}" for name in ("down", "echo", "weather")]
     assert names(weather_user) == [f"{NAMESPACE}/weather"]
@@ -157,8 +84,8 @@ async def test_each_principal_sees_the_servers_it_may_use(registry: Registry) ->
     assert callable_tools(operator) == {"echo": 0}  # list_service alone shows it
 
 
-async def test_servers_are_described_in_the_official_format(registry: Registry) -> None:
-    response = await registry.get("/v0.1/servers", ["admins"])
+async def test_servers_are_described_in_the_official_format(registry: LiveGateway) -> None:
+    response = await get(registry, "/v0.1/servers", ["admins"])
     assert response.status_code == 200
     body = response.json()
     validate("ServerList", body)
@@ -167,7 +94,7 @@ async def test_servers_are_described_in_the_official_format(registry: Registry) 
     assert weather["server"]["description"] == "Forecasts."
     assert weather["server"]["version"] == SERVER_VERSION
     assert weather["server"]["remotes"][0]["type"] == "streamable-http"
-    assert weather["server"]["remotes"][0]["url"] == registry.mcp_url  # the aggregated endpoint
+    assert weather["server"]["remotes"][0]["url"] == registry.url  # the aggregated endpoint
     assert weather["server"]["remotes"][0]["headers"][0]["name"] == "Authorization"
     assert weather["_meta"][GATEWAY_META] == {
         "server": "weather",
@@ -184,12 +111,12 @@ async def test_servers_are_described_in_the_official_format(registry: Registry) 
     assert by_name["down"]["server"]["description"] == "MCP server 'down', served through mcp-aggregator."
 
 
-async def test_pages_follow_the_cursor_to_the_end(registry: Registry) -> None:
+async def test_pages_follow_the_cursor_to_the_end(registry: LiveGateway) -> None:
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(10):
         params = {"limit": "1", **({"cursor": cursor} if cursor else {})}
-        body = (await registry.get("/v0.1/servers", ["admins"], **params)).json()
+        body = (await get(registry, "/v0.1/servers", ["admins"], **params)).json()
         validate("ServerList", body)
         assert body["metadata"]["count"] == len(body["servers"]) == 1
         seen.extend(names(body))
@@ -197,55 +124,55 @@ async def test_pages_follow_the_cursor_to_the_end(registry: Registry) -> None:
         if cursor is None:
             break
     assert seen == [f"{NAMESPACE}/{name}" for name in ("down", "echo", "weather")]
-    two = (await registry.get("/v0.1/servers", ["admins"], limit="2")).json()
+    two = (await get(registry, "/v0.1/servers", ["admins"], limit="2")).json()
     assert names(two) == seen[:2] and two["metadata"]["nextCursor"] == seen[1]
     for bad in ("0", "101", "many"):
-        refused = await registry.get("/v0.1/servers", ["admins"], limit=bad)
+        refused = await get(registry, "/v0.1/servers", ["admins"], limit=bad)
         assert refused.status_code == 400
         assert "limit must be an integer from 1 to 100" in refused.json()["error"]
 
 
-async def test_search_and_version_filter_the_list(registry: Registry) -> None:
-    assert names((await registry.get("/v0.1/servers", ["admins"], search="WEA")).json()) == [f"{NAMESPACE}/weather"]
-    assert len((await registry.get("/v0.1/servers", ["admins"], version="latest")).json()["servers"]) == 3
-    assert (await registry.get("/v0.1/servers", ["admins"], version="9.9.9")).json()["servers"] == []
+async def test_search_and_version_filter_the_list(registry: LiveGateway) -> None:
+    assert names((await get(registry, "/v0.1/servers", ["admins"], search="WEA")).json()) == [f"{NAMESPACE}/weather"]
+    assert len((await get(registry, "/v0.1/servers", ["admins"], version="latest")).json()["servers"]) == 3
+    assert (await get(registry, "/v0.1/servers", ["admins"], version="9.9.9")).json()["servers"] == []
 
 
-async def test_versions_of_one_server(registry: Registry) -> None:
+async def test_versions_of_one_server(registry: LiveGateway) -> None:
     encoded = quote(f"{NAMESPACE}/weather", safe="")
-    versions = await registry.get(f"/v0.1/servers/{encoded}/versions", ["weather-users"])
+    versions = await get(registry, f"/v0.1/servers/{encoded}/versions", ["weather-users"])
     assert versions.status_code == 200
     validate("ServerList", versions.json())
     assert names(versions.json()) == [f"{NAMESPACE}/weather"]
     for version in ("latest", SERVER_VERSION):
-        one = await registry.get(f"/v0.1/servers/{encoded}/versions/{version}", ["weather-users"])
+        one = await get(registry, f"/v0.1/servers/{encoded}/versions/{version}", ["weather-users"])
         assert one.status_code == 200
         validate("ServerResponse", one.json())
         assert one.json()["_meta"]["io.modelcontextprotocol.registry/official"] == {
             "status": "active",
             "isLatest": True,
         }
-    assert (await registry.get("/v0.1/servers/weather/versions/latest", ["weather-users"])).status_code == 200
-    missing_version = await registry.get(f"/v0.1/servers/{encoded}/versions/9.9.9", ["weather-users"])
+    assert (await get(registry, "/v0.1/servers/weather/versions/latest", ["weather-users"])).status_code == 200
+    missing_version = await get(registry, f"/v0.1/servers/{encoded}/versions/9.9.9", ["weather-users"])
     assert (missing_version.status_code, missing_version.json()) == (404, {"error": "Server version not found"})
 
 
-async def test_a_hidden_server_looks_exactly_like_a_missing_one(registry: Registry) -> None:
-    hidden = await registry.get(f"/v0.1/servers/{quote(NAMESPACE + '/echo', safe='')}/versions", ["weather-users"])
-    missing = await registry.get(f"/v0.1/servers/{quote(NAMESPACE + '/nope', safe='')}/versions", ["weather-users"])
+async def test_a_hidden_server_looks_exactly_like_a_missing_one(registry: LiveGateway) -> None:
+    hidden = await get(registry, f"/v0.1/servers/{quote(NAMESPACE + '/echo', safe='')}/versions", ["weather-users"])
+    missing = await get(registry, f"/v0.1/servers/{quote(NAMESPACE + '/nope', safe='')}/versions", ["weather-users"])
     assert (
         (hidden.status_code, hidden.json())
         == (missing.status_code, missing.json())
         == (404, {"error": "Server not found"})
     )
-    latest = await registry.get("/v0.1/servers/echo/versions/latest", ["weather-users"])
+    latest = await get(registry, "/v0.1/servers/echo/versions/latest", ["weather-users"])
     assert latest.status_code == 404
 
 
-async def test_callers_without_an_acceptable_token_are_challenged(registry: Registry) -> None:
-    async with httpx2.AsyncClient(trust_env=False) as http:
-        anonymous = await http.get(registry.base + "/v0.1/servers")
-        forged = await http.get(registry.base + "/v0.1/servers", headers={"Authorization": "Bearer not.a.jwt"})
+async def test_callers_without_an_acceptable_token_are_challenged(registry: LiveGateway) -> None:
+    async with registry.http() as http:
+        anonymous = await http.get("/v0.1/servers")
+        forged = await http.get("/v0.1/servers", headers={"Authorization": "Bearer not.a.jwt"})
     assert anonymous.status_code == forged.status_code == 401
     metadata = f'resource_metadata="{registry.base}/.well-known/oauth-protected-resource/mcp"'
     assert anonymous.headers["www-authenticate"] == f"Bearer {metadata}"
@@ -255,11 +182,11 @@ async def test_callers_without_an_acceptable_token_are_challenged(registry: Regi
     assert forged.json() == {"error": "invalid_token", "error_description": "token is not a well-formed JWT"}
 
 
-async def test_browsers_may_read_it_from_any_origin_without_credentials(registry: Registry) -> None:
+async def test_browsers_may_read_it_from_any_origin_without_credentials(registry: LiveGateway) -> None:
     origin = "https://inspector.example"
-    async with httpx2.AsyncClient(trust_env=False) as http:
+    async with registry.http() as http:
         preflight = await http.options(
-            registry.base + "/v0.1/servers",
+            "/v0.1/servers",
             headers={
                 "Origin": origin,
                 "Access-Control-Request-Method": "GET",
@@ -267,9 +194,9 @@ async def test_browsers_may_read_it_from_any_origin_without_credentials(registry
             },
         )
         listed = await http.get(
-            registry.base + "/v0.1/servers", headers={"Origin": origin, "Authorization": f"Bearer {token(['admins'])}"}
+            "/v0.1/servers", headers={"Origin": origin, "Authorization": f"Bearer {token(['admins'])}"}
         )
-        refused = await http.get(registry.base + "/v0.1/servers", headers={"Origin": origin})
+        refused = await http.get("/v0.1/servers", headers={"Origin": origin})
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert "GET" in preflight.headers["access-control-allow-methods"]
@@ -281,8 +208,8 @@ async def test_browsers_may_read_it_from_any_origin_without_credentials(registry
     assert refused.headers["access-control-expose-headers"] == "WWW-Authenticate"
 
 
-async def test_the_openapi_document_is_served(registry: Registry) -> None:
-    served = (await registry.get("/v0.1/openapi.json")).json()
+async def test_the_openapi_document_is_served(registry: LiveGateway) -> None:
+    served = (await get(registry, "/v0.1/openapi.json")).json()
     assert served == openapi_document()
     assert set(served["paths"]) == {
         "/v0.1/servers",
@@ -292,24 +219,14 @@ async def test_the_openapi_document_is_served(registry: Registry) -> None:
 
 
 async def test_an_insecure_dev_gateway_lists_everything_to_everyone(tmp_path: Path) -> None:
-    servers = {"ghost": {"transport": "streamable-http", "url": f"http://127.0.0.1:{closed_port()}/mcp"}}
-    (tmp_path / "servers.yaml").write_text(yaml.safe_dump({"servers": servers}))
-    async with (
-        gateway_process(tmp_path / "servers.yaml", "--config", str(_plain_config(tmp_path))) as (url, _),
-        httpx2.AsyncClient(trust_env=False) as http,
-    ):
-        body = (await http.get(url.removesuffix("/mcp") + "/v0.1/servers")).json()
+    servers = {"ghost": {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp"}}
+    async with serve_gateway(tmp_path, servers=servers, secured=False) as live, live.http() as http:
+        body = (await http.get("/v0.1/servers")).json()
     assert names(body) == [f"{NAMESPACE}/ghost"]
     assert "headers" not in body["servers"][0]["server"]["remotes"][0]  # nothing to authenticate with
 
 
-def _plain_config(directory: Path) -> Path:
-    config = directory / "gateway.yaml"
-    config.write_text(json.dumps({"data_dir": "data", "servers_file": "servers.yaml"}))
-    return config
-
-
-async def test_a_bounded_schemathesis_run_finds_no_contract_violation(registry: Registry) -> None:
+async def test_a_bounded_schemathesis_run_finds_no_contract_violation(registry: LiveGateway) -> None:
     """Generated valid and invalid requests against every documented operation; every response checked."""
     failures = await anyio.to_thread.run_sync(run_schemathesis, registry.base, token(["admins"]))
     assert failures == []
