@@ -178,6 +178,11 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without a token; otherwise it needs UI list_service for all."
     )
+    lean_path: bool = Field(
+        default=True,
+        description="Serve tools/call and tools/list below the SDK's session layers (same decisions and answers, "
+        "about half the hop's cost); false sends every request the SDK way.",
+    )
     nginx: NginxSettings = Field(default_factory=NginxSettings)
 
     @classmethod

@@ -25,7 +25,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator.http.auth import Authenticator, BearerAuthMiddleware, metadata_routes
 from aggregator.http.metrics import metrics_routes
@@ -33,6 +33,7 @@ from aggregator.http.registry_api import registry_routes
 from aggregator.http.validate import validate_routes
 from aggregator.policy.limits import RequestLimitsMiddleware
 from aggregator.server.gateway import Gateway
+from aggregator.server.lean import lean_app
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,12 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
                 on_ready()
             yield
 
+    mcp: ASGIApp = StreamableHTTPASGIApp(sessions)
+    if settings.lean_path:  # tools/call and tools/list below the SDK's session layers (aggregator.server.lean)
+        revocations = settings.data_dir / "revoked.json" if gateway.verifier is not None else None
+        mcp = lean_app(mcp, gateway.handlers, gateway.server, sessions, security, revocations)
     routes = [
-        Route("/mcp", StreamableHTTPASGIApp(sessions)),
+        Route("/mcp", mcp),
         Route("/sse", _AsgiEndpoint(sse_stream), methods=["GET"]),
         Mount("/messages/", app=sse.handle_post_message),
         Route("/healthz", healthz, methods=["GET"]),

@@ -28,6 +28,8 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     token_id: str | None = None
     expires_at: int | None = None
+    ancestors: tuple[str, ...] = ()
+    """Ids of the tokens this one was minted from with generate_token, root first (its `parent_jti`)."""
     unrestricted: bool = field(default=False)
     """Only for --insecure-dev and local operator use: every decision says yes."""
 

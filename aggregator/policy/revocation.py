@@ -1,9 +1,14 @@
-"""Revoked token ids (`jti`), persisted as a JSON file so a revocation survives restarts."""
+"""Revoked token ids (`jti`), persisted as a JSON file so a revocation survives restarts.
+
+Revoking a token also revokes every token minted from it (directly or further down): the verifier
+asks about the token's own `jti` and every id in its `parent_jti` chain.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from aggregator.config.files import locked, stamp, write_atomically
@@ -30,13 +35,18 @@ class RevocationList:
             raise ConfigError([issue]) from None
 
     def contains(self, jti: str) -> bool:
+        """Whether `jti` is revoked (the file is re-read first if it changed)."""
+        return self.first_revoked((jti,)) is not None
+
+    def first_revoked(self, jtis: Iterable[str]) -> str | None:
+        """The first of `jtis` that is revoked, or None: one look at the file for a whole token chain."""
         current = stamp(self._path)
         if current != self._stamp:
             # A file being replaced by another writer: keep the last good list, retry on the next request.
             with contextlib.suppress(ConfigError):
                 self._revoked = self._read()
                 self._stamp = current
-        return jti in self._revoked
+        return next((jti for jti in jtis if jti in self._revoked), None)
 
     def revoke(self, jti: str) -> None:
         """Add `jti` and persist (temp file + rename, so a crash never leaves half a file)."""

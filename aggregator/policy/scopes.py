@@ -114,6 +114,33 @@ class Policy:
                 return True
         return False
 
+    def gained(self, principal: Principal, after: Policy) -> str | None:
+        """Something `principal` could do under `after` but not under this policy, or None.
+
+        Compares everything access is made of: the method/tool rules of its scopes and the UI
+        permissions of its scopes, server by server. Patterns are compared conservatively: a new
+        pattern counts as already held only when an identical or covering pattern is held (`*`
+        covers everything; a pattern covers a plain name it matches).
+        """
+        if principal.unrestricted:
+            return None
+        for scope in sorted(after.scopes_of(principal)):
+            for permission, servers in after.file.ui_scopes.get(scope, {}).items():
+                for server in servers:
+                    if not self.may_administer(principal, permission, server):
+                        where = "all servers" if server == "all" else f"server '{server}'"
+                        return f"the {permission} permission for {where}"
+        held = self._grants_for(self.scopes_of(principal))
+        for grant in after._grants_for(after.scopes_of(principal)):
+            if not any(_covers(old.server, grant.server) for old in held):
+                return f"access to server '{grant.server}'"  # any rule reaches the server (passthrough streams)
+            for method in grant.methods:
+                for tool in grant.tools or (None,):
+                    if not any(_held(old, grant.server, method, tool) for old in held):
+                        what = f"{method} of tool '{tool}'" if tool is not None else method
+                        return f"{what} on server '{grant.server}'"
+        return None
+
     def _compile(self, scopes: frozenset[str]) -> tuple[_Grant, ...]:
         return tuple(
             _Grant(rule.server, rule.methods, rule.tools)
@@ -124,6 +151,17 @@ class Policy:
 
 def _matches(value: str, patterns: tuple[str, ...]) -> bool:
     return any(pattern == value or ("*" in pattern and fnmatch.fnmatchcase(value, pattern)) for pattern in patterns)
+
+
+def _covers(pattern: str, value: str) -> bool:
+    """Whether `pattern` matches everything `value` (a name or itself a pattern) matches."""
+    return pattern in ("*", value) or ("*" in pattern and "*" not in value and fnmatch.fnmatchcase(value, pattern))
+
+
+def _held(grant: _Grant, server: str, method: str, tool: str | None) -> bool:
+    if not _covers(grant.server, server) or not any(_covers(held, method) for held in grant.methods):
+        return False
+    return tool is None or any(_covers(held, tool) for held in grant.tools)
 
 
 def empty_policy() -> Policy:

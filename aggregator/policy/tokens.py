@@ -2,7 +2,9 @@
 
 Every rejection raises `AuthenticationError` with a reason fit for the log and the 401 description;
 no reason ever contains the token. The algorithm is pinned per issuer before any key is chosen,
-so `alg: none` and HS/RS key confusion are refused up front.
+so `alg: none` and HS/RS key confusion are refused up front. A token is refused when its id, or the
+id of any token it was minted from (`parent_jti`, see `vending`), is on the revocation list, and
+when that chain is longer than `auth.max_delegation_depth`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aggregator.errors import AuthenticationError
 from aggregator.policy.jwks import JwksCache
 from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.revocation import RevocationList
+from aggregator.policy.vending import PARENT_CLAIM, token_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +76,12 @@ class TokenVerifier:
             issuer=self._settings.issuer,
             require=["exp", "iat", "sub", "jti"],
         )
-        if self._revoked.contains(str(claims["jti"])):
-            raise AuthenticationError(f"token {claims['jti']} has been revoked")
+        jti = str(claims["jti"])
+        ancestors = self._ancestors(claims)
+        if (revoked := self._revoked.first_revoked((jti, *ancestors))) is not None:
+            if revoked == jti:
+                raise AuthenticationError(f"token {jti} has been revoked")
+            raise AuthenticationError(f"token {jti} was minted from token {revoked}, which has been revoked")
         return Principal(
             subject=str(claims["sub"]),
             client_id=str(claims.get("client_id") or claims["sub"]),
@@ -82,9 +89,23 @@ class TokenVerifier:
             auth_method=AuthMethod.GATEWAY_TOKEN,
             groups=_string_set(claims.get("groups")),
             scopes=_string_set(claims.get("scope")),
-            token_id=str(claims["jti"]),
+            token_id=jti,
             expires_at=int(claims["exp"]),
+            ancestors=ancestors,
         )
+
+    def _ancestors(self, claims: Mapping[str, Any]) -> tuple[str, ...]:
+        """The `parent_jti` chain of a gateway token (signed, so only its length is policed here)."""
+        chain = claims.get(PARENT_CLAIM, [])
+        if not isinstance(chain, list) or not all(isinstance(jti, str) and 0 < len(jti) <= 128 for jti in chain):
+            raise AuthenticationError(f"token has a malformed {PARENT_CLAIM} claim")
+        if len(chain) > self._settings.max_delegation_depth:
+            raise AuthenticationError(
+                f"token was minted {len(chain)} generate_token steps from its root; "
+                f"at most {self._settings.max_delegation_depth} are accepted (auth.max_delegation_depth)"
+            )
+        return tuple(chain)
+
 
     async def _verify_oidc_token(
         self, token: str, header: Mapping[str, Any], algorithm: str, issuer: OidcIssuerSettings
@@ -110,6 +131,9 @@ class TokenVerifier:
             raise AuthenticationError(f"token_use must be {issuer.token_use!r}")
         if not issuer.audiences and not issuer.client_ids:
             raise AuthenticationError(f"issuer {issuer.issuer} has neither audiences nor client_ids configured")
+        token_id = token_id_of(token, claims.get("jti"))
+        if self._revoked.contains(token_id):
+            raise AuthenticationError(f"token {token_id} has been revoked")
         return Principal(
             subject=str(claims.get("sub") or client_id),
             client_id=client_id,
@@ -117,7 +141,7 @@ class TokenVerifier:
             auth_method=AuthMethod.OIDC,
             groups=_string_set(claims.get(issuer.groups_claim)),
             scopes=_string_set(claims.get(issuer.scope_claim)),
-            token_id=str(claims["jti"]) if claims.get("jti") else None,
+            token_id=token_id,
             expires_at=int(claims["exp"]),
         )
 

@@ -22,11 +22,11 @@ import anyio
 from pydantic import Field
 
 from aggregator.catalog.catalog import Catalog
-from aggregator.errors import AccessDeniedError, UnknownNameError
+from aggregator.errors import UnknownNameError
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.principal import Principal
 from aggregator.policy.reload import PolicyHolder
-from aggregator.tools.base import AdminTool, Arguments
+from aggregator.tools.base import ALL, AdminTool, Arguments, require
 
 CALL_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 SCAN_LIMIT = 5000
@@ -74,8 +74,7 @@ class ActivityAdmin:
         ]
 
     async def _activity(self, principal: Principal, arguments: ActivityRequest) -> dict[str, Any]:
-        if not self._policy.current.may_administer(principal, "list_service", "all"):
-            raise AccessDeniedError("Reading the audit log needs the list_service permission for all servers.")
+        require(self._policy.current, principal, "list_service", ALL, "Reading the audit log")
         upstream_of = upstream_resolver(self._catalog, frozenset(self._own_tools()), self._gateway_server)
         activity = await recent_activity(self._audit.path, arguments.limit, arguments.window_seconds, upstream_of)
         return {"you": principal.subject, **activity}

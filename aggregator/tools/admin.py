@@ -22,11 +22,11 @@ from aggregator.policy.audit import AuditLog
 from aggregator.policy.principal import Principal
 from aggregator.policy.ratelimit import RateLimiter
 from aggregator.policy.reload import PolicyHolder
-from aggregator.policy.vending import mint_token
+from aggregator.policy.vending import PARENT_CLAIM, mint_child
 from aggregator.registry.models import SERVER_NAME_PATTERN
 from aggregator.registry.store import RawServers, Registry
 from aggregator.tools.activity import ActivityAdmin
-from aggregator.tools.base import AdminTool, Arguments, NoArguments, Permission
+from aggregator.tools.base import AdminTool, Arguments, NoArguments, Permission, require
 from aggregator.tools.checks import check_command, check_url
 from aggregator.tools.groups import GroupAdmin
 from aggregator.upstreams.pool import UpstreamPool
@@ -115,7 +115,8 @@ class Admin:
                 ),
                 AdminTool(
                     "generate_token",
-                    "Mint a gateway token for yourself with a subset of your scopes.",
+                    "Mint a gateway token for yourself with a subset of your scopes; it expires no later than yours "
+                    "and is revoked with it.",
                     MintRequest,
                     None,
                     self._mint,
@@ -158,8 +159,8 @@ class Admin:
         )
 
     def _require(self, principal: Principal, permission: Permission, server: str) -> None:
-        if not self._policy.current.may_administer(principal, permission, server):
-            raise AccessDeniedError(f"You may not {permission.replace('_', ' ')} for server '{server}'.")
+        """The UI permission for the server acted on (never just for some server); see `tools.base`."""
+        require(self._policy.current, principal, permission, server, _ACTIONS[permission])
 
     async def _list(self, principal: Principal, arguments: NoArguments) -> dict[str, Any]:
         policy = self._policy.current
@@ -218,25 +219,30 @@ class Admin:
         return describe(upstream)
 
     async def _mint(self, principal: Principal, arguments: MintRequest) -> dict[str, Any]:
+        """A token for the caller: a subset of its scopes, never outliving its token (`mint_child`)."""
         self._minting.check(principal, "generate_token")
         allowed = self._policy.current.scopes_of(principal)
         if extra := sorted(set(arguments.scopes) - allowed) if not principal.unrestricted else []:
             raise AccessDeniedError(f"You may only grant scopes you hold; not: {', '.join(extra)}.")
         if arguments.ttl_seconds > self._settings.auth.max_token_ttl:
             raise AccessDeniedError(f"ttl_seconds may be at most {self._settings.auth.max_token_ttl}.")
-        token, claims = mint_token(
-            self._settings.auth,
-            principal.subject,
-            arguments.scopes,
-            arguments.ttl_seconds,
-            client_id=principal.client_id,
-        )
-        return {
+        token, claims = mint_child(self._settings.auth, principal, arguments.scopes, arguments.ttl_seconds)
+        lifetime = int(claims["exp"]) - int(claims["iat"])
+        result: dict[str, Any] = {
             "access_token": token,
             "token_type": "Bearer",
-            "expires_in": arguments.ttl_seconds,
+            "expires_in": lifetime,
+            "expires_at": claims["exp"],
             "jti": claims["jti"],
+            "parent_jti": claims.get(PARENT_CLAIM, []),
+            "clipped": lifetime < arguments.ttl_seconds,
         }
+        if result["clipped"]:
+            result["note"] = (
+                f"ttl_seconds {arguments.ttl_seconds} was shortened to {lifetime}: a minted token never outlives "
+                "the token it was minted with."
+            )
+        return result
 
 
 def describe(upstream: Upstream) -> dict[str, Any]:
@@ -257,6 +263,15 @@ def describe(upstream: Upstream) -> dict[str, Any]:
         "last_check": upstream.last_check,
         "last_error": upstream.last_error,
     }
+
+
+_ACTIONS: dict[str, str] = {
+    "list_service": "Listing a server",
+    "register_service": "Registering a server",
+    "toggle_service": "Enabling or disabling a server",
+    "modify_service": "Removing a server",
+    "health_check_service": "Refreshing a server",
+}
 
 
 def _known(raw: RawServers, name: str) -> None:

@@ -31,6 +31,8 @@ from aggregator.upstreams.breaker import CircuitBreaker
 from aggregator.upstreams.credentials import current_tool
 from aggregator.upstreams.failures import CONNECTION_ERRORS, backoff, describe, leaf, refused_credential
 from aggregator.upstreams.following import ResourceFollowing, advertises_changes
+from aggregator.upstreams.lean import InputSchemas, LeanClient, LeanSession, NotSent
+from aggregator.upstreams.lean_http import LeanHttp, SessionTap
 from aggregator.upstreams.listing import Listing, fetch_listing
 from aggregator.upstreams.relay import (
     relay_elicitation,
@@ -84,6 +86,42 @@ class Upstream:
         )
         updated = None if on_resource_updated is None else _bound(on_resource_updated, self)
         self._following = ResourceFollowing(name, self._requests, updated, self._probe_now)
+        self._init_lean(auth)
+
+    def _init_lean(self, auth: httpx2.Auth | None) -> None:
+        """The lean transport (`aggregator.upstreams.lean`): HTTP upstreams the operator configured.
+
+        Its requests go through a second `RequestPath` sharing the breaker and the lifecycle hooks,
+        so their outcomes are judged and reported exactly as the SDK path's are.
+        """
+        spec = self.spec
+        self._tap = SessionTap(auth) if isinstance(spec, StreamableHttpUpstream) else None
+        self._lean_requests = RequestPath(
+            self.name,
+            spec.timeout,
+            self._timings.max_result_bytes,
+            self._breaker,
+            per_request_streams=True,
+            on_lost=self._mark_lost,
+            on_suspect=self._probe_now,
+            on_tripped=self._tripped,
+        )
+        self._lean_http: LeanHttp | None = None
+        if self._tap is not None and isinstance(spec, StreamableHttpUpstream):
+            self._lean_http = LeanHttp(
+                spec.url,
+                dict(spec.headers),
+                self._tap,
+                self._timings.connect_timeout,
+                self._timings.max_result_bytes,
+                self._on_message,
+            )
+
+    @property
+    def lean(self) -> bool:
+        """Whether `call_tool_lean` can take requests for this upstream (see `aggregator.upstreams.lean`)."""
+        return self._lean_http is not None
+
 
     def __repr__(self) -> str:
         return f"Upstream({self.name!r}, {self.state})"
@@ -120,7 +158,7 @@ class Upstream:
         self._lost = None
         self._wakeup = anyio.Event()
         client = Client(
-            open_transport(self.spec, self._timings.connect_timeout, self._auth, self._timings.max_result_bytes),
+            open_transport(self.spec, self._timings.connect_timeout, self._tap or self._auth, self._timings.max_result_bytes),
             mode="auto",
             message_handler=self._on_message,
             sampling_callback=relay_sampling,
@@ -141,6 +179,11 @@ class Upstream:
                     connecting.deadline = float("inf")
                     self._requests.client = client
                     self.protocol_version = self._following.protocol_version = client.protocol_version
+                    if self._lean_http is not None and client.protocol_version is not None:
+                        session = LeanSession(
+                            self._lean_http.exchange, client.protocol_version, InputSchemas(lambda: self.listing.tools)
+                        )
+                        self._lean_requests.client = LeanClient(session)  # type: ignore[assignment]
                     self.listing = listing
                     self.last_error = None
                     self._grade()
@@ -151,7 +194,10 @@ class Upstream:
                     self._on_change(self)
                     await self._serve(client)
             finally:
-                self._requests.client = None
+                self._requests.client = self._lean_requests.client = None
+                if self._lean_http is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._lean_http.aclose()
         if connecting.cancelled_caught:
             raise TimeoutError
 
@@ -271,6 +317,28 @@ class Upstream:
         current_tool.set(tool)
         request = types.CallToolRequest(params=params)
         return await self._requests.send(f"tools/call '{tool}'", request, TOOL_RESULT, progress)
+
+    async def call_tool_lean(
+        self,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        input_responses: types.InputResponses | None = None,
+        request_state: str | None = None,
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        """`call_tool` through the lean transport, for a caller `aggregator.upstreams.lean` describes.
+
+        A request the lean transport could not deliver at all is sent the SDK way, so a failure to
+        reach the upstream reads exactly as it does today.
+        """
+        current_tool.set(tool)
+        params = types.CallToolRequestParams(
+            name=tool, arguments=arguments, input_responses=input_responses, request_state=request_state
+        )
+        request = types.CallToolRequest(params=params)
+        try:
+            return await self._lean_requests.send(f"tools/call '{tool}'", request, TOOL_RESULT)
+        except NotSent:
+            return await self._requests.send(f"tools/call '{tool}'", request, TOOL_RESULT)
 
     async def get_prompt(
         self,
