@@ -7,15 +7,27 @@ API, the change is made here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
+import anyio
 from mcp.client._input_required import run_input_required_driver as _run_input_required_driver
 from mcp.client._transport import TransportStreams as _TransportStreams
-from mcp.client.session import ClientSession
+from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revision_fields
+from mcp.server import Server
+from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.connection import Connection
+from mcp.server.runner import ServerRunner
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
+from mcp_types import methods as _methods
+from starlette.requests import Request
 
 TransportStreams = _TransportStreams
 """The (read, write) stream pair a client transport yields. Missing: a public alias (`mcp.client._transport`)."""
@@ -62,3 +74,93 @@ def broken_response_stream(error: MCPError) -> BrokenStream | None:
     if error.message.startswith("SSE stream failed"):
         return "invalid"
     return "ended"
+
+
+# --- the lean relay path (aggregator.server.lean, aggregator.upstreams.lean) -----------------------
+
+
+class ResultShaper:
+    """Shapes a handler's result for the wire exactly as the SDK's server kernel does for `server`.
+
+    Missing: a public function for `ServerRunner._serialize` (cache hints, the per-version result
+    sieve, 2026-07-28 `resultType` and the `serverInfo` stamp). The lean path answers without a
+    `ServerRunner`, and must answer byte-for-byte what the SDK path would.
+    """
+
+    def __init__(self, server: Server[Any]) -> None:
+        self._runner: ServerRunner[Any] = ServerRunner(server, cast(Connection, None), None)
+
+    def shape(self, method: str, version: str, result: Any) -> dict[str, Any]:
+        """The wire form of `result`, answering `method` at protocol `version`."""
+        return self._runner._serialize(method, version, result)
+
+
+def inbound_result(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """An upstream's raw result as the SDK client checks it before typing it (`ClientSession.send_request`).
+
+    Raises `ValidationError` for a result the negotiated revision does not allow. Missing: the
+    client's inbound pipeline (`_clamp_inbound_ttl`, `validate_server_result`,
+    `_later_revision_fields`) is not public; the lean path reads upstream answers without a session.
+    """
+    _clamp_inbound_ttl(raw)
+    with suppress(KeyError):  # a method the table does not know: nothing to check it against
+        _methods.validate_server_result(method, version, raw)
+    if not (foreign := _later_revision_fields(method, version)).isdisjoint(raw):
+        raw = {key: value for key, value in raw.items() if key not in foreign}
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class LegacySession:
+    """A 2025-11-25 session the SDK's session manager holds: its transport and the credential that owns it."""
+
+    transport: StreamableHTTPServerTransport
+    owner: AuthorizationContext | None
+
+    @property
+    def live(self) -> bool:
+        """Whether the session still serves requests (not terminated, idle timer not run out)."""
+        idle = self.transport.idle_scope
+        return not self.transport.is_terminated and (idle is None or not idle.cancel_called)
+
+    async def admits(self, request: Request) -> bool:
+        """Whether the transport's Host/Origin/Content-Type checks pass (DNS-rebinding protection).
+
+        Missing: the transport's `TransportSecurityMiddleware` (`_security`) is private.
+        """
+        security: TransportSecurityMiddleware = self.transport._security
+        return await security.validate_request(request, is_post=True) is None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Count a request in flight on the session, as the transport's `handle_request` does.
+
+        While any request is in flight the session's idle countdown is suspended; it restarts when
+        the last one ends. Missing: a public hook for a request served outside the transport
+        (`_requests_in_flight`, `_idle_timeout`).
+        """
+        transport = self.transport
+        idle, timeout = transport.idle_scope, transport._idle_timeout
+        if idle is None or timeout is None:
+            yield
+            return
+        transport._requests_in_flight += 1
+        idle.deadline = math.inf
+        try:
+            yield
+        finally:
+            transport._requests_in_flight -= 1
+            if not transport._requests_in_flight:
+                idle.deadline = anyio.current_time() + timeout
+
+
+def legacy_session(manager: StreamableHTTPSessionManager, session_id: str) -> LegacySession | None:
+    """The live session `session_id` of `manager`, or None.
+
+    Missing: the manager exposes neither its sessions (`_server_instances`) nor their owners
+    (`_session_owners`).
+    """
+    transport = manager._server_instances.get(session_id)
+    if transport is None:
+        return None
+    return LegacySession(transport, manager._session_owners.get(session_id))

@@ -1,0 +1,225 @@
+"""Which requests the lean path takes: those it can answer exactly as the SDK path would.
+
+`Admission.admit` returns a `LeanRequest` or None (the SDK path serves it). It runs the checks
+the SDK's transports and kernel run before a handler sees the request, with the SDK's own
+functions where they are public (the 2026-07-28 inbound ladder, `Mcp-Param-*` validation, the
+per-version params surface), and on any doubt says no: a refusal is always the SDK's to give.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
+from mcp.server.connection import Connection
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.inbound import (
+    InboundModernRoute,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+    validate_mcp_param_headers,
+)
+from mcp_types import LOG_LEVEL_META_KEY
+from mcp_types import methods as _methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import Scope
+
+from aggregator.errors import UnknownNameError
+from aggregator.sdk import LegacySession, legacy_session
+from aggregator.server.handlers import GatewayServer
+from aggregator.server.lean.sessions import LegacyConnections
+
+LEAN_METHODS = frozenset({"tools/call", "tools/list"})
+_QUESTION_CAPABILITIES = ("sampling", "elicitation", "roots")
+_PARAM_HEADER_PREFIX = "mcp-param-"
+
+
+@dataclass(frozen=True, slots=True)
+class LeanRequest:
+    """A request the lean path serves: its id, method, typed params, era and caller."""
+
+    id: int | str
+    method: str
+    params: types.CallToolRequestParams | None
+    version: str
+    capabilities: dict[str, Any]
+    session: LegacySession | None = None
+    connection: Connection | None = None
+    session_id: str | None = None
+
+    @property
+    def modern(self) -> bool:
+        return self.session is None
+
+
+class Admission:
+    """Decides, per POST to /mcp, whether the lean path may serve it (see the module docstring)."""
+
+    def __init__(
+        self,
+        handlers: GatewayServer,
+        server: Server[Any],
+        manager: StreamableHTTPSessionManager,
+        connections: LegacyConnections,
+        security: TransportSecuritySettings | None,
+    ) -> None:
+        self._handlers = handlers
+        self._server = server
+        self._manager = manager
+        self._connections = connections
+        self._security = TransportSecurityMiddleware(security)
+
+    async def admit(self, scope: Scope, body: bytes) -> LeanRequest | None:
+        """The request in `body` if the lean path may serve it, else None."""
+        message = _message(body)
+        if message is None:
+            return None
+        request = Request(scope)
+        headers = request.headers
+        has_json, has_sse = check_accept_headers(request)
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if not (has_json and has_sse) or content_type != "application/json" or "tools" in request.query_params:
+            return None
+        params = message.get("params")
+        if isinstance(params, dict) and not self._plain(message["method"], params):
+            return None
+        version_header = headers.get("mcp-protocol-version")
+        if version_header in MODERN_PROTOCOL_VERSIONS:
+            return await self._modern(scope, request, message)
+        if version_header is None or version_header in HANDSHAKE_PROTOCOL_VERSIONS:
+            return await self._legacy(scope, request, message)
+        return None
+
+    def _plain(self, method: str, params: dict[str, Any]) -> bool:
+        """No progress token, no input retry, and (for a call) an upstream tool with a lean transport."""
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and meta.get("progressToken") is not None:
+            return False
+        if method != "tools/call":
+            return True
+        if "inputResponses" in params or "requestState" in params:
+            return False
+        name = params.get("name")
+        admin = self._handlers.admin
+        if not isinstance(name, str) or (admin is not None and name in admin.tools):
+            return False
+        try:
+            entry = self._handlers.catalog.resolve_tool(name, lambda entry: bool(entry.item.name == name))
+            return self._handlers.pool.get(entry.upstream).lean
+        except UnknownNameError:
+            return True  # an unknown name is answered with the catalog's own error, no upstream involved
+
+    async def _legacy(self, scope: Scope, request: Request, message: dict[str, Any]) -> LeanRequest | None:
+        session_id = request.headers.get("mcp-session-id")
+        if session_id is None or (session := legacy_session(self._manager, session_id)) is None or not session.live:
+            return None
+        user = scope.get("user")
+        if session.owner != (authorization_context(user) if isinstance(user, AuthenticatedUser) else None):
+            return None
+        connection = self._connections.get(session_id)
+        if connection is None or not connection.initialize_accepted or not await session.admits(request):
+            return None
+        capabilities = _declared(connection.client_capabilities)
+        version = connection.protocol_version
+        if capabilities is None or version in MODERN_PROTOCOL_VERSIONS:
+            return None
+        try:
+            params = _typed(message, version)
+        except _Refused:
+            return None
+        return LeanRequest(
+            message["id"], message["method"], params, version, capabilities, session, connection, session_id
+        )
+
+    async def _modern(self, scope: Scope, request: Request, message: dict[str, Any]) -> LeanRequest | None:
+        if await self._security.validate_request(request, is_post=True) is not None:
+            return None
+        raw_headers = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in scope["headers"]]
+        if find_duplicated_routing_header(raw_headers) is not None:
+            return None
+        verdict = classify_inbound_request(message, headers=dict(request.headers))
+        if not isinstance(verdict, InboundModernRoute):
+            return None
+        params = message.get("params") or {}
+        if params.get("_meta", {}).get(LOG_LEVEL_META_KEY) is not None:
+            return None  # the caller opted in to logs: today's path relays them
+        try:
+            declared = types.ClientCapabilities.model_validate(verdict.client_capabilities, by_name=False)
+        except ValidationError:
+            return None
+        capabilities = _declared(declared)
+        if capabilities is None or not self._param_headers_agree(message, request.headers):
+            return None
+        try:
+            typed = _typed(message, verdict.protocol_version)
+        except _Refused:
+            return None
+        return LeanRequest(message["id"], message["method"], typed, verdict.protocol_version, capabilities)
+
+    def _param_headers_agree(self, message: dict[str, Any], headers: Mapping[str, str]) -> bool:
+        """The SDK's `Mcp-Param-*` check (`_mcp_param_rejection`): a mismatch is the SDK's to refuse."""
+        if message["method"] != "tools/call":
+            return True
+        params = message.get("params") or {}
+        name, arguments = params.get("name"), params.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            return False
+        if not arguments and not any(header.startswith(_PARAM_HEADER_PREFIX) for header in headers):
+            return True
+        schema = self._handlers.input_schema(name) if isinstance(name, str) else None
+        return schema is None or validate_mcp_param_headers(schema, arguments, headers) is None
+
+
+class _Refused(Exception):
+    """The SDK kernel would refuse these params: the SDK path answers."""
+
+
+def _typed(message: dict[str, Any], version: str) -> types.CallToolRequestParams | None:
+    """The params as the SDK kernel validates them (`_Refused` when it would not accept them)."""
+    method, params = message["method"], message.get("params")
+    try:
+        _methods.validate_client_request(method, version, params)
+        if method == "tools/call":
+            return types.CallToolRequestParams.model_validate(params or {}, by_name=False)
+        types.PaginatedRequestParams.model_validate(params or {}, by_name=False)
+    except (ValidationError, KeyError):
+        raise _Refused from None
+    if params and params.get("cursor") is not None:
+        raise _Refused  # the gateway's list is one page; the SDK path judges a cursor
+    return None
+
+
+def _message(body: bytes) -> dict[str, Any] | None:
+    """A single JSON-RPC request for a lean method, or None."""
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or message.get("method") not in LEAN_METHODS:
+        return None
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        return None
+    params = message.get("params")
+    if params is not None and not isinstance(params, dict):
+        return None
+    return message
+
+
+def _declared(capabilities: types.ClientCapabilities | None) -> dict[str, Any] | None:
+    """What the caller declared, as it goes upstream; None when it could be asked a question."""
+    if capabilities is None:
+        return {}
+    if any(getattr(capabilities, name, None) is not None for name in _QUESTION_CAPABILITIES):
+        return None
+    dumped: dict[str, Any] = capabilities.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return dumped

@@ -1,0 +1,207 @@
+"""`LeanApp`: the ASGI app on /mcp that serves what it can lean and hands the rest to the SDK's app.
+
+A POST's body is read once (the limits middleware in front has already bounded and checked it);
+if `Admission` admits it, the lean path answers, else the SDK's app gets the request untouched,
+its body replayed. The answer is `application/json` (every caller the lean path serves accepts
+it) with the SDK's framing and statuses: a 2026-07-28 error carries the HTTP status the SDK's
+table gives its code, a 2025-11-25 answer the session's `Mcp-Session-Id`. An upstream log message
+for a 2025-11-25 caller turns the answer into an SSE stream at once, as the SDK path streams it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
+from mcp_types import JSONRPCError, JSONRPCResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aggregator.sdk import ResultShaper
+from aggregator.server.handlers import GatewayServer
+from aggregator.server.lean.admission import Admission, LeanRequest
+from aggregator.server.lean.calls import LeanCalls
+from aggregator.server.lean.decisions import DecisionCache
+from aggregator.server.lean.sessions import LegacyConnections
+from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY, LOG_LEVELS
+from aggregator.upstreams.lean import LeanCaller, current_lean_caller
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform")]
+
+
+class LeanApp:
+    """Serves admitted `tools/call` and `tools/list` POSTs; passes everything else to `sdk_app`."""
+
+    def __init__(self, sdk_app: ASGIApp, admission: Admission, calls: LeanCalls) -> None:
+        self._sdk_app = sdk_app
+        self._admission = admission
+        self._calls = calls
+        self.served = 0
+        """Requests the lean path answered (tests and benchmarks read it)."""
+        self.passed = 0
+        """POSTs handed to the SDK's app."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self._sdk_app(scope, receive, send)
+            return
+        body, disconnected = await _read_body(receive)
+        if disconnected:
+            return
+        request = await self._admission.admit(scope, body)
+        if request is None:
+            self.passed += 1
+            await self._sdk_app(scope, _replay(body, receive), send)
+            return
+        self.served += 1
+        await self._serve(request, receive, send)
+
+    async def _serve(self, request: LeanRequest, receive: Receive, send: Send) -> None:
+        answer = _Answer(request, send)
+        caller = LeanCaller(request.modern, request.capabilities, answer.log)
+        reset = current_lean_caller.set(caller)
+        try:
+            with request.session.held() if request.session is not None else nullcontext():
+                if request.modern:
+                    message = await _until_disconnected(receive, self._answer(request, caller))
+                    if message is None:
+                        return  # the caller closed its stream: the call was cancelled, as on the SDK path
+                else:
+                    message = await self._answer(request, caller)
+        finally:
+            current_lean_caller.reset(reset)
+        await answer.finish(message)
+
+    async def _answer(self, request: LeanRequest, caller: LeanCaller) -> JSONRPCResponse | JSONRPCError:
+        try:
+            if request.params is not None:
+                result = await self._calls.call_tool(request.params, request.version, caller, request.connection)
+            else:
+                result = await self._calls.list_tools(request.version, request.connection)
+        except MCPError as error:
+            return JSONRPCError(jsonrpc="2.0", id=request.id, error=error.error)
+        return JSONRPCResponse(jsonrpc="2.0", id=request.id, result=result)
+
+
+class _Answer:
+    """The HTTP answer to one lean request: JSON, or an SSE stream once a log message must go first."""
+
+    def __init__(self, request: LeanRequest, send: Send) -> None:
+        self._request = request
+        self._send = send
+        self._streaming = False
+        self._session_header = [(b"mcp-session-id", request.session_id.encode())] if request.session_id else []
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        """Relay an upstream log message as `Caller.log` does: to 2025-11-25 callers, at their session's level."""
+        connection = self._request.connection
+        if connection is None:
+            return  # a 2026-07-28 caller that did not opt in (the only kind served here) gets none
+        threshold = connection.state.get(LOG_LEVEL_STATE_KEY)
+        if threshold is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(threshold):
+            return
+        relayed = types.LoggingMessageNotificationParams(level=params.level, data=params.data, logger=params.logger)
+        notification = {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": relayed.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
+        await self._event(json.dumps(notification, separators=(",", ":")))
+
+    async def finish(self, message: JSONRPCResponse | JSONRPCError) -> None:
+        """Send the response: the last SSE event, or the whole JSON body."""
+        if self._request.modern:
+            text = json.dumps(message.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+        else:
+            text = message.model_dump_json(by_alias=True, exclude_unset=True)
+        if self._streaming:
+            await self._event(text, more=False)
+            return
+        status = 200
+        if self._request.modern and isinstance(message, JSONRPCError):
+            status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200)
+        body = text.encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await self._send({"type": "http.response.start", "status": status, "headers": headers + self._session_header})
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def _event(self, data: str, *, more: bool = True) -> None:
+        if not self._streaming:
+            self._streaming = True
+            start = {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + self._session_header}
+            await self._send(start)
+        frame = f"event: message\r\ndata: {data}\r\n\r\n".encode()
+        await self._send({"type": "http.response.body", "body": frame, "more_body": more})
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole request body, and whether the client went away while it was read."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", True
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read body once, then whatever the client sends next."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _until_disconnected(receive: Receive, work: Awaitable[_T]) -> _T | None:
+    """Await `work`; None if the client disconnects first (the work is then cancelled)."""
+    outcome: list[_T] = []
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch, group.cancel_scope)
+        try:
+            outcome.append(await work)
+        finally:
+            group.cancel_scope.cancel()
+    return outcome[0] if outcome else None
+
+
+def lean_app(
+    sdk_app: ASGIApp,
+    handlers: GatewayServer,
+    server: Server[Any],
+    manager: StreamableHTTPSessionManager,
+    security: TransportSecuritySettings | None,
+    revocations: Path | None,
+) -> LeanApp:
+    """The lean path in front of `sdk_app` (the SDK's streamable-HTTP app of `manager` serving `server`)."""
+    connections = LegacyConnections()
+    server.middleware.append(connections)
+    admission = Admission(handlers, server, manager, connections, security)
+    calls = LeanCalls(handlers, DecisionCache(handlers.guard.policy, revocations), ResultShaper(server))
+    return LeanApp(sdk_app, admission, calls)

@@ -1,0 +1,132 @@
+"""What the lean path does with a `tools/call` or `tools/list`: the SDK path's handlers, step for step.
+
+Each step is the one `GatewayServer.call_tool` / `list_tools` takes, with the same functions: the
+rate limiter, the catalog (the policy's decisions memoised, `DecisionCache`), the argument size
+limit, the principal and upstream concurrency slots, and `edge.answer` around it all for the log
+line, the audit record, the metrics and the mapping of gateway errors to MCP errors. The upstream
+is reached through its lean transport (`Upstream.call_tool_lean`). An `input_required` answer is
+handled as `caller.interactive` handles it for a caller that can answer no question (the only
+kind the lean path serves). The result is shaped by the SDK's own result pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mcp_types as types
+from mcp.server.connection import Connection
+
+from aggregator.catalog.catalog import SEPARATOR, Entry
+from aggregator.errors import LimitExceededError, MissingCapabilityError, UnknownNameError, UpstreamUnavailableError
+from aggregator.policy.principal import Principal
+from aggregator.sdk import ResultShaper, run_input_required_driver
+from aggregator.server.edge import answer
+from aggregator.server.handlers import GatewayServer
+from aggregator.server.lean.decisions import DecisionCache
+from aggregator.upstreams.lean import QUESTIONS, LeanCaller
+
+ToolResult = types.CallToolResult | types.InputRequiredResult
+
+
+class LeanCalls:
+    """The lean path's handlers, bound to one gateway's handlers (catalog, pool, guard) and server."""
+
+    def __init__(self, handlers: GatewayServer, decisions: DecisionCache, shaper: ResultShaper) -> None:
+        self._handlers = handlers
+        self._decisions = decisions
+        self._shaper = shaper
+
+    def _watch(self, connection: Connection | None, principal: Principal) -> None:
+        if connection is not None:  # a 2025-11-25 session, as `GatewayServer._track` does
+            self._handlers.notifier.watch(connection, principal)
+
+    async def call_tool(
+        self, params: types.CallToolRequestParams, version: str, caller: LeanCaller, connection: Connection | None
+    ) -> dict[str, Any]:
+        """Answer `tools/call` for the current principal; its wire result, or the `MCPError` the SDK path raises."""
+        guard = self._handlers.guard
+
+        async def handle(principal: Principal) -> ToolResult:
+            self._watch(connection, principal)
+            guard.limiter.check(principal)
+            return await self._call_upstream_tool(principal, params.name, params.arguments, caller)
+
+        result = await answer(guard, "tools/call", params.name, handle)
+        return self._shaper.shape("tools/call", version, result)
+
+    async def list_tools(self, version: str, connection: Connection | None) -> dict[str, Any]:
+        """Answer `tools/list` (outside discovery mode) for the current principal, as the SDK path does."""
+        handlers = self._handlers
+
+        async def handle(principal: Principal) -> types.ListToolsResult:
+            self._watch(connection, principal)
+            admin: list[types.Tool] = []
+            if handlers.admin is not None:
+                admin = [
+                    tool.tool()
+                    for name, tool in handlers.admin.tools.items()
+                    if handlers.admin.visible(principal, name)
+                ]
+            visible = handlers.catalog.tools(lambda entry: self._allows(principal, entry))
+            return types.ListToolsResult(tools=admin + [entry.item for entry in visible])
+
+        result = await answer(handlers.guard, "tools/list", None, handle)
+        return self._shaper.shape("tools/list", version, result)
+
+    def _allows(self, principal: Principal, entry: Entry[types.Tool]) -> bool:
+        return self._decisions.allows(principal, entry.upstream, entry.original_name)
+
+    async def _call_upstream_tool(
+        self, principal: Principal, name: str, arguments: dict[str, Any] | None, caller: LeanCaller
+    ) -> ToolResult:
+        """`GatewayServer.call_upstream_tool` without progress or input retries (the lean path takes neither)."""
+        handlers, guard = self._handlers, self._handlers.guard
+        entry = self._resolve_tool(principal, name)
+        upstream = handlers.pool.get(entry.upstream)
+        size = len(json.dumps(arguments or {}, separators=(",", ":")))
+        if size > guard.max_argument_bytes:
+            raise LimitExceededError(
+                f"The arguments of '{name}' are {size} bytes; the limit is {guard.max_argument_bytes}."
+            )
+
+        async def attempt(responses: types.InputResponses | None, state: str | None) -> ToolResult:
+            return await upstream.call_tool_lean(entry.original_name, arguments, responses, state)
+
+        with (
+            guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
+            guard.upstream_slots.slot(upstream.name, upstream.name),
+        ):
+            first = await attempt(None, None)
+            if not isinstance(first, types.InputRequiredResult):
+                return first
+            if caller.modern:  # `interactive`: a 2026-07-28 caller must be able to answer every question
+                for request in (first.input_requests or {}).values():
+                    raise MissingCapabilityError(QUESTIONS[request.method])
+                return first
+
+            async def dispatch(key: str, request: types.InputRequest) -> types.InputResponse | types.ErrorData:
+                return caller.refusal(request.method)
+
+            result: types.CallToolResult | types.InputRequiredResult = await run_input_required_driver(
+                first, dispatch=dispatch, retry=attempt
+            )
+            return result
+
+    def _resolve_tool(self, principal: Principal, name: str) -> Entry[types.Tool]:
+        """`GatewayServer._resolve_tool`: unknown and forbidden read alike, except a never-listed server's tools."""
+        handlers = self._handlers
+        try:
+            return handlers.catalog.resolve_tool(name, lambda entry: self._allows(principal, entry))
+        except UnknownNameError:
+            policy = handlers.guard.policy.current
+            for upstream in handlers.pool:
+                prefix = handlers.catalog.prefix_of(upstream.name)
+                never_listed = upstream.last_error and not upstream.tools and prefix
+                if (
+                    never_listed
+                    and name.startswith(prefix + SEPARATOR)
+                    and policy.allows(principal, upstream.name, "tools/call", name[len(prefix) + 2 :])
+                ):
+                    raise UpstreamUnavailableError(upstream.name, upstream.last_error or "") from None
+            raise
