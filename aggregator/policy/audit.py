@@ -13,7 +13,11 @@ from aggregator.policy.principal import Principal
 
 
 class AuditLog:
-    """Appends `{"time", "principal", "client", "method", "name", "decision", ...}` lines to `path`."""
+    """Appends `{"time", "principal", "client", "client_id", "method", "name", "decision", ...}` lines to `path`.
+
+    `client` is the calling program as it introduced itself (MCP `clientInfo`: `name/version`), or
+    null when it did not; `client_id` is the OAuth client of the principal's token.
+    """
 
     def __init__(self, path: Path | None, max_bytes: int = 10_000_000, backups: int = 5) -> None:
         self._logger = logging.getLogger(f"aggregator.audit.{id(self)}")
@@ -26,14 +30,24 @@ class AuditLog:
             handler.setFormatter(logging.Formatter("%(message)s"))
             self._logger.addHandler(handler)
 
-    def record(self, principal: Principal, method: str, name: str | None, decision: str, **fields: Any) -> None:
+    def record(
+        self,
+        principal: Principal,
+        method: str,
+        name: str | None,
+        decision: str,
+        *,
+        client: str | None = None,
+        **fields: Any,
+    ) -> None:
         """Write one entry; `decision` is `allow` or `deny`, `fields` add upstream, latency, outcome."""
         if self.path is None:
             return
         entry = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
             "principal": principal.subject,
-            "client": principal.client_id,
+            "client": client,
+            "client_id": principal.client_id,
             "auth": principal.auth_method.value,
             "method": method,
             "name": name,

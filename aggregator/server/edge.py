@@ -36,6 +36,7 @@ from aggregator.errors import (
 )
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.server.guard import Guard
+from aggregator.upstreams.caller import current_caller
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,11 @@ async def answer(
         logger.info("request", extra=extra)
         if principal is not None:
             decision = "deny" if denied else "allow"
-            guard.audit.record(principal, method, name, decision, outcome=outcome, latency_ms=milliseconds)
+            caller = current_caller.get()
+            client = caller.client_name() if caller is not None else None
+            guard.audit.record(
+                principal, method, name, decision, client=client, outcome=outcome, latency_ms=milliseconds
+            )
         if guard.metrics is not None:
             guard.metrics.observe_request(method, name, outcome, seconds)
 

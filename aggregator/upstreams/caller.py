@@ -48,6 +48,14 @@ class Caller:
         """Whether the caller speaks the stateless 2026-07-28 era (no server-to-client requests)."""
         return self.context.protocol_version in MODERN_PROTOCOL_VERSIONS
 
+    def client_name(self) -> str | None:
+        """The calling program as it introduced itself (`clientInfo`: `name/version`), or None."""
+        params = self.context.session.client_params
+        if params is None:
+            return None
+        info = params.client_info
+        return f"{info.name}/{info.version}" if info.version else info.name
+
     def declared_capabilities(self) -> dict[str, Any]:
         """The client capabilities this caller declared, as they go on the wire."""
         connection = connection_of(self.context.session)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 import pytest
 from mcp import Client, MCPError
 
@@ -36,6 +37,8 @@ echo-calls:
   tools: [echo, fail]
 """
 CITIES = "weather+weather://cities"
+CLIENT_INFO = types.Implementation(name="audit-probe", version="1.2.3")
+CLIENT_NAME = "audit-probe/1.2.3"
 
 Action = Callable[[Client], Awaitable[Any]]
 
@@ -177,7 +180,7 @@ async def test_audit_states_decision_and_outcome(live: LiveGateway, case: Case, 
     if era not in case.eras:
         pytest.skip(f"{case.method} does not exist in this era")
     subject = f"audit-{case.label.replace(' ', '-')}-{era}"
-    async with live.client(subject, groups=[case.group], era=era) as client:
+    async with live.client(subject, groups=[case.group], era=era, client_info=CLIENT_INFO) as client:
         try:
             await case.action(client)
         except MCPError:
@@ -186,6 +189,8 @@ async def test_audit_states_decision_and_outcome(live: LiveGateway, case: Case, 
         e for e in entries_of(live.gateway.settings.data_dir / "audit.log", subject) if e["method"] == case.method
     ]
     assert len(records) == 1, records
+    assert records[0]["client"] == CLIENT_NAME  # the program, as it introduced itself
+    assert records[0]["client_id"] == subject  # the token's client
     assert (records[0]["name"], records[0]["decision"], records[0]["outcome"]) == (
         case.name,
         case.decision,
