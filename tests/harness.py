@@ -19,7 +19,7 @@ import re
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +64,11 @@ def token_for(
 ) -> str:
     """A gateway token for `sub`, signed with the test secret."""
     return mint_token(auth, sub, list(scopes), ttl, groups=list(groups))[0]
+
+
+def member_token(groups: Sequence[str]) -> str:
+    """A token for a member of `groups`, named after them: `user-admins`, `user-a-b`, `user-none`."""
+    return token_for(f"user-{'-'.join(groups) or 'none'}", groups=groups)
 
 
 def free_port() -> int:
@@ -284,13 +289,17 @@ class LiveGateway:
         ):
             yield client
 
+    def member(self, *groups: str, era: Era = "auto", **options: Any) -> AbstractAsyncContextManager[Client]:
+        """An MCP client of this gateway as a member of `groups` (see `member_token`)."""
+        return self.client(token=member_token(groups), era=era, **options)
+
     def http(self, token: str | None = None, **options: Any) -> httpx2.AsyncClient:
         """A plain HTTP client of this gateway (base URL set), with `token` as its bearer when given."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         return httpx2.AsyncClient(base_url=self.base, headers=headers, trust_env=False, **options)
 
 
-def write_files(directory: Path, servers: Mapping[str, Mapping[str, Any]], scopes: str | None) -> Path:
+def write_files(directory: Path, servers: Mapping[str, Any], scopes: str | None) -> Path:
     """Write `directory`/servers.yaml (and scopes.yml); return the servers file."""
     directory.mkdir(parents=True, exist_ok=True)
     servers_file = directory / "servers.yaml"
@@ -304,7 +313,7 @@ def write_files(directory: Path, servers: Mapping[str, Mapping[str, Any]], scope
 async def serve_gateway(
     directory: Path,
     *,
-    servers: Mapping[str, Mapping[str, Any]],
+    servers: Mapping[str, Any],
     scopes: str | None = None,
     secured: bool = True,
     wait_for_upstreams: bool = True,

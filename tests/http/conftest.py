@@ -1,10 +1,6 @@
-"""What the HTTP edge's tests share: the policy their gateways enforce and tokens for its groups."""
+"""What the HTTP edge's tests share: the policy their gateways enforce (tokens: `member_token`)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-
-from tests.harness import token_for
 
 SCOPES = """
 group_mappings:
@@ -26,8 +22,3 @@ weather-forecast:
   methods: [tools/list, tools/call]
   tools: [get_forecast]
 """
-
-
-def token(groups: Sequence[str]) -> str:
-    """A token for a member of `groups`, named after them (`user-admins`, `user-none`)."""
-    return token_for(f"user-{'-'.join(groups) or 'none'}", groups=groups)

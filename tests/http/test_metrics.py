@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
 from mcp import MCPError
 
 from aggregator.server.metrics import CONTENT_TYPE, Metrics, exposition, upstream_gauges
-from tests.harness import LiveGateway, free_port, serve_gateway
-from tests.http.conftest import SCOPES, token
+from tests.harness import LiveGateway, free_port, member_token, serve_gateway
+from tests.http.conftest import SCOPES
 
 pytestmark = pytest.mark.anyio
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_]\w*="(?:[^"\\]|\\.)*",?)*)\})? (\S+)$')
@@ -24,7 +23,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 async def scrape(live: LiveGateway, groups: list[str] | None = ["admins"]) -> httpx2.Response:  # noqa: B006
     """GET /metrics as a member of `groups` (anonymously with None)."""
-    async with live.http(token(groups) if groups is not None else None) as http:
+    async with live.http(member_token(groups) if groups is not None else None) as http:
         return await http.get("/metrics")
 
 
@@ -53,7 +52,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 async def scraped(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[LiveGateway]:
-    servers: dict[str, dict[str, Any]] = {
+    servers = {
         "echo": {"transport": "streamable-http", "url": echo_url},
         "down": {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp", "timeout": 1},
     }
@@ -64,7 +63,7 @@ async def scraped(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> As
 
 async def call(live: LiveGateway, tool: str, arguments: dict[str, object]) -> MCPError | None:
     """Call `tool` as an admin; the MCP error it was answered with, if any."""
-    async with live.client(token=token(["admins"])) as client:
+    async with live.member("admins") as client:
         try:
             await client.call_tool(tool, arguments)
         except MCPError as error:

@@ -25,8 +25,8 @@ from aggregator.http.registry_api import GATEWAY_META, NAMESPACE
 from aggregator.http.registry_openapi import openapi_document
 from aggregator.server.handlers import SERVER_VERSION
 from tests.conftest import REPOSITORY
-from tests.harness import LiveGateway, free_port, serve_gateway
-from tests.http.conftest import SCOPES, token
+from tests.harness import LiveGateway, free_port, member_token, serve_gateway
+from tests.http.conftest import SCOPES
 
 pytestmark = pytest.mark.anyio
 SERVER_SCHEMA = json.loads((REPOSITORY / "tests" / "data" / "server.schema.2025-12-11.json").read_text())
@@ -36,7 +36,7 @@ SERVER_SCHEMA = json.loads((REPOSITORY / "tests" / "data" / "server.schema.2025-
 async def registry(
     tmp_path_factory: pytest.TempPathFactory, weather_url: str, echo_url: str
 ) -> AsyncIterator[LiveGateway]:
-    servers: dict[str, dict[str, Any]] = {
+    servers = {
         "weather": {"transport": "streamable-http", "url": weather_url, "description": "Forecasts.", "tags": ["demo"]},
         "echo": {"transport": "streamable-http", "url": echo_url, "prefix": "e"},
         "down": {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp", "timeout": 1},
@@ -48,7 +48,7 @@ async def registry(
 
 async def get(live: LiveGateway, path: str, groups: list[str] | None = None, **params: Any) -> httpx2.Response:
     """GET `path` as a member of `groups` (anonymously without)."""
-    async with live.http(token(groups) if groups is not None else None) as http:
+    async with live.http(member_token(groups) if groups is not None else None) as http:
         return await http.get(path, params=params)
 
 
@@ -194,7 +194,7 @@ async def test_browsers_may_read_it_from_any_origin_without_credentials(registry
             },
         )
         listed = await http.get(
-            "/v0.1/servers", headers={"Origin": origin, "Authorization": f"Bearer {token(['admins'])}"}
+            "/v0.1/servers", headers={"Origin": origin, "Authorization": f"Bearer {member_token(['admins'])}"}
         )
         refused = await http.get("/v0.1/servers", headers={"Origin": origin})
     assert preflight.status_code == 200
@@ -228,7 +228,7 @@ async def test_an_insecure_dev_gateway_lists_everything_to_everyone(tmp_path: Pa
 
 async def test_a_bounded_schemathesis_run_finds_no_contract_violation(registry: LiveGateway) -> None:
     """Generated valid and invalid requests against every documented operation; every response checked."""
-    failures = await anyio.to_thread.run_sync(run_schemathesis, registry.base, token(["admins"]))
+    failures = await anyio.to_thread.run_sync(run_schemathesis, registry.base, member_token(["admins"]))
     assert failures == []
 
 

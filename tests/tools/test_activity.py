@@ -5,61 +5,35 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from mcp import MCPError
 
 from aggregator.tools.activity import SCAN_LIMIT, UNRESOLVED, read_tail, summarise
-from tests.conftest import gateway_process, http_upstream, wait_connected
-from tests.test_admin import SCOPES, SECRET, admin_call, connect, names
+from tests.harness import LiveGateway, call_structured, serve_gateway, tool_names
+from tests.tools.conftest import SCOPES
 
 pytestmark = pytest.mark.anyio
 
 
-@dataclass
-class Audited:
-    url: str
-    audit_log: Path
-
-
 @pytest.fixture(scope="module")
-async def audited(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Audited]:
+async def audited(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> AsyncIterator[LiveGateway]:
+    servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
     directory = tmp_path_factory.mktemp("activity")
-    async with http_upstream("weather") as (weather_url, _):
-        servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
-        (directory / "servers.yaml").write_text(yaml.safe_dump({"servers": servers}))
-        (directory / "scopes.yml").write_text(SCOPES)
-        config = {
-            "servers_file": "servers.yaml",
-            "scopes_file": "scopes.yml",
-            "data_dir": "data",
-            "rate_limit_per_second": 0,
-            "auth": {"gateway_keys": [{"kid": "k", "secret_env": "ACTIVITY_TEST_KEY"}]},
-        }
-        (directory / "gateway.yaml").write_text(json.dumps(config))
-        async with gateway_process(
-            directory / "servers.yaml",
-            "--config",
-            str(directory / "gateway.yaml"),
-            env={"ACTIVITY_TEST_KEY": SECRET},
-            insecure_dev=False,
-        ) as (url, gateway):
-            await wait_connected(gateway, "weather")
-            yield Audited(url, directory / "data" / "audit.log")
+    async with serve_gateway(directory, servers=servers, scopes=SCOPES, rate_limit_per_second=0) as live:
+        yield live
 
 
-async def test_admins_read_the_latest_entries_and_numbers_per_upstream(audited: Audited) -> None:
-    async with connect(audited.url, ["users"]) as user:
+async def test_admins_read_the_latest_entries_and_numbers_per_upstream(audited: LiveGateway) -> None:
+    async with audited.member("users") as user:
         await user.call_tool("weather__get_forecast", {"city": "Paris"})
         with pytest.raises(MCPError, match="Unknown tool"):
             await user.call_tool("weather__get_forcast", {"city": "Paris"})
-    async with connect(audited.url, ["admins"]) as admin:
-        activity = await admin_call(admin, "recent_activity", {})
-        latest = await admin_call(admin, "recent_activity", {"limit": 1})
+    async with audited.member("admins") as admin:
+        activity = await call_structured(admin, "recent_activity", {})
+        latest = await call_structured(admin, "recent_activity", {"limit": 1})
     assert activity["you"] == "user-admins" and activity["audit_log"] is True
     entries = activity["entries"]
     assert len(latest["entries"]) == 1 and latest["entries"][0]["principal"] == "user-admins"
@@ -72,14 +46,14 @@ async def test_admins_read_the_latest_entries_and_numbers_per_upstream(audited: 
     assert activity["total"]["calls"] >= 2 and activity["window_seconds"] == 60
 
 
-async def test_only_principals_who_may_list_every_server_read_the_audit_log(audited: Audited) -> None:
-    async with connect(audited.url, ["users"]) as user:
-        assert "recent_activity" not in await names(user)
-    async with connect(audited.url, ["operators"]) as operator:
-        assert "recent_activity" in await names(operator)  # list_service for weather only: visible, but refused
+async def test_only_principals_who_may_list_every_server_read_the_audit_log(audited: LiveGateway) -> None:
+    async with audited.member("users") as user:
+        assert "recent_activity" not in await tool_names(user)
+    async with audited.member("operators") as operator:
+        assert "recent_activity" in await tool_names(operator)  # list_service for weather only: visible, but refused
         with pytest.raises(MCPError, match="needs the list_service permission for all servers"):
             await operator.call_tool("recent_activity", {})
-    async with connect(audited.url, ["admins"]) as admin:
+    async with audited.member("admins") as admin:
         refused = await admin.call_tool("recent_activity", {"limit": 0})
     assert refused.is_error
     assert "Invalid arguments for recent_activity: limit: Input should be greater than or equal to 1" in str(
