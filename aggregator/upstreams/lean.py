@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import mcp_types as types
@@ -33,6 +31,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter
 
 from aggregator.sdk import inbound_result
+from aggregator.upstreams.caller import Caller, current_caller
 
 _ResultT = TypeVar("_ResultT")
 
@@ -43,53 +42,15 @@ LOG_LEVEL = "debug"
 FIRST_ID = 1 << 40
 """Lean request ids start here, far from the SDK client's counter (from 0), so the two never collide."""
 
-QUESTIONS = {  # an upstream's questions, and the capability a caller needs to be asked each
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
+QUESTIONS = frozenset({"sampling/createMessage", "elicitation/create", "roots/list"})
+"""An upstream's questions to the caller (answered through `Caller.ask`, as the SDK client's relay does)."""
 
 
 class NotSent(Exception):
     """The lean transport could not deliver the request at all (no connection); send it the SDK way."""
 
 
-@dataclass(frozen=True, slots=True)
-class LeanCaller:
-    """The downstream caller of a lean request, as the upstream side needs it.
-
-    `capabilities` are the client capabilities it declared (sent upstream in its name, as
-    `relay.speak_for_the_caller` does); `log` relays an upstream's log message to it with the
-    filtering today's path applies. Only callers that declared no sampling, elicitation or roots
-    capability take the lean path, so an upstream's question gets the refusal it gets today.
-    """
-
-    modern: bool
-    capabilities: dict[str, Any]
-    log: Callable[[types.LoggingMessageNotificationParams], Awaitable[None]]
-
-    def refusal(self, method: str) -> types.ErrorData:
-        """What today's relay answers an upstream's `method` request for this caller (`Caller.ask`)."""
-        if method == "ping":
-            raise ValueError("ping is answered, not refused")
-        if method not in QUESTIONS:
-            return types.ErrorData(code=types.METHOD_NOT_FOUND, message="Method not found")
-        if self.modern:
-            return types.ErrorData(
-                code=types.INVALID_REQUEST,
-                message=f"The caller speaks 2026-07-28 and cannot receive {method} requests mid-call.",
-            )
-        return types.ErrorData(
-            code=types.MISSING_REQUIRED_CLIENT_CAPABILITY,
-            message=f"The caller did not declare the '{QUESTIONS[method]}' capability needed for {method}.",
-        )
-
-
-current_lean_caller: ContextVar[LeanCaller | None] = ContextVar("current_lean_caller", default=None)
-"""Set by the lean downstream path for the request it forwards."""
-
-
-Exchange = Callable[[dict[str, Any], dict[str, str], LeanCaller], Awaitable[dict[str, Any]]]
+Exchange = Callable[[dict[str, Any], dict[str, str], Caller], Awaitable[dict[str, Any]]]
 """Sends one JSON-RPC request (body, headers) and returns the JSON-RPC response or error message."""
 
 
@@ -113,9 +74,9 @@ class LeanSession:
         progress_callback: Any = None,
     ) -> _ResultT:
         """Send `request`; its typed result, or the errors the SDK's session raises."""
-        caller = current_lean_caller.get()
+        caller = current_caller.get()
         if caller is None or progress_callback is not None:
-            raise RuntimeError("the lean session serves lean callers without progress only")
+            raise RuntimeError("the lean session serves a caller's request without progress only")
         data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
         method: str = data["method"]
         params: dict[str, Any] = data.setdefault("params", {})
@@ -128,7 +89,7 @@ class LeanSession:
             raise MCPError(types.PARSE_ERROR, "Failed to parse JSON response: the result is not an object")
         return result_type.validate_python(inbound_result(method, self.version, result), by_name=False)
 
-    def _stamp(self, method: str, params: dict[str, Any], caller: LeanCaller) -> dict[str, str]:
+    def _stamp(self, method: str, params: dict[str, Any], caller: Caller) -> dict[str, str]:
         """The `_meta` and headers the SDK client's stamp puts on a request, with the caller's capabilities."""
         headers = {"mcp-protocol-version": self.version}
         if self.version not in MODERN_PROTOCOL_VERSIONS:
@@ -136,7 +97,7 @@ class LeanSession:
         meta = params.setdefault("_meta", {})
         meta[PROTOCOL_VERSION_META_KEY] = self.version
         meta[CLIENT_INFO_META_KEY] = CLIENT_INFO
-        meta[CLIENT_CAPABILITIES_META_KEY] = caller.capabilities
+        meta[CLIENT_CAPABILITIES_META_KEY] = caller.declared_capabilities()
         meta.setdefault(LOG_LEVEL_META_KEY, LOG_LEVEL)
         headers["mcp-method"] = method
         name = params.get("name")

@@ -27,7 +27,8 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from aggregator.upstreams.lean import LeanCaller, NotSent
+from aggregator.upstreams.caller import Caller
+from aggregator.upstreams.lean import QUESTIONS, NotSent
 
 _SESSION_HEADER = "mcp-session-id"
 _KEEPALIVE = 4.0  # below uvicorn's 5 s, so a kept-alive connection is not reused just as the server drops it
@@ -99,7 +100,7 @@ class LeanHttp:
             await self._session.close()
             self._session = None
 
-    async def exchange(self, message: dict[str, Any], headers: dict[str, str], caller: LeanCaller) -> dict[str, Any]:
+    async def exchange(self, message: dict[str, Any], headers: dict[str, str], caller: Caller) -> dict[str, Any]:
         """POST one request; the JSON-RPC response or error that answers it."""
         body = json.dumps(message, separators=(",", ":")).encode()
         request_id = message["id"]
@@ -113,7 +114,7 @@ class LeanHttp:
                     await self._cancel(request_id)
             raise
 
-    async def _answer(self, response: aiohttp.ClientResponse, request_id: Any, caller: LeanCaller) -> dict[str, Any]:
+    async def _answer(self, response: aiohttp.ClientResponse, request_id: Any, caller: Caller) -> dict[str, Any]:
         if response.status == 202:
             raise MCPError(types.INVALID_REQUEST, "server answered a request with 202 Accepted")
         content_type = response.headers.get("content-type", "").lower()
@@ -145,7 +146,7 @@ class LeanHttp:
             return MCPError(types.INVALID_REQUEST, "Session terminated")
         return MCPError(types.INTERNAL_ERROR, "Server returned an error response")
 
-    async def _stream(self, response: aiohttp.ClientResponse, request_id: Any, caller: LeanCaller) -> dict[str, Any]:
+    async def _stream(self, response: aiohttp.ClientResponse, request_id: Any, caller: Caller) -> dict[str, Any]:
         """Read SSE events until the response; relay or answer what comes before it."""
         try:
             async for data in _events(response.content, self._max_event_bytes):
@@ -165,7 +166,7 @@ class LeanHttp:
             pass
         raise MCPError(types.CONNECTION_CLOSED, "SSE stream ended without a response")
 
-    async def _notification(self, message: dict[str, Any], caller: LeanCaller) -> None:
+    async def _notification(self, message: dict[str, Any], caller: Caller) -> None:
         """Logs go to the caller (filtered as today); progress was not asked for; the rest to the lifecycle."""
         try:
             notification = types.server_notification_adapter.validate_python(message, by_name=False)
@@ -176,14 +177,24 @@ class LeanHttp:
         elif not isinstance(notification, types.ProgressNotification):
             await self._notify(notification)
 
-    async def _reply(self, request: dict[str, Any], caller: LeanCaller) -> None:
-        """Answer an upstream's request mid-call as today's relay does for this caller."""
-        method = str(request.get("method"))
+    async def _reply(self, request: dict[str, Any], caller: Caller) -> None:
+        """Answer an upstream's request mid-call as the SDK client's relay does (`Caller.ask`, a ping itself)."""
         reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request["id"]}
+        method = request.get("method")
+        answer: Any
         if method == "ping":
-            reply["result"] = {}
+            answer = types.EmptyResult()
+        elif method in QUESTIONS:
+            try:
+                question = types.server_request_adapter.validate_python(request, by_name=False)
+            except ValidationError:
+                answer = types.ErrorData(code=types.INVALID_PARAMS, message="Invalid request parameters")
+            else:
+                answer = await caller.ask(question)  # type: ignore[arg-type]
         else:
-            reply["error"] = caller.refusal(method).model_dump(by_alias=True, mode="json", exclude_none=True)
+            answer = types.ErrorData(code=types.METHOD_NOT_FOUND, message="Method not found")
+        key = "error" if isinstance(answer, types.ErrorData) else "result"
+        reply[key] = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
         await self._send_plain(reply)
 
     async def _cancel(self, request_id: Any) -> None:

@@ -45,20 +45,36 @@ _PARAM_HEADER_PREFIX = "mcp-param-"
 
 @dataclass(frozen=True, slots=True)
 class LeanRequest:
-    """A request the lean path serves: its id, method, typed params, era and caller."""
+    """A request the lean path serves: its id, method, params (raw and typed), era and connection.
+
+    `connection` is the SDK's: a 2025-11-25 session's own, or (2026-07-28) one built from the
+    request's envelope as the SDK's single-exchange entry builds it. `session` is the
+    2025-11-25 session's transport, None for a 2026-07-28 request.
+    """
 
     id: int | str
     method: str
+    raw_params: dict[str, Any] | None
     params: types.CallToolRequestParams | None
     version: str
-    capabilities: dict[str, Any]
+    connection: Connection
+    http: Request
     session: LegacySession | None = None
-    connection: Connection | None = None
     session_id: str | None = None
 
     @property
     def modern(self) -> bool:
         return self.session is None
+
+    @property
+    def meta(self) -> types.RequestParamsMeta | None:
+        """The request's `_meta`, typed as the SDK's kernel types it for the request's context."""
+        if not self.raw_params or "_meta" not in self.raw_params:
+            return None
+        try:
+            return types.RequestParams.model_validate(self.raw_params, by_name=False).meta
+        except ValidationError:
+            return None
 
 
 class Admission:
@@ -128,16 +144,16 @@ class Admission:
         connection = self._connections.get(session_id)
         if connection is None or not connection.initialize_accepted or not await session.admits(request):
             return None
-        capabilities = _declared(connection.client_capabilities)
         version = connection.protocol_version
-        if capabilities is None or version in MODERN_PROTOCOL_VERSIONS:
+        if _may_be_asked(connection.client_capabilities) or version in MODERN_PROTOCOL_VERSIONS:
             return None
         try:
             params = _typed(message, version)
         except _Refused:
             return None
+        raw = message.get("params")
         return LeanRequest(
-            message["id"], message["method"], params, version, capabilities, session, connection, session_id
+            message["id"], message["method"], raw, params, version, connection, request, session, session_id
         )
 
     async def _modern(self, scope: Scope, request: Request, message: dict[str, Any]) -> LeanRequest | None:
@@ -152,18 +168,16 @@ class Admission:
         params = message.get("params") or {}
         if params.get("_meta", {}).get(LOG_LEVEL_META_KEY) is not None:
             return None  # the caller opted in to logs: today's path relays them
-        try:
-            declared = types.ClientCapabilities.model_validate(verdict.client_capabilities, by_name=False)
-        except ValidationError:
-            return None
-        capabilities = _declared(declared)
-        if capabilities is None or not self._param_headers_agree(message, request.headers):
+        version = verdict.protocol_version
+        connection = Connection.from_envelope(version, verdict.client_info, verdict.client_capabilities)
+        if _may_be_asked(connection.client_capabilities) or not self._param_headers_agree(message, request.headers):
             return None
         try:
-            typed = _typed(message, verdict.protocol_version)
+            typed = _typed(message, version)
         except _Refused:
             return None
-        return LeanRequest(message["id"], message["method"], typed, verdict.protocol_version, capabilities)
+        raw = message.get("params")
+        return LeanRequest(message["id"], message["method"], raw, typed, version, connection, request)
 
     def _param_headers_agree(self, message: dict[str, Any], headers: Mapping[str, str]) -> bool:
         """The SDK's `Mcp-Param-*` check (`_mcp_param_rejection`): a mismatch is the SDK's to refuse."""
@@ -215,11 +229,6 @@ def _message(body: bytes) -> dict[str, Any] | None:
     return message
 
 
-def _declared(capabilities: types.ClientCapabilities | None) -> dict[str, Any] | None:
-    """What the caller declared, as it goes upstream; None when it could be asked a question."""
-    if capabilities is None:
-        return {}
-    if any(getattr(capabilities, name, None) is not None for name in _QUESTION_CAPABILITIES):
-        return None
-    dumped: dict[str, Any] = capabilities.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return dumped
+def _may_be_asked(capabilities: types.ClientCapabilities | None) -> bool:
+    """Whether the caller declared a capability an upstream could put a question to it under."""
+    return capabilities is not None and any(getattr(capabilities, name) is not None for name in _QUESTION_CAPABILITIES)

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import mcp_types as types
 from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.shared.exceptions import MCPError
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
+from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
 from mcp_types import JSONRPCError, JSONRPCResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,8 +37,7 @@ from aggregator.server.lean.admission import Admission, LeanRequest
 from aggregator.server.lean.calls import LeanCalls
 from aggregator.server.lean.decisions import DecisionCache
 from aggregator.server.lean.sessions import LegacyConnections
-from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY, LOG_LEVELS
-from aggregator.upstreams.lean import LeanCaller, current_lean_caller
+from aggregator.upstreams.caller import Caller, current_caller
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -71,55 +74,90 @@ class LeanApp:
 
     async def _serve(self, request: LeanRequest, receive: Receive, send: Send) -> None:
         answer = _Answer(request, send)
-        caller = LeanCaller(request.modern, request.capabilities, answer.log)
-        reset = current_lean_caller.set(caller)
+        reset = current_caller.set(Caller(_context(request, answer)))
         try:
             with request.session.held() if request.session is not None else nullcontext():
                 if request.modern:
-                    message = await _until_disconnected(receive, self._answer(request, caller))
+                    message = await _until_disconnected(receive, self._answer(request))
                     if message is None:
                         return  # the caller closed its stream: the call was cancelled, as on the SDK path
                 else:
-                    message = await self._answer(request, caller)
+                    message = await self._answer(request)
         finally:
-            current_lean_caller.reset(reset)
+            current_caller.reset(reset)
         await answer.finish(message)
 
-    async def _answer(self, request: LeanRequest, caller: LeanCaller) -> JSONRPCResponse | JSONRPCError:
+    async def _answer(self, request: LeanRequest) -> JSONRPCResponse | JSONRPCError:
+        legacy = None if request.modern else request.connection
         try:
             if request.params is not None:
-                result = await self._calls.call_tool(request.params, request.version, caller, request.connection)
+                result = await self._calls.call_tool(request.params, request.version, legacy)
             else:
-                result = await self._calls.list_tools(request.version, request.connection)
+                result = await self._calls.list_tools(request.version, legacy)
         except MCPError as error:
             return JSONRPCError(jsonrpc="2.0", id=request.id, error=error.error)
         return JSONRPCResponse(jsonrpc="2.0", id=request.id, result=result)
 
 
+def _context(request: LeanRequest, answer: _Answer) -> ServerRequestContext[Any, Any]:
+    """The SDK's request context for `request`, as its kernel builds one, its stream being `answer`.
+
+    Handlers' helpers (`Caller`: client name, capabilities, questions, log relay) read it exactly
+    as on the SDK path; what they send on the request's stream lands in `answer`.
+    """
+    meta = request.meta
+    outbound = _Stream(request, answer)
+    session = ServerSession(outbound, request.connection, request_meta=meta)
+    return ServerRequestContext(
+        session=session,
+        lifespan_context=None,
+        protocol_version=request.version,
+        method=request.method,
+        params=request.raw_params,
+        request_id=request.id,
+        meta=meta,
+        request=request.http,
+    )
+
+
+class _Stream:
+    """The request-scoped channel of a lean request (the SDK's `DispatchContext` protocol).
+
+    Notifications go to the caller on the answer's stream; a server-to-client request cannot be
+    sent (the lean path serves only callers that can be asked nothing), as on a JSON answer.
+    """
+
+    def __init__(self, request: LeanRequest, answer: _Answer) -> None:
+        self._answer = answer
+        self.request_id: int | str | None = request.id
+        self.transport = TransportContext(kind="streamable-http", can_send_request=False, headers=request.http.headers)
+        self.message_metadata = ServerMessageMetadata(request_context=request.http)
+        self.cancel_requested = anyio.Event()
+        self.can_send_request = False
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = dict(params)
+        await self._answer.event(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return  # the lean path serves no request that asked for progress
+
+
 class _Answer:
-    """The HTTP answer to one lean request: JSON, or an SSE stream once a log message must go first."""
+    """The HTTP answer to one lean request: JSON, or an SSE stream once a notification must go first."""
 
     def __init__(self, request: LeanRequest, send: Send) -> None:
         self._request = request
         self._send = send
         self._streaming = False
         self._session_header = [(b"mcp-session-id", request.session_id.encode())] if request.session_id else []
-
-    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        """Relay an upstream log message as `Caller.log` does: to 2025-11-25 callers, at their session's level."""
-        connection = self._request.connection
-        if connection is None:
-            return  # a 2026-07-28 caller that did not opt in (the only kind served here) gets none
-        threshold = connection.state.get(LOG_LEVEL_STATE_KEY)
-        if threshold is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(threshold):
-            return
-        relayed = types.LoggingMessageNotificationParams(level=params.level, data=params.data, logger=params.logger)
-        notification = {
-            "jsonrpc": "2.0",
-            "method": "notifications/message",
-            "params": relayed.model_dump(by_alias=True, mode="json", exclude_none=True),
-        }
-        await self._event(json.dumps(notification, separators=(",", ":")))
 
     async def finish(self, message: JSONRPCResponse | JSONRPCError) -> None:
         """Send the response: the last SSE event, or the whole JSON body."""
@@ -128,7 +166,7 @@ class _Answer:
         else:
             text = message.model_dump_json(by_alias=True, exclude_unset=True)
         if self._streaming:
-            await self._event(text, more=False)
+            await self.event(text, more=False)
             return
         status = 200
         if self._request.modern and isinstance(message, JSONRPCError):
@@ -138,7 +176,8 @@ class _Answer:
         await self._send({"type": "http.response.start", "status": status, "headers": headers + self._session_header})
         await self._send({"type": "http.response.body", "body": body})
 
-    async def _event(self, data: str, *, more: bool = True) -> None:
+    async def event(self, data: str, *, more: bool = True) -> None:
+        """One SSE `message` event (the first one commits the answer to a stream)."""
         if not self._streaming:
             self._streaming = True
             start = {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + self._session_header}

@@ -4,9 +4,8 @@ Each step is the one `GatewayServer.call_tool` / `list_tools` takes, with the sa
 rate limiter, the catalog (the policy's decisions memoised, `DecisionCache`), the argument size
 limit, the principal and upstream concurrency slots, and `edge.answer` around it all for the log
 line, the audit record, the metrics and the mapping of gateway errors to MCP errors. The upstream
-is reached through its lean transport (`Upstream.call_tool_lean`). An `input_required` answer is
-handled as `caller.interactive` handles it for a caller that can answer no question (the only
-kind the lean path serves). The result is shaped by the SDK's own result pipeline.
+is reached through its lean transport (`Upstream.call_tool_lean`); an `input_required` answer goes
+through `caller.interactive` as on the SDK path. The result is shaped by the SDK's own pipeline.
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ import mcp_types as types
 from mcp.server.connection import Connection
 
 from aggregator.catalog.catalog import SEPARATOR, Entry
-from aggregator.errors import LimitExceededError, MissingCapabilityError, UnknownNameError, UpstreamUnavailableError
+from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
 from aggregator.policy.principal import Principal
-from aggregator.sdk import ResultShaper, run_input_required_driver
+from aggregator.sdk import ResultShaper
 from aggregator.server.edge import answer
 from aggregator.server.handlers import GatewayServer
 from aggregator.server.lean.decisions import DecisionCache
-from aggregator.upstreams.lean import QUESTIONS, LeanCaller
+from aggregator.upstreams.caller import interactive
 
 ToolResult = types.CallToolResult | types.InputRequiredResult
 
@@ -42,7 +41,7 @@ class LeanCalls:
             self._handlers.notifier.watch(connection, principal)
 
     async def call_tool(
-        self, params: types.CallToolRequestParams, version: str, caller: LeanCaller, connection: Connection | None
+        self, params: types.CallToolRequestParams, version: str, connection: Connection | None
     ) -> dict[str, Any]:
         """Answer `tools/call` for the current principal; its wire result, or the `MCPError` the SDK path raises."""
         guard = self._handlers.guard
@@ -50,7 +49,7 @@ class LeanCalls:
         async def handle(principal: Principal) -> ToolResult:
             self._watch(connection, principal)
             guard.limiter.check(principal)
-            return await self._call_upstream_tool(principal, params.name, params.arguments, caller)
+            return await self._call_upstream_tool(principal, params.name, params.arguments)
 
         result = await answer(guard, "tools/call", params.name, handle)
         return self._shaper.shape("tools/call", version, result)
@@ -78,7 +77,7 @@ class LeanCalls:
         return self._decisions.allows(principal, entry.upstream, entry.original_name)
 
     async def _call_upstream_tool(
-        self, principal: Principal, name: str, arguments: dict[str, Any] | None, caller: LeanCaller
+        self, principal: Principal, name: str, arguments: dict[str, Any] | None
     ) -> ToolResult:
         """`GatewayServer.call_upstream_tool` without progress or input retries (the lean path takes neither)."""
         handlers, guard = self._handlers, self._handlers.guard
@@ -97,21 +96,7 @@ class LeanCalls:
             guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
             guard.upstream_slots.slot(upstream.name, upstream.name),
         ):
-            first = await attempt(None, None)
-            if not isinstance(first, types.InputRequiredResult):
-                return first
-            if caller.modern:  # `interactive`: a 2026-07-28 caller must be able to answer every question
-                for request in (first.input_requests or {}).values():
-                    raise MissingCapabilityError(QUESTIONS[request.method])
-                return first
-
-            async def dispatch(key: str, request: types.InputRequest) -> types.InputResponse | types.ErrorData:
-                return caller.refusal(request.method)
-
-            result: types.CallToolResult | types.InputRequiredResult = await run_input_required_driver(
-                first, dispatch=dispatch, retry=attempt
-            )
-            return result
+            return await interactive(attempt, None, None)
 
     def _resolve_tool(self, principal: Principal, name: str) -> Entry[types.Tool]:
         """`GatewayServer._resolve_tool`: unknown and forbidden read alike, except a never-listed server's tools."""

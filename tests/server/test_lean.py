@@ -1,0 +1,246 @@
+"""The lean relay path answers exactly as the SDK path does: a differential test, both eras.
+
+Two gateways run side by side on the same upstreams and policy, one with `lean_path` on and one
+with it off. The same sequence of requests (allowed, denied, unknown tool, wrong arguments, tool
+error, upstream timeout, upstream gone, upstream never connected, rate-limited, tools/list) goes to
+each over raw HTTP, so every JSON-RPC message is compared whole: the answers must be JSON-equal,
+with the same HTTP status (2026-07-28), and the two gateways must write the same audit records and
+count the same metrics. The lean gateway must have served the requests itself, or the comparison
+proves nothing; the other must have served none. (A rate-limit refusal's retry time counts the
+time since the caller's last call, so only its number may differ.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from aggregator.config.settings import load_settings
+from aggregator.http.app import create_app
+from aggregator.registry.models import load_servers
+from aggregator.server.gateway import Gateway, build_gateway
+from aggregator.server.lean import LeanApp
+from aggregator.upstreams.pool import UpstreamPool
+from tests.harness import AUTH, ERAS, Era, connected, free_port, serve_asgi, serve_upstream, token_for, write_files
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+SCOPES = """
+group_mappings:
+  users: [echo-users]
+echo-users:
+  - server: echo
+    methods: [tools/list, tools/call]
+    tools: [echo, fail, slow]
+  - server: gone
+    methods: [tools/list, tools/call]
+    tools: ["*"]
+  - server: never
+    methods: [tools/list, tools/call]
+    tools: ["*"]
+"""
+
+# (case, caller, method, params): each caller is its own principal, so the rate limit (a burst of
+# 2, no refill to speak of) bites exactly where the table says, in both gateways.
+SEQUENCE: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("list", "ann", "tools/list", {}),
+    ("allowed", "ann", "tools/call", {"name": "echo__echo", "arguments": {"text": "hello"}}),
+    ("allowed, unicode", "ben", "tools/call", {"name": "echo__echo", "arguments": {"text": "h\u00e9llo \u2603"}}),
+    ("denied", "cat", "tools/call", {"name": "echo__add", "arguments": {"a": 1, "b": 2}}),
+    ("unknown tool", "dan", "tools/call", {"name": "echo__ech", "arguments": {"text": "x"}}),
+    ("no such server", "dan", "tools/call", {"name": "nope__echo", "arguments": {}}),
+    ("wrong arguments", "eve", "tools/call", {"name": "echo__echo", "arguments": {"txt": 1}}),
+    ("wrong argument type", "eve", "tools/call", {"name": "echo__slow", "arguments": {"seconds": "soon"}}),
+    ("tool error", "fay", "tools/call", {"name": "echo__fail", "arguments": {"message": "boom"}}),
+    ("upstream timeout", "gus", "tools/call", {"name": "echo__slow", "arguments": {"seconds": 3}}),
+    ("upstream gone", "hal", "tools/call", {"name": "gone__echo", "arguments": {"text": "x"}}),
+    ("never connected", "ida", "tools/call", {"name": "never__echo", "arguments": {"text": "x"}}),
+    ("rate: first", "jon", "tools/call", {"name": "echo__echo", "arguments": {"text": "1"}}),
+    ("rate: second", "jon", "tools/call", {"name": "echo__echo", "arguments": {"text": "2"}}),
+    ("rate: limited", "jon", "tools/call", {"name": "echo__echo", "arguments": {"text": "3"}}),
+    ("list after calls", "kim", "tools/list", {}),
+]
+VOLATILE_AUDIT = {"time", "latency_ms"}
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One in-process gateway and its lean app (None when the lean path is off)."""
+
+    url: str
+    gateway: Gateway
+    lean: LeanApp | None
+
+
+@asynccontextmanager
+async def serve(directory: Path, servers: dict[str, Any], *, lean: bool) -> AsyncIterator[Served]:
+    """A secured gateway in-process, as `tests.harness.serve_gateway` builds it, keeping its app."""
+    servers_file = write_files(directory, servers, SCOPES)
+    settings = load_settings(
+        None,
+        servers_file=servers_file,
+        scopes_file=directory / "scopes.yml",
+        data_dir=directory / "data",
+        search_uri=str(directory / "data" / "index"),
+        host="127.0.0.1",
+        auth=AUTH,
+        lean_path=lean,
+        rate_limit_per_second=0.001,
+        rate_limit_burst=2,
+        backoff_initial=60,
+    )
+    gateway = build_gateway(settings, load_servers(servers_file))
+    app = create_app(gateway)
+    endpoint = next(route.app for route in app.router.routes if getattr(route, "path", None) == "/mcp")
+    async with serve_asgi(app) as url:
+        with anyio.fail_after(60):
+            await gateway.pool.wait_until(connected("echo", "gone"))
+            await gateway.pool.wait_until(UpstreamPool.all_settled)
+        yield Served(url, gateway, endpoint if isinstance(endpoint, LeanApp) else None)
+
+
+class RawCaller:
+    """A hand-made MCP client over raw HTTP, so every message on the wire can be compared."""
+
+    def __init__(self, http: httpx2.AsyncClient, url: str, era: Era) -> None:
+        self._http, self._url, self._era = http, url, era
+        self._session: str | None = None
+        self._ids = iter(range(1, 1000))
+
+    async def open(self) -> None:
+        if self._era == "auto":
+            return
+        initialize = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"},
+        }
+        response = await self._post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize})
+        self._session = response.headers["mcp-session-id"]
+        await self._post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def request(self, method: str, params: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+        """(HTTP status, the JSON-RPC messages of the answer, in order)."""
+        params = json.loads(json.dumps(params))
+        headers = {}
+        if self._era == "auto":
+            params["_meta"] = {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            }
+            headers = {"mcp-protocol-version": MODERN, "mcp-method": method}
+            if "name" in params:
+                headers["mcp-name"] = params["name"]
+        message = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        response = await self._post(message, headers)
+        return response.status_code, _messages(response)
+
+    async def _post(self, message: dict[str, Any], headers: dict[str, str] | None = None) -> httpx2.Response:
+        sent = {"accept": "application/json, text/event-stream", "content-type": "application/json", **(headers or {})}
+        if self._session is not None:
+            sent["mcp-session-id"] = self._session
+            sent["mcp-protocol-version"] = "2025-11-25"
+        return await self._http.post(self._url, content=json.dumps(message), headers=sent)
+
+
+def _messages(response: httpx2.Response) -> list[dict[str, Any]]:
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    else:
+        messages = [response.json()]
+    return [_timeless(message) for message in messages]
+
+
+def _timeless(message: dict[str, Any]) -> dict[str, Any]:
+    """A rate-limit refusal without its retry time, which counts the time since the last call."""
+    error = message.get("error")
+    if isinstance(error, dict) and error.get("code") == -32029 and "retryAfterSeconds" in (error.get("data") or {}):
+        error["message"] = re.sub(r"retry after [0-9.]+ s", "retry after N s", error["message"])
+        error["data"]["retryAfterSeconds"] = "N"
+    return message
+
+
+async def run_sequence(served: Served, era: Era) -> list[tuple[str, int, list[dict[str, Any]]]]:
+    answers = []
+    async with AsyncExitStack() as stack:
+        callers: dict[str, RawCaller] = {}
+        for case, who, method, params in SEQUENCE:
+            if who not in callers:
+                token = token_for(who, groups=["users"])
+                http = await stack.enter_async_context(
+                    httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, timeout=30, trust_env=False)
+                )
+                callers[who] = RawCaller(http, served.url, era)
+                await callers[who].open()
+            status, messages = await callers[who].request(method, params)
+            answers.append((case, status, messages))
+    return answers
+
+
+def audit_records(gateway: Gateway) -> list[dict[str, Any]]:
+    path = gateway.settings.data_dir / "audit.log"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{key: value for key, value in record.items() if key not in VOLATILE_AUDIT} for record in records]
+
+
+def counted(gateway: Gateway) -> dict[str, Any]:
+    metrics = gateway.guard.metrics
+    assert metrics is not None
+    requests = {" ".join(labels): value for _, _, labels, value in metrics.requests.samples()}
+    errors = {" ".join(labels): value for _, _, labels, value in metrics.errors.samples()}
+    return {"requests": requests, "errors": errors}
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_lean_and_sdk_paths_answer_alike(tmp_path: Path, era: Era) -> None:
+    async with serve_upstream("echo") as echo, AsyncExitStack() as stack:
+        gone_scope = anyio.CancelScope()
+        gone_url: list[str] = []
+        gone_ready = anyio.Event()
+
+        async def gone_upstream() -> None:
+            with gone_scope:
+                async with serve_upstream("echo") as url:
+                    gone_url.append(url)
+                    gone_ready.set()
+                    await anyio.sleep_forever()
+
+        group = await stack.enter_async_context(anyio.create_task_group())
+        group.start_soon(gone_upstream)
+        await gone_ready.wait()
+        servers = {
+            "echo": {"transport": "streamable-http", "url": echo, "timeout": 1.0},
+            "gone": {"transport": "streamable-http", "url": gone_url[0]},
+            "never": {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp"},
+        }
+        lean = await stack.enter_async_context(serve(tmp_path / "lean", servers, lean=True))
+        sdk = await stack.enter_async_context(serve(tmp_path / "sdk", servers, lean=False))
+        gone_scope.cancel()  # both gateways hold a session to it; now it is gone
+
+        lean_answers = await run_sequence(lean, era)
+        sdk_answers = await run_sequence(sdk, era)
+
+        for (case, lean_status, lean_messages), (_, sdk_status, sdk_messages) in zip(
+            lean_answers, sdk_answers, strict=True
+        ):
+            assert lean_messages == sdk_messages, case
+            if era == "auto":
+                assert lean_status == sdk_status, case
+        outcomes = {case: messages[-1].get("error", {}).get("code") for case, _, messages in lean_answers}
+        assert outcomes["allowed"] is None and outcomes["denied"] == -32602 and outcomes["rate: limited"] == -32029
+        assert outcomes["upstream timeout"] == -32001 and outcomes["never connected"] == -32050
+        assert audit_records(lean.gateway) == audit_records(sdk.gateway)
+        assert counted(lean.gateway) == counted(sdk.gateway)
+        assert lean.lean is not None and lean.lean.served == len(SEQUENCE)
+        group.cancel_scope.cancel()
