@@ -223,6 +223,16 @@ async def serve_upstream(module: str, *, port: int = 0) -> AsyncIterator[str]:
         yield url
 
 
+@asynccontextmanager
+async def serve_conformance_upstream() -> AsyncIterator[str]:
+    """Serve tests/servers/conformance_server.py (every fixture the MCP conformance suite calls) in-process."""
+    from tests.servers.conformance_server import MemoryEventStore, build_server
+
+    app = build_server().streamable_http_app(host="127.0.0.1", event_store=MemoryEventStore(), retry_interval=100)
+    async with serve_asgi(app) as url:
+        yield url
+
+
 def connected(*names: str) -> PoolCondition:
     """A pool condition: every upstream in `names` is registered and has a live session."""
 

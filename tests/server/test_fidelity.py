@@ -4,7 +4,6 @@ list changes, resource updates, each compared with the upstream directly, and ca
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,50 +11,37 @@ from typing import Any
 import anyio
 import mcp_types as types
 import pytest
-import yaml
 from mcp import Client, MCPError
 from mcp.client.session import ClientRequestContext, IncomingMessage
 
-from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, http_upstream, wait_connected
-from tests.processes import RunningProcess, run_process
+from tests.conftest import http_upstream
+from tests.harness import ERAS, Era, serve_conformance_upstream, serve_gateway, text_of
+from tests.processes import RunningProcess
 
 pytestmark = pytest.mark.anyio
-MODES = ["legacy", "auto"]
 
 
 @dataclass
 class Stack:
     gateway: str
     fixture: str
-    echo: str
-    echo_process: RunningProcess
+    echo: RunningProcess
+    """The echo upstream runs as a process: what it prints on stderr shows a cancellation reached it."""
 
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    servers_file = tmp_path_factory.mktemp("fidelity") / "servers.yaml"
-    fixture_argv = [sys.executable, "tests/servers/conformance_server.py", "--host", "127.0.0.1", "--port", "0"]
-    async with run_process(fixture_argv, cwd=REPOSITORY) as fixture, http_upstream("echo") as (echo_url, echo):
-        fixture_url = (await fixture.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)).split()[1]
+    async with serve_conformance_upstream() as fixture_url, http_upstream("echo") as (echo_url, echo):
         servers = {
             "conf": {"transport": "streamable-http", "url": fixture_url, "prefix": "c"},
             "echo": {"transport": "streamable-http", "url": echo_url},
         }
-        servers_file.write_text(yaml.safe_dump({"servers": servers}))
-        async with gateway_process(servers_file) as (url, gateway):
-            for name in servers:
-                await wait_connected(gateway, name)
-            yield Stack(url, fixture_url, echo_url, echo)
+        async with serve_gateway(tmp_path_factory.mktemp("fidelity"), servers=servers, secured=False) as live:
+            yield Stack(live.url, fixture_url, echo)
 
 
-def text_of(result: types.CallToolResult | types.GetPromptResult) -> str:
-    if isinstance(result, types.GetPromptResult):
-        return " ".join(m.content.text for m in result.messages if isinstance(m.content, types.TextContent))
-    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
-
-
-@pytest.mark.parametrize("mode", MODES)
-async def test_resources_are_namespaced_and_read_as_directly(stack: Stack, mode: str) -> None:
+@pytest.mark.parametrize("mode", ERAS)
+async def test_resources_are_namespaced_and_read_as_directly(stack: Stack, mode: Era) -> None:
     async with Client(stack.fixture, mode=mode) as direct:
         resources = (await direct.list_resources()).resources
         templates = (await direct.list_resource_templates()).resource_templates
@@ -78,8 +64,8 @@ async def test_resources_are_namespaced_and_read_as_directly(stack: Stack, mode:
     )
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_prompts_and_completions_answer_as_directly(stack: Stack, mode: str) -> None:
+@pytest.mark.parametrize("mode", ERAS)
+async def test_prompts_and_completions_answer_as_directly(stack: Stack, mode: Era) -> None:
     arguments = {"arg1": "alpha", "arg2": "beta"}
     async with Client(stack.fixture, mode=mode) as direct:
         prompts = (await direct.list_prompts()).prompts
@@ -105,8 +91,8 @@ def answering(answer: str) -> Any:
     return elicitation
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_two_callers_each_answer_their_own_elicitation(stack: Stack, mode: str) -> None:
+@pytest.mark.parametrize("mode", ERAS)
+async def test_two_callers_each_answer_their_own_elicitation(stack: Stack, mode: Era) -> None:
     results: dict[str, str] = {}
 
     async def ask(name: str) -> None:
@@ -121,8 +107,8 @@ async def test_two_callers_each_answer_their_own_elicitation(stack: Stack, mode:
     assert results == {name: f"Hello, {name}!" for name in ("Ada", "Grace", "Barbara")}
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_a_caller_without_the_capability_gets_a_clear_error_not_a_hang(stack: Stack, mode: str) -> None:
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_caller_without_the_capability_gets_a_clear_error_not_a_hang(stack: Stack, mode: Era) -> None:
     async with Client(stack.gateway, mode=mode) as client:
         with anyio.fail_after(15), pytest.raises(MCPError) as caught:
             await client.call_tool("c__test_missing_capability", {})
@@ -130,8 +116,8 @@ async def test_a_caller_without_the_capability_gets_a_clear_error_not_a_hang(sta
     assert "sampling" in str(caught.value.data or caught.value.message)
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_each_caller_receives_only_its_own_progress(stack: Stack, mode: str) -> None:
+@pytest.mark.parametrize("mode", ERAS)
+async def test_each_caller_receives_only_its_own_progress(stack: Stack, mode: Era) -> None:
     seen: dict[float, list[float]] = {0.5: [], 0.2: []}
 
     async def call(seconds: float) -> None:
@@ -177,12 +163,12 @@ async def test_a_2026_listener_hears_that_the_tool_list_changed(stack: Stack) ->
     assert before ^ after == {"c__test_added_tool"}
 
 
-@pytest.mark.parametrize("mode", MODES)
-async def test_a_cancelled_call_is_cancelled_upstream(stack: Stack, mode: str) -> None:
-    mark = len(stack.echo_process.lines)
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_cancelled_call_is_cancelled_upstream(stack: Stack, mode: Era) -> None:
+    mark = len(stack.echo.lines)
     async with Client(stack.gateway, mode=mode) as client:
         with anyio.move_on_after(0.5):
             await client.call_tool("echo__slow", {"seconds": 30})
-        await stack.echo_process.wait_for(re.compile(r"^CANCELLED slow after 0\.\d s"), 10, mark)
+        await stack.echo.wait_for(re.compile(r"^CANCELLED slow after 0\.\d s"), 10, mark)
         # The shared upstream session is still fine for the next call.
         assert text_of(await client.call_tool("echo__echo", {"text": "after"})) == "after"
