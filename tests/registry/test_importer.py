@@ -16,7 +16,8 @@ from mcp import Client
 
 from aggregator.registry.importer import import_into
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
-from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
+from tests.conftest import REPOSITORY
+from tests.harness import connected, serve_gateway
 
 SEED = REPOSITORY / "tests" / "data" / "seed_registry"
 EXISTING = {"currenttime": {"transport": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}
@@ -131,28 +132,21 @@ async def test_a_record_the_gateway_would_refuse_is_skipped_alone(tmp_path: Path
 
 
 @pytest.mark.anyio
-async def test_a_running_gateway_serves_what_was_imported(tmp_path: Path) -> None:
-    target = servers_file(tmp_path, {})
-    config = tmp_path / "gateway.yaml"
-    config.write_text(json.dumps({"servers_file": "servers.yaml", "servers_reload_interval": 0.2, "data_dir": "data"}))
+async def test_a_running_gateway_serves_what_was_imported(tmp_path: Path, echo_url: str) -> None:
     seed = tmp_path / "seed"
     shutil.copytree(SEED, seed)
-    async with (
-        http_upstream("echo") as (echo_url, _),
-        gateway_process(target, "--config", str(config)) as (url, gateway),
-    ):
+    async with serve_gateway(tmp_path / "gateway", servers={}, secured=False, servers_reload_interval=0.2) as live:
         record = {"server_name": "Echo", "path": "/echo/", "proxy_pass_url": echo_url.removesuffix("mcp")}
         (seed / "echo.json").write_text(json.dumps({**record, "supported_transports": ["streamable-http"]}))
         (seed / "server_state.json").write_text(json.dumps({"/echo/": True}))
-        mark = len(gateway.lines)
         result = await anyio.run_process(
-            [sys.executable, "-m", "aggregator", "import", str(seed), "--servers", str(target)],
+            [sys.executable, "-m", "aggregator", "import", str(seed), "--servers", str(live.servers_file)],
             cwd=REPOSITORY,
             check=False,
         )
         assert result.returncode == 0, result.stderr.decode()
-        await wait_connected(gateway, "echo", mark)
-        async with Client(url) as client:
+        await live.wait_until(connected("echo"))
+        async with Client(live.url) as client:
             answer = await client.call_tool("echo__echo", {"text": "imported"})
     assert isinstance(answer.content[0], types.TextContent) and answer.content[0].text == "imported"
-    assert load_servers(target).servers["echo"].enabled
+    assert load_servers(live.servers_file).servers["echo"].enabled
