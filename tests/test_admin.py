@@ -213,7 +213,8 @@ async def test_a_broken_hand_edit_keeps_the_last_good_state(managed: Managed) ->
         mark = len(managed.gateway.lines)
         managed.servers_file.write_text(good + "  broken:\n    transport: stdio\n")
         await managed.gateway.wait_for(re.compile("registry.reload_failed"), 20, mark)
-        async with httpx2.AsyncClient(trust_env=False) as http:
+        operator = {"Authorization": f"Bearer {mint_token(AUTH, 'ops', [], 600, groups=['admins'])[0]}"}
+        async with httpx2.AsyncClient(trust_env=False, headers=operator) as http:  # details need list_service: all
             ready = (await http.get(managed.url.removesuffix("/mcp") + "/readyz")).json()
         assert "servers.broken.command: Field required" in ready["registry_error"]
         async with connect(managed.url, ["users"]) as user:

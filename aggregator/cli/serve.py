@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 def serve(args: argparse.Namespace) -> int:
     settings, servers = load(args, host=args.host, port=args.port)
     configure_logging(settings.log_level)
-    if refusal := _refuse_insecure(settings, args.insecure_dev):
+    if refusal := _refuse_insecure(settings, args.insecure_dev) or _refuse_unnamed(settings):
         print(f"mcp-aggregator: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     gateway = build_gateway(settings, servers)
@@ -92,6 +93,31 @@ def _refuse_insecure(settings: Settings, insecure_dev: bool) -> str | None:
         return f"--insecure-dev is only allowed on loopback, not on {settings.host}"
     logger.warning("gateway.insecure_dev", extra={"detail": "callers are not verified; every caller is unrestricted"})
     return None
+
+
+def _refuse_unnamed(settings: Settings) -> str | None:
+    """Why the gateway must not listen beyond loopback without `public_url`, or None.
+
+    The gateway hands out its own URL (401 challenges, RFC 9728 metadata, registry remotes). Without
+    `public_url` it can only name the address it is bound to, which is no URL for remote clients:
+    on a non-loopback bind, the operator must say how clients reach it.
+    """
+    if settings.public_url or _is_loopback(settings.host):
+        return None
+    return (
+        f"listening on {settings.host} (beyond loopback) needs public_url, the URL clients use to reach the "
+        "gateway (e.g. https://mcp.example.com/mcp), so that challenges and metadata name it; set public_url "
+        "(MCP_AGGREGATOR_PUBLIC_URL) or listen on 127.0.0.1"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def stdio(args: argparse.Namespace) -> int:

@@ -132,6 +132,9 @@ class LimitsSettings(BaseModel):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0, description="Largest HTTP request body.")
     max_json_depth: int = Field(default=64, gt=0, description="Deepest nesting of a JSON-RPC message.")
     max_batch_length: int = Field(default=32, gt=0, description="Most messages in one JSON-RPC batch.")
+    max_json_tokens: int = Field(
+        default=250_000, gt=0, description="Most strings, brackets and commas in one request body (parse cost)."
+    )
     max_argument_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest tool arguments (JSON).")
     max_result_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="Largest upstream answer.")
     max_calls_per_principal: int = Field(default=32, gt=0, description="Concurrent calls of one principal.")

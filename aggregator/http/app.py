@@ -3,11 +3,15 @@
 /mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless)
 /sse        legacy HTTP+SSE stream (+ /messages/ for its POSTs)
 /healthz    liveness: the process answers
-/readyz     readiness: 200 when every enabled upstream is connected, else 503; JSON either way
+/readyz     readiness: 200 when every enabled upstream is connected, else 503; `{"ready": bool}` for
+            anyone, upstream states and errors only for operators (UI list_service for `all`)
 /.well-known/oauth-protected-resource[/mcp]   RFC 9728 metadata for OAuth-capable hosts
 /auth/validate   nginx auth_request: the policy decision on one passthrough request
 /v0.1/servers[/{name}/versions[/{version}]]   registry read API (official MCP registry format, CORS)
 /metrics    Prometheus metrics (public only with `metrics_public`)
+
+Every 4xx answer is logged as one line (`refusals`); request bodies are held to the limits
+(`policy.limits`) before anything parses them.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aggregator.http.auth import Authenticator, BearerAuthMiddleware, metadata_routes
+from aggregator.config.settings import Settings
+from aggregator.errors import AuthenticationError
+from aggregator.http.auth import Authenticator, BearerAuthMiddleware, PublicOrigin, metadata_routes
 from aggregator.http.metrics import metrics_routes
+from aggregator.http.refusals import RefusalLogMiddleware, quiet_sdk_parse_failures
 from aggregator.http.registry_api import registry_routes
 from aggregator.http.validate import validate_routes
-from aggregator.policy.limits import RequestLimitsMiddleware
+from aggregator.policy.limits import BodyInspector, BodyLimits, RequestLimitsMiddleware, printable
 from aggregator.server.gateway import Gateway
 from aggregator.server.lean import lean_app
 
@@ -59,7 +66,10 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
     sse = SseServerTransport("/messages/", security_settings=security, max_request_body_size=limits.max_request_bytes)
     sse_security = TransportSecurityMiddleware(security)
     server = gateway.server
-    authenticator = Authenticator(gateway.verifier, settings.public_url)
+    origin = PublicOrigin(settings.public_url, _configured_origins(settings))
+    authenticator = Authenticator(gateway.verifier, origin)
+    body_limits = BodyLimits.from_settings(limits)
+    quiet_sdk_parse_failures()
 
     async def sse_stream(scope: Scope, receive: Receive, send: Send) -> None:
         # Refuse a foreign Host/Origin here: the SDK answers 421/403 too, but then raises into the server.
@@ -73,18 +83,39 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        upstreams = {
-            u.name: {"state": u.state.value, "era": u.protocol_version, "tools": len(u.tools), "error": u.last_error}
-            for u in gateway.pool
-        }
         ready = gateway.pool.all_connected()
-        body = {
-            "ready": ready,
-            "upstreams": upstreams,
-            "policy_error": gateway.guard.policy.error,
-            "registry_error": gateway.registry.error,
-        }
-        return JSONResponse(body, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready}
+        if await operator_asks(request):
+            body["upstreams"] = {
+                u.name: {
+                    "state": u.state.value,
+                    "era": u.protocol_version,
+                    "tools": len(u.tools),
+                    "error": u.last_error,
+                }
+                for u in gateway.pool
+            }
+            body["policy_error"] = gateway.guard.policy.error
+            body["registry_error"] = gateway.registry.error
+        return JSONResponse(body, status_code=200 if ready else 503, headers=_PRIVATE)
+
+    async def operator_asks(request: Request) -> bool:
+        """Whether /readyz may show details: the caller holds UI list_service for `all` (anyone, without auth).
+
+        A refused token only costs the details (and a log line): the status code must stay the
+        readiness a probe relies on.
+        """
+        if authenticator.secured and "authorization" not in request.headers:
+            return False
+        try:
+            principal = await authenticator.authenticate(request)
+        except AuthenticationError as error:
+            client = request.client.host if request.client else "?"
+            logger.warning(
+                "auth.rejected", extra={"reason": printable(error.reason), "path": "/readyz", "client": client}
+            )
+            return False
+        return gateway.guard.policy.current.may_administer(principal, "list_service", "all")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -103,21 +134,19 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         Mount("/messages/", app=sse.handle_post_message),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        *metadata_routes(settings.public_url, settings.auth.authorization_servers),
-        *validate_routes(gateway.verifier, gateway.guard, settings.public_url, settings.auth.authorization_servers),
+        *metadata_routes(origin, settings.auth.authorization_servers),
+        *validate_routes(
+            gateway.verifier, gateway.guard, origin, BodyInspector(body_limits), settings.auth.authorization_servers
+        ),
         *registry_routes(authenticator, gateway.guard.policy, gateway.catalog, gateway.pool),
         *metrics_routes(
             authenticator, gateway.guard.policy, gateway.guard.metrics, gateway.pool, public=settings.metrics_public
         ),
     ]
     middleware = [
-        Middleware(BearerAuthMiddleware, verifier=gateway.verifier, public_url=settings.public_url),
-        Middleware(
-            RequestLimitsMiddleware,
-            max_bytes=limits.max_request_bytes,
-            max_depth=limits.max_json_depth,
-            max_batch=limits.max_batch_length,
-        ),
+        Middleware(RefusalLogMiddleware),
+        Middleware(BearerAuthMiddleware, verifier=gateway.verifier, origin=origin),
+        Middleware(RequestLimitsMiddleware, limits=body_limits),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
@@ -130,6 +159,16 @@ class _AsgiEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
+
+
+_PRIVATE = {"Cache-Control": "no-store", "Vary": "Authorization"}
+
+
+def _configured_origins(settings: Settings) -> dict[str, str]:
+    """Addresses besides the bound one that clients may use without `public_url`: nginx's listen address."""
+    listen = settings.nginx.listen
+    scheme = "https" if settings.nginx.tls_certificate is not None else "http"
+    return {listen.lower(): f"{scheme}://{listen}"}
 
 
 def _transport_security(host: str) -> TransportSecuritySettings | None:

@@ -1,11 +1,17 @@
-"""The HTTP face of policy: bearer authentication on the MCP routes, 401 challenges, RFC 9728 metadata."""
+"""The HTTP face of policy: bearer authentication on the MCP routes, 401 challenges, RFC 9728 metadata.
+
+The URLs the gateway hands out (the challenge's `resource_metadata`, the metadata's `resource`, the
+registry's remotes) come from `PublicOrigin`: the configured `public_url`, else an address the
+gateway knows (the one the connection came in on, or a configured nginx listen address). They are
+never copied from the request's Host header, so a caller cannot make the gateway name another site.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -15,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator.errors import AuthenticationError
+from aggregator.policy.limits import mark_refusal_logged, printable
 from aggregator.policy.principal import AuthMethod, Principal, current_principal
 from aggregator.policy.tokens import TokenVerifier
 
@@ -42,12 +49,12 @@ class BearerAuthMiddleware:
         self,
         app: ASGIApp,
         verifier: TokenVerifier | None,
-        public_url: str | None,
+        origin: PublicOrigin,
         protected: tuple[str, ...] = ("/mcp", "/sse", "/messages/"),
     ) -> None:
         self._app = app
         self._verifier = verifier
-        self._public_url = public_url
+        self._origin = origin
         self._protected = protected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,7 +89,7 @@ class BearerAuthMiddleware:
             current_principal.reset(reset)
 
     async def _challenge(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
-        response = challenge(Request(scope), reason, self._public_url)
+        response = challenge(Request(scope), reason, self._origin)
         await response(scope, receive, send)
 
 
@@ -102,11 +109,50 @@ def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class PublicOrigin:
+    """Where clients reach this gateway, for the URLs it hands out.
+
+    With `public_url`, always that URL's origin. Without it, a request whose Host names one of the
+    `known` addresses (`host:port` -> origin; the configured nginx listen address) gets that origin;
+    any other request gets the origin of the local address its connection came in on.
+    """
+
+    public_url: str | None
+    known: Mapping[str, str] = field(default_factory=dict)
+
+    def origin(self, scope: Scope) -> str:
+        """`scheme://host[:port]` as clients of this request should write it."""
+        if self.public_url:
+            scheme, _, rest = self.public_url.partition("://")
+            return f"{scheme}://{rest.partition('/')[0]}"
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                known = self.known.get(bytes(value).decode("latin-1").strip().lower())
+                if known is not None:
+                    return known
+                break
+        return _bound_origin(scope)
+
+    def mcp_url(self, scope: Scope) -> str:
+        """The aggregated MCP endpoint's URL."""
+        return self.public_url or f"{self.origin(scope)}/mcp"
+
+
+def _bound_origin(scope: Scope) -> str:
+    """The origin of the local address the connection came in on (what the gateway is bound to)."""
+    server = scope.get("server")
+    if not server or server[1] is None:
+        return "http://localhost"
+    host, port = server
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
 class Authenticator:
-    """What a plain HTTP route needs to know its caller: the verifier and the public URL for challenges."""
+    """What a plain HTTP route needs to know its caller: the verifier, and the origin for challenges."""
 
     verifier: TokenVerifier | None
-    public_url: str | None
+    origin: PublicOrigin
 
     @property
     def secured(self) -> bool:
@@ -126,21 +172,24 @@ async def authenticate(request: Request, verifier: TokenVerifier | None) -> Prin
 
 
 def challenge(
-    request: Request, reason: str, public_url: str | None, *, path: str | None = None, metadata: str | None = None
+    request: Request, reason: str, origin: PublicOrigin, *, path: str | None = None, metadata: str | None = None
 ) -> JSONResponse:
     """401 with the RFC 9728 pointer (`WWW-Authenticate`); the reason is logged and never holds the token.
 
     `path` and `metadata` name the protected resource when it is not the aggregated endpoint
-    (nginx passthrough locations have their own metadata document).
+    (nginx passthrough locations have their own metadata document). The reason may quote what
+    the caller sent: in the header it is reduced to printable ASCII (`printable`).
     """
     client = request.client.host if request.client else "?"
-    logger.warning("auth.rejected", extra={"reason": reason, "path": path or request.url.path, "client": client})
-    metadata = metadata or metadata_url(request, public_url)
+    shown_path = printable(path or request.url.path)
+    logger.warning("auth.rejected", extra={"reason": printable(reason), "path": shown_path, "client": client})
+    mark_refusal_logged(request.scope)
+    metadata = metadata or metadata_url(request, origin)
     if reason == MISSING_TOKEN:
         header = f'Bearer resource_metadata="{metadata}"'
         body = {"error": "invalid_request", "error_description": "A bearer token is required."}
     else:
-        description = reason.replace('"', "'")
+        description = printable(reason)
         header = f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{metadata}"'
         body = {"error": "invalid_token", "error_description": reason}
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": header})
@@ -154,28 +203,25 @@ def _fingerprint(scope: Scope) -> str:
     return "none"
 
 
-def resource_url(request: Request, public_url: str | None) -> str:
-    """The MCP URL clients use: the configured public URL, else this request's origin + /mcp."""
-    if public_url:
-        return public_url
-    base = request.base_url
-    return f"{base.scheme}://{base.netloc}/mcp"
+def resource_url(request: Request, origin: PublicOrigin) -> str:
+    """The MCP URL clients use (see `PublicOrigin`)."""
+    return origin.mcp_url(request.scope)
 
 
-def metadata_url(request: Request, public_url: str | None) -> str:
+def metadata_url(request: Request, origin: PublicOrigin) -> str:
     """Where the RFC 9728 metadata for the MCP resource lives (inserted before the path, per the RFC)."""
-    resource = resource_url(request, public_url)
+    resource = resource_url(request, origin)
     scheme, _, rest = resource.partition("://")
     host, _, path = rest.partition("/")
     return f"{scheme}://{host}{METADATA_PATH}" + (f"/{path}" if path else "")
 
 
-def metadata_routes(public_url: str | None, authorization_servers: tuple[str, ...]) -> list[Route]:
+def metadata_routes(origin: PublicOrigin, authorization_servers: tuple[str, ...]) -> list[Route]:
     """`/.well-known/oauth-protected-resource[/mcp]`: how a host finds where to log in (RFC 9728)."""
 
     async def metadata(request: Request) -> JSONResponse:
         body = {
-            "resource": resource_url(request, public_url),
+            "resource": resource_url(request, origin),
             "authorization_servers": list(authorization_servers),
             "bearer_methods_supported": ["header"],
             "resource_name": "mcp-aggregator",

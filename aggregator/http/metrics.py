@@ -23,7 +23,7 @@ def metrics_routes(
             try:
                 principal = await authenticator.authenticate(request)
             except AuthenticationError as error:
-                return challenge(request, error.reason, authenticator.public_url)
+                return challenge(request, error.reason, authenticator.origin)
             if not policy.current.may_administer(principal, "list_service", "all"):
                 message = "Metrics need the UI permission list_service for all servers."
                 return JSONResponse({"error": message}, status_code=403)

@@ -99,7 +99,7 @@ class _RegistryApi:
             try:
                 principal = await self._authenticator.authenticate(request)
             except AuthenticationError as error:
-                return challenge(request, error.reason, self._authenticator.public_url)
+                return challenge(request, error.reason, self._authenticator.origin)
             return await handler(request, principal)
 
         return endpoint
@@ -163,7 +163,7 @@ class _RegistryApi:
         }
 
     def _describe(self, request: Request, upstream: Upstream, tools: int) -> dict[str, Any]:
-        remote = resource_url(request, self._authenticator.public_url)
+        remote = resource_url(request, self._authenticator.origin)
         return server_response(upstream, tools, remote, secured=self._authenticator.secured)
 
 

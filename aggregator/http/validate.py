@@ -10,11 +10,14 @@ how the body gets there). The decision is the aggregated endpoint's, from the sa
   element is refused whole: `tools/call` by method and tool, other methods by method; the
   protocol's own plumbing (`initialize`, `ping`, `server/discover`, notifications, responses)
   needs only server-level access;
-* 2026-07-28 `Mcp-Method`/`Mcp-Name` headers must agree with the body.
+* 2026-07-28 `Mcp-Method`/`Mcp-Name` headers must agree with the body;
+* the body is held to the request limits (size, nesting depth, batch length, token count) before
+  it is parsed; a body over them cannot be authorised.
 
 Allowed: 200 with the identity headers of mcp-gateway-registry (`X-User`, `X-Scopes`, ...), which
 nginx forwards to servers configured for them. Refused: 403 saying what was missing, with the
-scopes that would grant it; `X-Mcp-Auth-Body` carries the JSON body nginx shows the client.
+scopes that would grant it; `X-Mcp-Auth-Body` carries the JSON body nginx shows the client. Only
+200, 401 and 403 are ever answered: nginx turns any other status of `auth_request` into a 500.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aggregator.errors import AccessDeniedError, AuthenticationError
-from aggregator.http.auth import METADATA_PATH, authenticate, challenge
+from aggregator.http.auth import METADATA_PATH, PublicOrigin, authenticate, challenge
+from aggregator.policy.limits import BodyInspector, mark_refusal_logged, printable, read_bounded
 from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.scopes import Policy
 from aggregator.policy.tokens import TokenVerifier
@@ -42,6 +46,7 @@ logger = logging.getLogger(__name__)
 VALIDATE_PATH = "/auth/validate"
 PROTOCOL_METHODS = frozenset({"initialize", "ping", "server/discover"})
 _HEADER_SAFE = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # RFC 3986 path characters: what nginx forwarded stays as it was
 
 
 def may_reach(policy: Policy, principal: Principal, server: str) -> bool:
@@ -71,9 +76,11 @@ def read_messages(body: bytes, headers: dict[str, str]) -> list[Message]:
     `Mcp-Name` headers contradict it.
     """
     try:
-        document = json.loads(body) if body.strip() else None
-    except (ValueError, UnicodeDecodeError):
+        document = json.loads(body.decode("utf-8")) if body.strip() else None  # UTF-8 only, as MCP says
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
         raise AccessDeniedError("The request body is not JSON, so it cannot be authorised.") from None
+    except RecursionError:  # only when max_json_depth is set beyond what the parser can nest
+        raise AccessDeniedError("The request body nests too deeply to be authorised.") from None
     if document is None:
         raise AccessDeniedError("A POST without a JSON-RPC body cannot be authorised.")
     batch = document if isinstance(document, list) else [document]
@@ -145,10 +152,13 @@ def _holder_of(scope: str) -> Principal:
 class PassthroughValidator:
     """The `/auth/validate` endpoint: authenticate, then apply the policy to the passthrough request."""
 
-    def __init__(self, verifier: TokenVerifier | None, guard: Guard, public_url: str | None) -> None:
+    def __init__(
+        self, verifier: TokenVerifier | None, guard: Guard, origin: PublicOrigin, inspector: BodyInspector
+    ) -> None:
         self._verifier = verifier
         self._guard = guard
-        self._public_url = public_url
+        self._origin = origin
+        self._inspector = inspector
 
     async def handle(self, request: Request) -> Response:
         """Answer one `auth_request` subrequest."""
@@ -161,7 +171,7 @@ class PassthroughValidator:
         policy = self._guard.policy.current
         messages: list[Message] = []  # a GET stream or a DELETE carries none: server-level access decides
         try:
-            body = await request.body()
+            body = await self._read_body(request)
             if method == "POST" or body.strip():  # a body on any other method is judged all the same
                 headers = {key.lower(): value for key, value in request.headers.items()}
                 messages = read_messages(body, headers)
@@ -175,7 +185,7 @@ class PassthroughValidator:
         self._record(principal, server, methods, tools, "allow")
         logger.info(
             "passthrough.allowed",
-            extra={"principal": principal.describe(), "server": server, "methods": methods, "tools": tools},
+            extra={"principal": principal.describe(), "server": printable(server), "methods": methods, "tools": tools},
         )
         identity = {
             "X-User": principal.subject,
@@ -189,10 +199,19 @@ class PassthroughValidator:
         headers = {name: quote(value, safe=_HEADER_SAFE) for name, value in identity.items()}
         return JSONResponse({"allowed": True}, headers=headers)
 
+    async def _read_body(self, request: Request) -> bytes:
+        """The request body, held to the request limits; `AccessDeniedError` naming the limit passed."""
+        body = await read_bounded(request.stream(), self._inspector.limits.max_bytes)
+        if body is None:
+            raise AccessDeniedError(f"{self._inspector.limits.too_large()} It cannot be authorised.")
+        if (problem := await self._inspector.problem(body)) is not None:
+            raise AccessDeniedError(f"{problem} It cannot be authorised.")
+        return body
+
     def _unauthenticated(self, request: Request, reason: str) -> Response:
         path = _original_path(request)
-        response = challenge(request, reason, self._public_url, path=path, metadata=self._metadata_url(request))
-        response.headers["X-Mcp-Auth-Body"] = bytes(response.body).decode()
+        response = challenge(request, reason, self._origin, path=path, metadata=self._metadata_url(request))
+        response.headers["X-Mcp-Auth-Body"] = json.dumps(json.loads(bytes(response.body)))  # ASCII: a header value
         return response
 
     def _forbidden(
@@ -208,13 +227,15 @@ class PassthroughValidator:
         tools = [message.tool for message in messages if message.tool is not None]
         self._record(principal, server, [message.method for message in messages] or [method], tools, "deny")
         logger.warning(
-            "passthrough.denied", extra={"principal": principal.describe(), "server": server, "reason": reason}
+            "passthrough.denied",
+            extra={"principal": principal.describe(), "server": printable(server), "reason": printable(reason)},
         )
+        mark_refusal_logged(request.scope)
         body: dict[str, str] = {"error": "insufficient_scope", "error_description": reason}
-        challenge = f'Bearer error="insufficient_scope", error_description="{reason.replace(chr(34), chr(39))}"'
+        challenge = f'Bearer error="insufficient_scope", error_description="{printable(reason, 500)}"'
         if error.required_scope:
             body["scope"] = error.required_scope
-            challenge += f', scope="{error.required_scope}"'
+            challenge += f', scope="{printable(error.required_scope, 500)}"'
         challenge += f', resource_metadata="{self._metadata_url(request)}"'
         headers = {"WWW-Authenticate": challenge, "X-Mcp-Auth-Body": json.dumps(body)}
         return JSONResponse(body, status_code=403, headers=headers)
@@ -230,16 +251,7 @@ class PassthroughValidator:
         )
 
     def _metadata_url(self, request: Request) -> str:
-        return f"{_origin(request, self._public_url)}{METADATA_PATH}{_original_path(request)}"
-
-
-def _origin(request: Request, public_url: str | None) -> str:
-    """Scheme and host as the client sees them: the public URL's, else what nginx forwarded."""
-    if public_url:
-        parts = urlsplit(public_url)
-        return f"{parts.scheme}://{parts.netloc}"
-    scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
-    return f"{scheme}://{request.headers.get('host', request.url.netloc)}"
+        return f"{self._origin.origin(request.scope)}{METADATA_PATH}{quote(_original_path(request), safe=_PATH_SAFE)}"
 
 
 def _original_path(request: Request) -> str:
@@ -247,13 +259,17 @@ def _original_path(request: Request) -> str:
 
 
 def validate_routes(
-    verifier: TokenVerifier | None, guard: Guard, public_url: str | None, authorization_servers: tuple[str, ...]
+    verifier: TokenVerifier | None,
+    guard: Guard,
+    origin: PublicOrigin,
+    inspector: BodyInspector,
+    authorization_servers: tuple[str, ...],
 ) -> list[Route]:
     """`/auth/validate` for nginx, and RFC 9728 metadata for every passthrough path (`/<server>/...`)."""
 
     async def passthrough_metadata(request: Request) -> JSONResponse:
         body = {
-            "resource": f"{_origin(request, public_url)}/{request.path_params['path']}",
+            "resource": f"{origin.origin(request.scope)}/{request.path_params['path']}",
             "authorization_servers": list(authorization_servers),
             "bearer_methods_supported": ["header"],
             "resource_name": "mcp-aggregator passthrough",
@@ -261,6 +277,6 @@ def validate_routes(
         return JSONResponse(body, headers={"Cache-Control": "max-age=300"})
 
     return [
-        Route(VALIDATE_PATH, PassthroughValidator(verifier, guard, public_url).handle, methods=["POST"]),
+        Route(VALIDATE_PATH, PassthroughValidator(verifier, guard, origin, inspector).handle, methods=["POST"]),
         Route(METADATA_PATH + "/{path:path}", passthrough_metadata, methods=["GET"]),
     ]

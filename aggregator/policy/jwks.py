@@ -37,7 +37,8 @@ class JwksCache:
                 self._fetched_at = now
                 await self._fetch()
         if kid not in self._keys:
-            raise AuthenticationError(f"unknown key id {kid!r} for issuer {self._issuer}")
+            shown = repr(kid) if len(kid) <= 64 else repr(kid[:61]) + "..."  # the caller's choice: keep it short
+            raise AuthenticationError(f"unknown key id {shown} for issuer {self._issuer}")
         return self._keys[kid]
 
     async def _fetch(self) -> None:

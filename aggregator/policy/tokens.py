@@ -59,15 +59,15 @@ class TokenVerifier:
             return self._verify_gateway_token(token, header, algorithm)
         if isinstance(issuer, str) and issuer in self._issuers:
             return await self._verify_oidc_token(token, header, algorithm, self._issuers[issuer])
-        raise AuthenticationError(f"issuer {issuer!r} is not trusted")
+        raise AuthenticationError(f"issuer {shown(issuer)} is not trusted")
 
     def _verify_gateway_token(self, token: str, header: Mapping[str, Any], algorithm: str) -> Principal:
         if algorithm != "HS256":
-            raise AuthenticationError(f"algorithm {algorithm} is not allowed for gateway tokens (HS256 only)")
+            raise AuthenticationError(f"algorithm {algorithm:.20} is not allowed for gateway tokens (HS256 only)")
         kid = header.get("kid")
         secret = self._keys.get(kid) if isinstance(kid, str) else None
         if secret is None:
-            raise AuthenticationError(f"unknown key id {kid!r}")
+            raise AuthenticationError(f"unknown key id {shown(kid)}")
         claims = _decode(
             token,
             secret,
@@ -111,7 +111,7 @@ class TokenVerifier:
         self, token: str, header: Mapping[str, Any], algorithm: str, issuer: OidcIssuerSettings
     ) -> Principal:
         if algorithm not in issuer.algorithms:
-            raise AuthenticationError(f"algorithm {algorithm} is not allowed for issuer {issuer.issuer}")
+            raise AuthenticationError(f"algorithm {algorithm:.20} is not allowed for issuer {issuer.issuer}")
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise AuthenticationError("token has no key id (kid)")
@@ -126,7 +126,7 @@ class TokenVerifier:
         )
         client_id = next((str(claims[c]) for c in ("client_id", "azp", "appid", "cid") if claims.get(c)), "")
         if issuer.client_ids and client_id not in issuer.client_ids:
-            raise AuthenticationError(f"client {client_id!r} is not accepted for issuer {issuer.issuer}")
+            raise AuthenticationError(f"client {shown(client_id)} is not accepted for issuer {issuer.issuer}")
         if issuer.token_use is not None and claims.get("token_use") != issuer.token_use:
             raise AuthenticationError(f"token_use must be {issuer.token_use!r}")
         if not issuer.audiences and not issuer.client_ids:
@@ -175,6 +175,15 @@ def _decode(
     except jwt.PyJWTError as error:
         raise AuthenticationError(f"token is invalid ({type(error).__name__})") from None
     return claims
+
+
+def shown(value: object, limit: int = 64) -> str:
+    """A value from an unverified token, quoted for a refusal reason and cut to `limit` characters.
+
+    Such values are the caller's to choose: the cut keeps a 16 KB `iss` out of logs and headers.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _string_set(value: object) -> frozenset[str]:

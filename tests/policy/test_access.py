@@ -248,7 +248,8 @@ async def test_an_edited_scopes_file_takes_effect_and_a_broken_edit_keeps_the_la
         await secured.gateway.wait_for(re.compile("policy.reload_failed"), 30, mark)
         async with connect(secured.url, bearer) as client:
             assert len((await client.list_tools()).tools) == 2
-        async with httpx2.AsyncClient(trust_env=False) as http:
+        operator = {"Authorization": f"Bearer {token('operator', ['mcp-registry-admin'])}"}  # readyz details
+        async with httpx2.AsyncClient(trust_env=False, headers=operator) as http:
             ready = (await http.get(secured.url.removesuffix("/mcp") + "/readyz")).json()
         assert "invalid YAML" in ready["policy_error"]
     finally:
