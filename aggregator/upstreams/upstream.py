@@ -33,6 +33,7 @@ from aggregator.upstreams.failures import CONNECTION_ERRORS, backoff, describe, 
 from aggregator.upstreams.following import ResourceFollowing, advertises_changes
 from aggregator.upstreams.lean import InputSchemas, LeanClient, LeanSession, NotSent
 from aggregator.upstreams.lean_http import LeanHttp, SessionTap
+from aggregator.upstreams.lean_stdio import LeanPipe
 from aggregator.upstreams.listing import Listing, fetch_listing
 from aggregator.upstreams.relay import (
     relay_elicitation,
@@ -107,6 +108,7 @@ class Upstream:
             on_tripped=self._tripped,
         )
         self._lean_http: LeanHttp | None = None
+        self._lean_pipe = LeanPipe() if isinstance(spec, StdioUpstream) else None
         if self._tap is not None and isinstance(spec, StreamableHttpUpstream):
             self._lean_http = LeanHttp(
                 spec.url,
@@ -120,8 +122,7 @@ class Upstream:
     @property
     def lean(self) -> bool:
         """Whether `call_tool_lean` can take requests for this upstream (see `aggregator.upstreams.lean`)."""
-        return self._lean_http is not None
-
+        return self._lean_http is not None or self._lean_pipe is not None
 
     def __repr__(self) -> str:
         return f"Upstream({self.name!r}, {self.state})"
@@ -157,8 +158,13 @@ class Upstream:
     async def _connect_and_serve(self) -> None:
         self._lost = None
         self._wakeup = anyio.Event()
+        transport = open_transport(
+            self.spec, self._timings.connect_timeout, self._tap or self._auth, self._timings.max_result_bytes
+        )
+        if self._lean_pipe is not None:
+            transport = self._lean_pipe.tapped(transport)
         client = Client(
-            open_transport(self.spec, self._timings.connect_timeout, self._tap or self._auth, self._timings.max_result_bytes),
+            transport,
             mode="auto",
             message_handler=self._on_message,
             sampling_callback=relay_sampling,
@@ -179,10 +185,9 @@ class Upstream:
                     connecting.deadline = float("inf")
                     self._requests.client = client
                     self.protocol_version = self._following.protocol_version = client.protocol_version
-                    if self._lean_http is not None and client.protocol_version is not None:
-                        session = LeanSession(
-                            self._lean_http.exchange, client.protocol_version, InputSchemas(lambda: self.listing.tools)
-                        )
+                    lean = self._lean_http.exchange if self._lean_http else self._lean_pipe and self._lean_pipe.exchange
+                    if lean and client.protocol_version is not None:
+                        session = LeanSession(lean, client.protocol_version, InputSchemas(lambda: self.listing.tools))
                         self._lean_requests.client = LeanClient(session)  # type: ignore[assignment]
                     self.listing = listing
                     self.last_error = None

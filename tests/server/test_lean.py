@@ -2,11 +2,11 @@
 
 Two gateways run side by side on the same upstreams and policy, one with `lean_path` on and one
 with it off. The same sequence of requests (allowed, denied, unknown tool, wrong arguments, tool
-error, upstream timeout, upstream gone, upstream never connected, rate-limited, tools/list) goes to
-each over raw HTTP, so every JSON-RPC message is compared whole: the answers must be JSON-equal,
-with the same HTTP status (2026-07-28), and the two gateways must write the same audit records and
-count the same metrics. The lean gateway must have served the requests itself, or the comparison
-proves nothing; the other must have served none. (A rate-limit refusal's retry time counts the
+error, upstream timeout, upstream gone, upstream never connected, rate-limited, tools/list, and
+the same over stdio) goes to each over raw HTTP, so every JSON-RPC message is compared whole: the
+answers must be JSON-equal, with the same HTTP status (2026-07-28), and the two gateways must
+write the same audit records and count the same metrics. The lean gateway must have served the
+requests itself, or the comparison proves nothing. (A rate-limit refusal's retry time counts the
 time since the caller's last call, so only its number may differ.)
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from starlette.routing import Route
 
 from aggregator.config.settings import load_settings
 from aggregator.http.app import create_app
@@ -30,6 +32,7 @@ from aggregator.registry.models import load_servers
 from aggregator.server.gateway import Gateway, build_gateway
 from aggregator.server.lean import LeanApp
 from aggregator.upstreams.pool import UpstreamPool
+from tests.conftest import REPOSITORY
 from tests.harness import AUTH, ERAS, Era, connected, free_port, serve_asgi, serve_upstream, token_for, write_files
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +51,11 @@ echo-users:
   - server: never
     methods: [tools/list, tools/call]
     tools: ["*"]
+  - server: pipe
+    methods: [tools/list, tools/call]
+    tools: [echo, fail, slow]
 """
+STDIO_ECHO = "from examples.servers.echo import create_server; create_server().run('stdio')"
 
 # (case, caller, method, params): each caller is its own principal, so the rate limit (a burst of
 # 2, no refill to speak of) bites exactly where the table says, in both gateways.
@@ -65,6 +72,11 @@ SEQUENCE: list[tuple[str, str, str, dict[str, Any]]] = [
     ("upstream timeout", "gus", "tools/call", {"name": "echo__slow", "arguments": {"seconds": 3}}),
     ("upstream gone", "hal", "tools/call", {"name": "gone__echo", "arguments": {"text": "x"}}),
     ("never connected", "ida", "tools/call", {"name": "never__echo", "arguments": {"text": "x"}}),
+    ("stdio allowed", "lou", "tools/call", {"name": "pipe__echo", "arguments": {"text": "over the pipe"}}),
+    ("stdio wrong arguments", "lou", "tools/call", {"name": "pipe__echo", "arguments": {}}),
+    ("stdio tool error", "mia", "tools/call", {"name": "pipe__fail", "arguments": {"message": "pipe boom"}}),
+    ("stdio timeout", "mia", "tools/call", {"name": "pipe__slow", "arguments": {"seconds": 3}}),
+    ("stdio after timeout", "ned", "tools/call", {"name": "pipe__echo", "arguments": {"text": "still there"}}),
     ("rate: first", "jon", "tools/call", {"name": "echo__echo", "arguments": {"text": "1"}}),
     ("rate: second", "jon", "tools/call", {"name": "echo__echo", "arguments": {"text": "2"}}),
     ("rate: limited", "jon", "tools/call", {"name": "echo__echo", "arguments": {"text": "3"}}),
@@ -101,10 +113,10 @@ async def serve(directory: Path, servers: dict[str, Any], *, lean: bool) -> Asyn
     )
     gateway = build_gateway(settings, load_servers(servers_file))
     app = create_app(gateway)
-    endpoint = next(route.app for route in app.router.routes if getattr(route, "path", None) == "/mcp")
+    endpoint = next(route.app for route in app.router.routes if isinstance(route, Route) and route.path == "/mcp")
     async with serve_asgi(app) as url:
         with anyio.fail_after(60):
-            await gateway.pool.wait_until(connected("echo", "gone"))
+            await gateway.pool.wait_until(connected("echo", "gone", "pipe"))
             await gateway.pool.wait_until(UpstreamPool.all_settled)
         yield Served(url, gateway, endpoint if isinstance(endpoint, LeanApp) else None)
 
@@ -223,6 +235,13 @@ async def test_lean_and_sdk_paths_answer_alike(tmp_path: Path, era: Era) -> None
             "echo": {"transport": "streamable-http", "url": echo, "timeout": 1.0},
             "gone": {"transport": "streamable-http", "url": gone_url[0]},
             "never": {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp"},
+            "pipe": {
+                "transport": "stdio",
+                "command": sys.executable,
+                "args": ["-c", STDIO_ECHO],
+                "cwd": str(REPOSITORY),
+                "timeout": 1.0,
+            },
         }
         lean = await stack.enter_async_context(serve(tmp_path / "lean", servers, lean=True))
         sdk = await stack.enter_async_context(serve(tmp_path / "sdk", servers, lean=False))

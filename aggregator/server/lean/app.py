@@ -21,6 +21,7 @@ import anyio
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
+from mcp.server.streamable_http import REQUEST_CANCELLED
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.dispatcher import CallOptions
@@ -28,7 +29,7 @@ from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import JSONRPCError, JSONRPCResponse
+from mcp_types import ErrorData, JSONRPCError, JSONRPCResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregator.sdk import ResultShaper
@@ -56,6 +57,8 @@ class LeanApp:
         """Requests the lean path answered (tests and benchmarks read it)."""
         self.passed = 0
         """POSTs handed to the SDK's app."""
+        self._in_flight: dict[tuple[str, int | str], anyio.CancelScope] = {}
+        """2025-11-25 lean requests being served, by (session, request id): a caller cancels them by notification."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -67,6 +70,8 @@ class LeanApp:
         request = await self._admission.admit(scope, body)
         if request is None:
             self.passed += 1
+            if b"notifications/cancelled" in body:
+                self._cancel(scope, body)
             await self._sdk_app(scope, _replay(body, receive), send)
             return
         self.served += 1
@@ -82,10 +87,42 @@ class LeanApp:
                     if message is None:
                         return  # the caller closed its stream: the call was cancelled, as on the SDK path
                 else:
-                    message = await self._answer(request)
+                    message = await self._cancellable(request)
         finally:
             current_caller.reset(reset)
         await answer.finish(message)
+
+    async def _cancellable(self, request: LeanRequest) -> JSONRPCResponse | JSONRPCError:
+        """A 2025-11-25 request, which its caller may cancel with `notifications/cancelled` meanwhile.
+
+        The SDK path then cancels the handler and answers `Request cancelled` (its
+        `REQUEST_CANCELLED`); so does this.
+        """
+        assert request.session_id is not None
+        key = (request.session_id, request.id)
+        with anyio.CancelScope() as scope:
+            self._in_flight[key] = scope
+            try:
+                return await self._answer(request)
+            finally:
+                if self._in_flight.get(key) is scope:
+                    del self._in_flight[key]
+        cancelled = ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
+        return JSONRPCError(jsonrpc="2.0", id=request.id, error=cancelled)
+
+    def _cancel(self, scope: Scope, body: bytes) -> None:
+        """Cancel the lean request a 2025-11-25 caller's `notifications/cancelled` names (the SDK acknowledges it)."""
+        session = next((value.decode("latin-1") for key, value in scope["headers"] if key == b"mcp-session-id"), None)
+        try:
+            message = json.loads(body)
+        except ValueError:
+            return
+        params = message.get("params") if isinstance(message, dict) else None
+        if session is None or not isinstance(params, dict) or message.get("method") != "notifications/cancelled":
+            return
+        request_id = params.get("requestId")
+        if isinstance(request_id, int | str) and (cancel := self._in_flight.get((session, request_id))) is not None:
+            cancel.cancel()
 
     async def _answer(self, request: LeanRequest) -> JSONRPCResponse | JSONRPCError:
         legacy = None if request.modern else request.connection
