@@ -2,60 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import re
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import jwt
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from pydantic import SecretStr
 
-from aggregator.config.settings import AuthSettings, GatewayKeySettings
-from aggregator.policy.vending import mint_token
-from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, wait_connected
+from tests.harness import LiveGateway, call_structured, connected, serve_gateway, serve_mcp, token_for
 from tests.policy.oidc import Audience, oidc_provider, requires_oidc_provider, rsa_jwk
 from tests.policy.oidc import Client as OidcClient
-from tests.processes import run_process
+from tests.servers import headers
 
 pytestmark = [pytest.mark.anyio, requires_oidc_provider]
-SECRET = "q" * 40
-AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="g1", secret=SecretStr(SECRET)),))
 UPSTREAM_AUDIENCE = "urn:upstream:headers"
+SCOPES = 'all:\n- server: "*"\n  methods: [tools/call]\n  tools: ["*"]\n'
+ENVIRONMENT = {
+    "UP_TOKEN": "static-upstream-token",
+    "UP_CLIENT_SECRET": "gateway-secret",
+    # AWS cannot be reached here: static credentials stand in for boto3's chain; the signing is real.
+    "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    "AWS_SESSION_TOKEN": "session-token-example",
+}
 
 
-@asynccontextmanager
-async def headers_upstream() -> AsyncIterator[str]:
-    argv = [sys.executable, "tests/servers/headers.py", "--host", "127.0.0.1", "--port", "0"]
-    async with run_process(argv, cwd=REPOSITORY) as process:
-        line = await process.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)
-        yield line.split()[1]
-
-
-async def whoami(url: str, bearer: str, tool: str) -> dict[str, Any]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, trust_env=False) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        result = await client.call_tool(tool, {})
-    structured: dict[str, Any] | None = result.structured_content
-    assert structured is not None
-    return structured
+async def whoami(live: LiveGateway, bearer: str, tool: str) -> dict[str, Any]:
+    async with live.client(token=bearer) as client:
+        return await call_structured(client, tool, {})
 
 
 async def test_each_upstream_gets_its_own_credential_and_only_the_identity_headers_it_asks_for(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
     clients = [OidcClient("gateway-app", "gateway-secret", scopes=("upstream",))]
     async with (
         oidc_provider(tmp_path, clients=clients, audience=Audience(UPSTREAM_AUDIENCE), keys=[rsa_jwk("u1")]) as idp,
-        headers_upstream() as url,
+        serve_mcp(headers.create_server()) as url,
     ):
         servers = {
             "static": {"transport": "streamable-http", "url": url, "auth": {"type": "bearer", "token_env": "UP_TOKEN"}},
@@ -78,39 +63,14 @@ async def test_each_upstream_gets_its_own_credential_and_only_the_identity_heade
             },
             "plain": {"transport": "streamable-http", "url": url},
         }
-        (tmp_path / "servers.yaml").write_text(json.dumps({"servers": servers}))
-        (tmp_path / "scopes.yml").write_text('all:\n- server: "*"\n  methods: [tools/call]\n  tools: ["*"]\n')
-        config = tmp_path / "gateway.yaml"
-        config.write_text(
-            json.dumps(
-                {
-                    "scopes_file": "scopes.yml",
-                    "data_dir": "data",
-                    "auth": {"gateway_keys": [{"kid": "g1", "secret_env": "GW_KEY"}]},
-                }
-            )
-        )
-        env = {
-            "GW_KEY": SECRET,
-            "UP_TOKEN": "static-upstream-token",
-            "UP_CLIENT_SECRET": "gateway-secret",
-            # AWS cannot be reached here: static credentials stand in for boto3's chain; the signing is real.
-            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "AWS_SESSION_TOKEN": "session-token-example",
-        }
-        async with gateway_process(tmp_path / "servers.yaml", "--config", str(config), env=env, insecure_dev=False) as (
-            gateway_url,
-            gateway,
-        ):
-            for name in servers:
-                await wait_connected(gateway, name)
-            caller = mint_token(AUTH, "alice", ["all"], 300)[0]
+        async with serve_gateway(tmp_path / "gateway", servers=servers, scopes=SCOPES) as live:
+            await live.wait_until(connected(*servers))
+            caller = token_for("alice", scopes=["all"], ttl=300)
 
-            static = await whoami(gateway_url, caller, "static__whoami")
+            static = await whoami(live, caller, "static__whoami")
             assert static == {"authorization": "Bearer static-upstream-token"}
 
-            oauth = await whoami(gateway_url, caller, "oauth__whoami")
+            oauth = await whoami(live, caller, "oauth__whoami")
             upstream_token = oauth.pop("authorization").removeprefix("Bearer ")
             claims = jwt.decode(upstream_token, options={"verify_signature": False})
             assert (claims["client_id"], claims["aud"], claims["iss"]) == ("gateway-app", UPSTREAM_AUDIENCE, idp.issuer)
@@ -122,7 +82,7 @@ async def test_each_upstream_gets_its_own_credential_and_only_the_identity_heade
                 "x-tool-name": "whoami",
             }
 
-            aws = await whoami(gateway_url, caller, "aws__whoami")
+            aws = await whoami(live, caller, "aws__whoami")
             assert re.match(
                 r"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/eu-west-1/execute-api/aws4_request, "
                 r"SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$",
@@ -130,6 +90,6 @@ async def test_each_upstream_gets_its_own_credential_and_only_the_identity_heade
             )
             assert aws["x-amz-security-token"] == "session-token-example"
 
-            assert await whoami(gateway_url, caller, "plain__whoami") == {}
+            assert await whoami(live, caller, "plain__whoami") == {}
         for secret in (caller, "static-upstream-token", "gateway-secret", upstream_token):
-            assert secret not in gateway.output
+            assert secret not in live.log.output

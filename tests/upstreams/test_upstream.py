@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,17 +17,11 @@ from aggregator.registry.models import ServersFile
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import Timings, UpstreamState
 from tests.conftest import REPOSITORY, http_upstream
+from tests.harness import free_port, serve_upstream
 
 pytestmark = pytest.mark.anyio
 FAST = Timings(connect_timeout=20, health_interval=0.5, backoff_initial=0.05, backoff_max=0.5)
 DEADLINE = 30
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def children_running(marker: str) -> set[int]:
@@ -98,7 +91,7 @@ async def test_an_upstream_that_returns_is_reconnected() -> None:
         with anyio.fail_after(DEADLINE):
             await pool.wait_until(healthy("notes"))
         assert pool.get("echo").state is UpstreamState.UNHEALTHY
-        async with http_upstream("echo", port):
+        async with serve_upstream("echo", port=port):
             with anyio.fail_after(DEADLINE):
                 await pool.wait_until(healthy("echo"))
             added = await pool.get("echo").call_tool("add", {"a": 1, "b": 2})
