@@ -1,86 +1,31 @@
-"""The demo upstreams, started as real processes and driven by the SDK client in both protocol eras.
+"""The demo upstreams, driven by the SDK client in both protocol eras.
 
-`legacy` speaks the 2025-11-25 initialize handshake; `auto` discovers and reaches 2026-07-28.
+`legacy` speaks the 2025-11-25 initialize handshake; `auto` discovers and reaches 2026-07-28. The
+HTTP servers' behaviour is tested in-process (the session's `weather_url` and `echo_url`); their
+command line, which announces the URL it serves, and the stdio notes server run as real processes.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.types import CallToolResult, TextContent, TextResourceContents
 from mcp_types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-STARTUP_DEADLINE = 30.0
-SHUTDOWN_DEADLINE = 5.0
+from examples.servers.notes import create_server as create_notes_server
+from tests.conftest import REPOSITORY, http_upstream
+from tests.harness import free_port
+
 CALL_TIMEOUT = 10.0
 EXPECTED_VERSION = {"legacy": LATEST_HANDSHAKE_VERSION, "auto": LATEST_MODERN_VERSION}
 
 pytestmark = pytest.mark.anyio
 modes = pytest.mark.parametrize("mode", ["legacy", "auto"])
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def _http_server(module: str) -> AsyncIterator[str]:
-    """Run `python -m examples.servers.<module>` on a free loopback port; yield its `/mcp` URL once READY."""
-    port = _free_port()
-    command = [sys.executable, "-m", f"examples.servers.{module}", "--host", "127.0.0.1", "--port", str(port)]
-    process = await anyio.open_process(command, cwd=REPOSITORY, stdin=subprocess.DEVNULL, stderr=None)
-    try:
-        assert process.stdout is not None
-        try:
-            with anyio.fail_after(STARTUP_DEADLINE):
-                line = await BufferedByteReceiveStream(process.stdout).receive_until(b"\n", 1024)
-        except anyio.IncompleteRead:
-            pytest.fail(f"{module} exited with status {await process.wait()} before announcing READY")
-        expected_url = f"http://127.0.0.1:{port}/mcp"
-        assert line.decode() == f"READY {expected_url}"
-        yield expected_url
-    finally:
-        with anyio.CancelScope(shield=True):
-            process.terminate()
-            with anyio.move_on_after(SHUTDOWN_DEADLINE):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            await process.aclose()
-
-
-@pytest.fixture(scope="module")
-async def weather_url(anyio_backend: str) -> AsyncIterator[str]:
-    async with _http_server("weather") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def echo_url(anyio_backend: str) -> AsyncIterator[str]:
-    async with _http_server("echo") as url:
-        yield url
 
 
 def _notes_process() -> StdioServerParameters:
@@ -96,6 +41,18 @@ def _structured(result: CallToolResult) -> dict[str, Any]:
     structured: dict[str, Any] | None = result.structured_content
     assert structured is not None
     return structured
+
+
+# the command line
+
+
+@pytest.mark.parametrize("module", ["weather", "echo"])
+async def test_the_command_line_serves_the_url_it_announces(module: str) -> None:
+    port = free_port()
+    async with http_upstream(module, port) as (url, _):
+        assert url == f"http://127.0.0.1:{port}/mcp"
+        async with Client(url, mode="auto", read_timeout_seconds=CALL_TIMEOUT) as client:
+            assert (await client.list_tools()).tools
 
 
 # weather
@@ -258,7 +215,7 @@ async def test_notes_lifecycle(mode: str) -> None:
 
 @modes
 async def test_notes_unknown_ids_are_errors(mode: str) -> None:
-    async with Client(_notes_process(), mode=mode, read_timeout_seconds=CALL_TIMEOUT) as client:
+    async with Client(create_notes_server(), mode=mode, read_timeout_seconds=CALL_TIMEOUT) as client:
         note = _structured(await client.call_tool("add_note", {"title": "Keep", "body": "me"}))
         read = (await client.read_resource(f"notes://{note['id']}")).contents
         deleted = await client.call_tool("delete_note", {"note_id": "note-999"})
