@@ -28,9 +28,12 @@ from starlette.routing import Route
 
 from aggregator.config.settings import load_settings
 from aggregator.http.app import create_app
+from aggregator.policy.principal import AuthMethod, Principal
+from aggregator.policy.reload import PolicyHolder
+from aggregator.policy.revocation import RevocationList
 from aggregator.registry.models import load_servers
 from aggregator.server.gateway import Gateway, build_gateway
-from aggregator.server.lean import LeanApp
+from aggregator.server.lean import DecisionCache, LeanApp
 from aggregator.upstreams.pool import UpstreamPool
 from tests.conftest import REPOSITORY
 from tests.harness import AUTH, ERAS, Era, connected, free_port, serve_asgi, serve_upstream, token_for, write_files
@@ -263,3 +266,39 @@ async def test_lean_and_sdk_paths_answer_alike(tmp_path: Path, era: Era) -> None
         assert counted(lean.gateway) == counted(sdk.gateway)
         assert lean.lean is not None and lean.lean.served == len(SEQUENCE)
         group.cancel_scope.cancel()
+
+
+GRANTS = {
+    "echo only": ("[echo]", {"echo": True, "fail": False}),
+    "fail only": ("[fail]", {"echo": False, "fail": True}),
+    "both": ("[echo, fail]", {"echo": True, "fail": True}),
+    "pattern": ('["e*"]', {"echo": True, "fail": False}),
+}
+
+
+@pytest.mark.parametrize(("before", "after"), [("echo only", "fail only"), ("both", "pattern"), ("pattern", "both")])
+def test_cached_decisions_follow_every_policy_reload(tmp_path: Path, before: str, after: str) -> None:
+    scopes = tmp_path / "scopes.yml"
+    rule = "group_mappings:\n  users: [s]\ns:\n  - server: echo\n    methods: [tools/call]\n    tools: {}\n"
+    scopes.write_text(rule.format(GRANTS[before][0]))
+    holder = PolicyHolder(scopes)
+    cache = DecisionCache(holder)
+    caller = Principal("zoe", "zoe", "tests", AuthMethod.GATEWAY_TOKEN, groups=frozenset({"users"}))
+    for tool, allowed in GRANTS[before][1].items():
+        assert cache.allows(caller, "echo", tool) is allowed
+        assert cache.allows(caller, "echo", tool) is allowed  # now from the cache
+    scopes.write_text(rule.format(GRANTS[after][0]) + "\n")  # another size: a new stamp even within one mtime tick
+    assert holder.reload_if_changed()
+    for tool, allowed in GRANTS[after][1].items():
+        assert cache.allows(caller, "echo", tool) is allowed, (after, tool)
+
+
+def test_a_revocation_drops_the_cached_decisions(tmp_path: Path) -> None:
+    scopes = tmp_path / "scopes.yml"
+    scopes.write_text("s:\n  - server: echo\n    methods: [tools/call]\n    tools: [echo]\n")
+    revoked = tmp_path / "revoked.json"
+    cache = DecisionCache(PolicyHolder(scopes), revoked)
+    caller = Principal("zoe", "zoe", "tests", AuthMethod.GATEWAY_TOKEN, scopes=frozenset({"s"}))
+    assert cache.allows(caller, "echo", "echo") and len(cache) == 1
+    RevocationList(revoked).revoke("some-token-id")
+    assert not cache.allows(caller, "echo", "fail") and len(cache) == 1  # started over: one new decision
