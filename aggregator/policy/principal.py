@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from aggregator.errors import AuthenticationError
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""C0 and C1 control characters, DEL, and lone surrogates (only a hand-made JSON string holds one)."""
 
 
 class AuthMethod(StrEnum):
@@ -36,6 +43,31 @@ class Principal:
     def describe(self) -> str:
         """A log-safe one-word identity: `subject` (or `client_id` for machine tokens)."""
         return self.subject or self.client_id
+
+    def __post_init__(self) -> None:
+        """Refuse (`AuthenticationError`) an identity holding a control character, once, at the edge.
+
+        A principal's strings reach logs, audit records, error messages and the identity headers
+        sent upstream on connections every caller shares; no legitimate identity holds CR, LF, NUL
+        or another control character, so a token carrying one is refused rather than escaped at
+        each of those places. The reason names the field and the character, never the value.
+        """
+        fields: dict[str, Iterable[str]] = {
+            "subject": (self.subject,),
+            "client id": (self.client_id,),
+            "issuer": (self.issuer,),
+            "token id": (self.token_id or "",),
+            "groups": self.groups,
+            "scopes": self.scopes,
+        }
+        for name, values in fields.items():
+            for value in values:
+                if (found := _UNSAFE.search(value)) is not None:
+                    kind = "a lone surrogate" if found.group() >= "\ud800" else "a control character"
+                    raise AuthenticationError(
+                        f"the token's {name} holds U+{ord(found.group()):04X} at position {found.start()}, "
+                        f"{kind}; identities with control characters are refused"
+                    )
 
 
 current_principal: ContextVar[Principal | None] = ContextVar("current_principal", default=None)

@@ -3,7 +3,11 @@
 `UpstreamAuth` is an `httpx2.Auth` on the upstream's HTTP client. It adds the configured
 credential (static bearer, OAuth2 client-credentials token, or AWS SigV4 signature) and, where a
 server's config asks for them, the caller's identity as plain headers (`X-User`, `X-Scopes`, ...),
-read from the request context of the call being forwarded.
+read from the request context of the call being forwarded and encoded as `identity` describes.
+
+The auth flow runs inside the upstream's shared transport, where an exception would end the
+session of every caller; so it never raises for a caller's values (the encoding is total), and
+`check_request` refuses what cannot be sent in the caller's own task, before the request is queued.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from aggregator.registry.models import (
     SigV4AuthSettings,
     UpstreamAuthSettings,
 )
+from aggregator.upstreams.identity import check_identity, identity_values
 
 current_tool: ContextVar[str | None] = ContextVar("current_tool", default=None)
 """The upstream tool being called, for the `X-Tool-Name` identity header."""
@@ -69,21 +74,21 @@ class UpstreamAuth(httpx2.Auth):
         elif isinstance(settings, SigV4AuthSettings):
             _sign_sigv4(request, settings)
 
+    def check_request(self) -> None:
+        """Refuse, in the caller's task, a request whose identity headers could not be sent (too long)."""
+        check_identity(self._upstream, self._identity())
+
     def _add_identity(self, request: httpx2.Request) -> None:
+        request.headers.update(self._identity())
+
+    def _identity(self) -> dict[str, str]:
+        """The configured identity headers of the current caller, encoded; none without a caller."""
         principal = current_principal.get()
         if not self._identity_headers or principal is None:
-            return
-        values = {
-            "X-User": principal.subject,
-            "X-Username": principal.subject,
-            "X-Client-Id": principal.client_id,
-            "X-Scopes": " ".join(sorted(self._scopes_of(principal))),
-            "X-Auth-Method": principal.auth_method.value,
-            "X-Server-Name": self._upstream,
-            "X-Tool-Name": current_tool.get() or "",
-        }
-        for header in self._identity_headers:
-            request.headers[header] = values[header]
+            return {}
+        tool = current_tool.get()
+        values = identity_values(principal, self._scopes_of(principal), self._upstream, (tool,) if tool else ())
+        return {header: values[header] for header in self._identity_headers}
 
     async def aclose(self) -> None:
         if self._tokens is not None:

@@ -1,6 +1,8 @@
 """The request path of one upstream: a caller's request through the shared session, bounded, errors typed.
 
-Every request is refused at once while the upstream is not connected or its circuit is open;
+Every request is refused at once while the upstream is not connected or its circuit is open, or
+when a value it would carry for its caller cannot be sent (`check_request`, in the caller's own
+task: whatever reaches the shared session must not be able to break it for other callers);
 otherwise it is sent through the shared client session under the upstream's timeout, and whatever
 goes wrong becomes one of the gateway's `UpstreamError`s naming the upstream.
 """
@@ -41,6 +43,8 @@ class RequestPath:
 
     `on_lost(reason)` is called when a failure means the session is gone (the lifecycle then
     reconnects); `on_suspect()` when only one response stream broke (the lifecycle probes now).
+    `check_request()` raises a `GatewayError` for a request whose per-caller values (identity
+    headers) cannot be sent; it counts against no one but that caller.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class RequestPath:
         on_lost: Callable[[str], None],
         on_suspect: Callable[[], None],
         on_tripped: Callable[[], None],
+        check_request: Callable[[], None] | None = None,
     ) -> None:
         self.client: Client | None = None
         self.unavailable_reason = "still connecting"
@@ -65,6 +70,7 @@ class RequestPath:
         self._on_lost = on_lost
         self._on_suspect = on_suspect
         self._on_tripped = on_tripped
+        self._check_request = check_request
 
     async def send(
         self,
@@ -77,6 +83,8 @@ class RequestPath:
         client = self.client
         if client is None:
             raise UpstreamUnavailableError(self._upstream, self.unavailable_reason)
+        if self._check_request is not None:
+            self._check_request()
         self._breaker.check()
         try:
             with anyio.fail_after(self._timeout):

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from aggregator.errors import UpstreamUnavailableError
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.breaker import CircuitBreaker
-from aggregator.upstreams.credentials import current_tool
+from aggregator.upstreams.credentials import UpstreamAuth, current_tool
 from aggregator.upstreams.failures import CONNECTION_ERRORS, backoff, describe, leaf, refused_credential
 from aggregator.upstreams.following import ResourceFollowing, advertises_changes
 from aggregator.upstreams.lean import InputSchemas, LeanClient, LeanSession, NotSent
@@ -84,6 +84,7 @@ class Upstream:
             on_lost=self._mark_lost,
             on_suspect=self._probe_now,
             on_tripped=self._tripped,
+            check_request=auth.check_request if isinstance(auth, UpstreamAuth) else None,
         )
         updated = None if on_resource_updated is None else _bound(on_resource_updated, self)
         self._following = ResourceFollowing(name, self._requests, updated, self._probe_now)
@@ -106,6 +107,7 @@ class Upstream:
             on_lost=self._mark_lost,
             on_suspect=self._probe_now,
             on_tripped=self._tripped,
+            check_request=auth.check_request if isinstance(auth, UpstreamAuth) else None,
         )
         self._lean_http: LeanHttp | None = None
         self._lean_pipe = LeanPipe() if isinstance(spec, StdioUpstream) else None
