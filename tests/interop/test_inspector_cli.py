@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +65,11 @@ async def test_the_inspector_calls_a_tool_and_gets_the_upstream_answer(
 async def test_the_inspector_without_a_token_is_told_to_authenticate(
     gateway: Gateway, era: str, tmp_path: Path
 ) -> None:
-    mark = len(gateway.process.lines)
+    mark = gateway.live.log.mark()
     finished = await inspect(gateway, era, tmp_path, "--method", "tools/list", bearer=None)
     assert finished.status == AUTH_REQUIRED_STATUS, finished
     assert finished.last_json(finished.stderr)["error"]["code"] == "auth_required"
-    await gateway.process.wait_for(re.compile(r'auth\.rejected reason="no bearer token" path=/mcp '), 10, mark)
+    await gateway.live.log.wait_for(r'auth\.rejected reason="no bearer token" path=/mcp ', after=mark)
 
 
 @pytest.mark.parametrize("era", ERAS)

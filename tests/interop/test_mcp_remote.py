@@ -7,25 +7,20 @@ the gateway speaks 2026-07-28 and bridges every request into that era.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import anyio
-import mcp_types as types
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from tests.harness import text_of
 from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS, SUBJECT, Gateway
 from tests.interop.node import CLIENT_DEADLINE, NODE22, NODE_MODULES, redacted, requires
 
 pytestmark = [pytest.mark.anyio, requires("mcp-remote")]
 MCP_REMOTE = NODE_MODULES / ".bin" / "mcp-remote"
 BRIDGED = "Remote server speaks MCP 2026-07-28"  # what mcp-remote logs when it bridges into the modern era
-
-
-def text_of(result: types.CallToolResult) -> str:
-    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
 @pytest.mark.parametrize("protocol", ["legacy", "auto"])
@@ -49,7 +44,7 @@ async def test_a_desktop_host_uses_the_gateway_through_mcp_remote(
         env={"HOME": str(home)},
     )
     title = f"desktop note via mcp-remote {protocol}"
-    mark = len(gateway.process.lines)
+    mark = gateway.live.log.mark()
     errors = tmp_path / "mcp-remote.log"
     with errors.open("w") as errlog:
         try:
@@ -71,4 +66,4 @@ async def test_a_desktop_host_uses_the_gateway_through_mcp_remote(
     assert (BRIDGED in log) == (protocol == "auto"), redacted(log)
     # The gateway served the token's subject: the header reached it through mcp-remote.
     call = rf"request principal={SUBJECT} method=tools/call target=notes__add_note outcome=ok "
-    await gateway.process.wait_for(re.compile(call), 10, mark)
+    await gateway.live.log.wait_for(call, after=mark)
