@@ -40,12 +40,12 @@ from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.scopes import Policy
 from aggregator.policy.tokens import TokenVerifier
 from aggregator.server.guard import Guard
+from aggregator.upstreams.identity import identity_values
 
 logger = logging.getLogger(__name__)
 
 VALIDATE_PATH = "/auth/validate"
 PROTOCOL_METHODS = frozenset({"initialize", "ping", "server/discover"})
-_HEADER_SAFE = " !#$%&'()*+,-./:;<=>?@[]^_`{|}~"
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # RFC 3986 path characters: what nginx forwarded stays as it was
 
 
@@ -187,16 +187,7 @@ class PassthroughValidator:
             "passthrough.allowed",
             extra={"principal": principal.describe(), "server": printable(server), "methods": methods, "tools": tools},
         )
-        identity = {
-            "X-User": principal.subject,
-            "X-Username": principal.subject,
-            "X-Client-Id": principal.client_id,
-            "X-Scopes": " ".join(sorted(policy.scopes_of(principal))),
-            "X-Auth-Method": principal.auth_method.value,
-            "X-Server-Name": server,
-            "X-Tool-Name": ",".join(dict.fromkeys(tools)),
-        }
-        headers = {name: quote(value, safe=_HEADER_SAFE) for name, value in identity.items()}
+        headers = identity_values(principal, policy.scopes_of(principal), server, tools)  # as the gateway's own
         return JSONResponse({"allowed": True}, headers=headers)
 
     async def _read_body(self, request: Request) -> bytes:

@@ -433,3 +433,17 @@ async def test_an_upstream_refusing_one_callers_request_answers_that_caller_alon
             [upstream] = live.gateway.pool
             assert (upstream.state, upstream.last_error) == (UpstreamState.HEALTHY, None)
             assert sum(1 for request in recorder.received if request.rpc_method in HANDSHAKES) == handshakes
+
+
+@pytest.mark.parametrize("case", INTACT)
+async def test_the_nginx_passthrough_sends_the_same_encoded_identity(shared: Shared, case: str) -> None:
+    """`/auth/validate` answers nginx with the identity headers in the same encoding as the gateway's own."""
+    identity = INTACT[case]
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    headers = {"X-Mcp-Server": "ident", "X-Original-Method": "POST", "X-Original-URI": "/ident/mcp"}
+    async with shared.live.http(identity.token()) as http:
+        answer = await http.post("/auth/validate", json=call, headers=headers)
+    assert answer.status_code == 200
+    sent = {name: answer.headers.get(name) for name in identity.expected_headers("ident")}
+    assert decoded({name: value or "" for name, value in sent.items()}) == identity.expected_headers("ident")
+    assert all(value is not None and value.isascii() and value.isprintable() for value in sent.values())
