@@ -41,6 +41,7 @@ from aggregator.server.lean.sessions import LegacyConnections
 LEAN_METHODS = frozenset({"tools/call", "tools/list"})
 _QUESTION_CAPABILITIES = ("sampling", "elicitation", "roots")
 _PARAM_HEADER_PREFIX = "mcp-param-"
+_HEADER_ANNOTATION = '"x-mcp-header"'  # how a tool's input schema declares an `Mcp-Param-*` header
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +188,13 @@ class Admission:
         name, arguments = params.get("name"), params.get("arguments") or {}
         if not isinstance(arguments, dict):
             return False
-        if not arguments and not any(header.startswith(_PARAM_HEADER_PREFIX) for header in headers):
+        has_param_headers = any(header.startswith(_PARAM_HEADER_PREFIX) for header in headers)
+        if not arguments and not has_param_headers:
             return True
         schema = self._handlers.input_schema(name) if isinstance(name, str) else None
-        return schema is None or validate_mcp_param_headers(schema, arguments, headers) is None
+        if schema is None or (not has_param_headers and _HEADER_ANNOTATION not in json.dumps(schema)):
+            return True  # nothing declared, nothing sent: the check has nothing to compare
+        return validate_mcp_param_headers(schema, arguments, headers) is None
 
 
 class _Refused(Exception):

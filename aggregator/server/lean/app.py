@@ -29,7 +29,7 @@ from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import ErrorData, JSONRPCError, JSONRPCResponse
+from mcp_types import ErrorData, JSONRPCError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregator.sdk import ResultShaper
@@ -42,6 +42,8 @@ from aggregator.upstreams.caller import Caller, current_caller
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+Response = dict[str, Any]
+"""A JSON-RPC response, as the dict the SDK's `JSONRPCResponse` dumps to."""
 
 _SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform")]
 
@@ -92,7 +94,7 @@ class LeanApp:
             current_caller.reset(reset)
         await answer.finish(message)
 
-    async def _cancellable(self, request: LeanRequest) -> JSONRPCResponse | JSONRPCError:
+    async def _cancellable(self, request: LeanRequest) -> Response | JSONRPCError:
         """A 2025-11-25 request, which its caller may cancel with `notifications/cancelled` meanwhile.
 
         The SDK path then cancels the handler and answers `Request cancelled` (its
@@ -124,7 +126,7 @@ class LeanApp:
         if isinstance(request_id, int | str) and (cancel := self._in_flight.get((session, request_id))) is not None:
             cancel.cancel()
 
-    async def _answer(self, request: LeanRequest) -> JSONRPCResponse | JSONRPCError:
+    async def _answer(self, request: LeanRequest) -> Response | JSONRPCError:
         legacy = None if request.modern else request.connection
         try:
             if request.params is not None:
@@ -133,7 +135,7 @@ class LeanApp:
                 result = await self._calls.list_tools(request.version, legacy)
         except MCPError as error:
             return JSONRPCError(jsonrpc="2.0", id=request.id, error=error.error)
-        return JSONRPCResponse(jsonrpc="2.0", id=request.id, result=result)
+        return {"jsonrpc": "2.0", "id": request.id, "result": result}
 
 
 def _context(request: LeanRequest, answer: _Answer) -> ServerRequestContext[Any, Any]:
@@ -196,9 +198,13 @@ class _Answer:
         self._streaming = False
         self._session_header = [(b"mcp-session-id", request.session_id.encode())] if request.session_id else []
 
-    async def finish(self, message: JSONRPCResponse | JSONRPCError) -> None:
+    async def finish(self, message: Response | JSONRPCError) -> None:
         """Send the response: the last SSE event, or the whole JSON body."""
-        if self._request.modern:
+        if isinstance(message, dict):
+            # The JSON of the SDK's `JSONRPCResponse` in either era: every field set, none None, and
+            # neither `exclude_none` nor `exclude_unset` reaches into the result's values.
+            text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        elif self._request.modern:
             text = json.dumps(message.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
         else:
             text = message.model_dump_json(by_alias=True, exclude_unset=True)
