@@ -119,7 +119,7 @@ async def serve(directory: Path, servers: dict[str, Any], *, lean: bool) -> Asyn
     endpoint = next(route.app for route in app.router.routes if isinstance(route, Route) and route.path == "/mcp")
     async with serve_asgi(app) as url:
         with anyio.fail_after(60):
-            await gateway.pool.wait_until(connected("echo", "gone", "pipe"))
+            await gateway.pool.wait_until(connected(*(name for name in servers if name != "never")))
             await gateway.pool.wait_until(UpstreamPool.all_settled)
         yield Served(url, gateway, endpoint if isinstance(endpoint, LeanApp) else None)
 
@@ -146,8 +146,14 @@ class RawCaller:
 
     async def request(self, method: str, params: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
         """(HTTP status, the JSON-RPC messages of the answer, in order)."""
+        return await self.request_shaped(method, params, {}, {}, "single")
+
+    async def request_shaped(
+        self, method: str, params: dict[str, Any], meta: dict[str, Any], extra: dict[str, str], shape: str
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """`request`, with extra `_meta` keys and headers, as one message, a batch, or with `?tools=discover`."""
         params = json.loads(json.dumps(params))
-        headers = {}
+        headers: dict[str, str] = {}
         if self._era == "auto":
             params["_meta"] = {
                 "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -157,23 +163,32 @@ class RawCaller:
             headers = {"mcp-protocol-version": MODERN, "mcp-method": method}
             if "name" in params:
                 headers["mcp-name"] = params["name"]
-        message = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        response = await self._post(message, headers)
-        return response.status_code, _messages(response)
+        if meta:
+            params["_meta"] = {**params.get("_meta", {}), **meta}
+        message: Any = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        if shape == "batch":
+            message = [message]
+        url = self._url + ("?tools=discover" if shape == "discover" else "")
+        response = await self._post(message, {**headers, **extra}, url)
+        return response.status_code, _messages(response) if response.content else []
 
-    async def _post(self, message: dict[str, Any], headers: dict[str, str] | None = None) -> httpx2.Response:
-        sent = {"accept": "application/json, text/event-stream", "content-type": "application/json", **(headers or {})}
+    async def _post(
+        self, message: Any, headers: dict[str, str] | None = None, url: str | None = None
+    ) -> httpx2.Response:
+        sent = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         if self._session is not None:
             sent["mcp-session-id"] = self._session
             sent["mcp-protocol-version"] = "2025-11-25"
-        return await self._http.post(self._url, content=json.dumps(message), headers=sent)
+        sent.update(headers or {})
+        return await self._http.post(url or self._url, content=json.dumps(message), headers=sent)
 
 
 def _messages(response: httpx2.Response) -> list[dict[str, Any]]:
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
     else:
-        messages = [response.json()]
+        answer = response.json()
+        messages = answer if isinstance(answer, list) else [answer]
     return [_timeless(message) for message in messages]
 
 
@@ -302,3 +317,52 @@ def test_a_revocation_drops_the_cached_decisions(tmp_path: Path) -> None:
     assert cache.allows(caller, "echo", "echo") and len(cache) == 1
     RevocationList(revoked).revoke("some-token-id")
     assert not cache.allows(caller, "echo", "fail") and len(cache) == 1  # started over: one new decision
+
+
+# (case, era, extra params, extra headers, body shape): requests the lean path must leave to the SDK path.
+FALLBACKS: list[tuple[str, Era, dict[str, Any], dict[str, str], str]] = [
+    ("progress token", "legacy", {"_meta": {"progressToken": "p1"}}, {}, "single"),
+    ("progress token", "auto", {"_meta": {"progressToken": "p1"}}, {}, "single"),
+    ("batch", "legacy", {}, {}, "batch"),
+    ("batch", "auto", {}, {}, "batch"),
+    ("logging opt-in", "auto", {"_meta": {"io.modelcontextprotocol/logLevel": "info"}}, {}, "single"),
+    (
+        "caller can be asked (sampling)",
+        "auto",
+        {"_meta": {"io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}},
+        {},
+        "single",
+    ),
+    ("input retry", "auto", {"requestState": "opaque"}, {}, "single"),
+    ("gateway's own tool", "legacy", {"name": "list_services", "arguments": {}}, {}, "single"),
+    ("gateway's own tool", "auto", {"name": "list_services", "arguments": {}}, {}, "single"),
+    ("Mcp-Name contradicts the body", "auto", {}, {"mcp-name": "echo__fail"}, "single"),
+    ("unknown session", "legacy", {}, {"mcp-session-id": "not-a-session"}, "single"),
+    ("discovery query", "auto", {}, {}, "discover"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "era", "extra", "headers", "shape"), FALLBACKS, ids=[f"{c}-{e}" for c, e, *_ in FALLBACKS]
+)
+async def test_what_the_lean_path_cannot_serve_identically_goes_the_sdk_way(
+    tmp_path: Path, case: str, era: Era, extra: dict[str, Any], headers: dict[str, str], shape: str
+) -> None:
+    async with serve_upstream("echo") as echo, serve(tmp_path, _echo_only(echo), lean=True) as served:
+        assert served.lean is not None
+        token = token_for("ann", groups=["users"])
+        async with httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, trust_env=False) as http:
+            caller = RawCaller(http, served.url, era)
+            await caller.open()
+            passed = served.lean.passed
+            params: dict[str, Any] = {"name": "echo__echo", "arguments": {"text": "hi"}}
+            meta = extra.get("_meta", {})
+            params.update({key: value for key, value in extra.items() if key != "_meta"})
+            status, messages = await caller.request_shaped("tools/call", params, meta, headers, shape)
+        assert served.lean.served == 0, case
+        assert served.lean.passed == passed + 1, case
+        assert status < 500 and messages, (case, status)
+
+
+def _echo_only(echo: str) -> dict[str, Any]:
+    return {"echo": {"transport": "streamable-http", "url": echo}}
