@@ -76,6 +76,7 @@ async def managed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Man
             "data_dir": "data",
             "servers_reload_interval": 0.2,
             "rate_limit_per_second": 0,
+            "admin_allowed_networks": ["127.0.0.0/8"],  # registrations reach the loopback echo upstream
             "auth": {"gateway_keys": [{"kid": "k", "secret_env": "ADMIN_TEST_KEY"}]},
         }
         (directory / "gateway.yaml").write_text(json.dumps(config))
@@ -169,7 +170,7 @@ async def test_refused_registrations_say_why_and_change_nothing(managed: Managed
     async with connect(managed.url, ["admins"]) as admin, connect(managed.url, ["operators"]) as operator:
         cases = {
             "169.254.169.254": {"service_name": "meta", "url": "http://169.254.169.254/latest/mcp"},
-            "not on the allowlist": {"service_name": "shell", "transport": "stdio", "command": "bash"},
+            "command not accepted": {"service_name": "shell", "transport": "stdio", "command": "bash"},
             "already registered": {"service_name": "weather", "url": managed.echo_url},
             "service_name": {"service_name": "Bad Name", "url": managed.echo_url},
         }

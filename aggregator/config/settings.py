@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from aggregator.config.stdio import StdioTemplate
 from aggregator.config.yamlfile import read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
 
@@ -85,6 +86,13 @@ class AuthSettings(BaseModel):
     authorization_servers: tuple[str, ...] = Field(default=(), description="Advertised in the RFC 9728 metadata.")
     max_token_bytes: int = Field(default=16384, gt=0)
     max_token_ttl: int = Field(default=86400, gt=0, description="Longest lifetime of a minted token, in seconds.")
+    max_delegation_depth: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="How many generate_token steps may separate a token from its root: 1, a minted token cannot "
+        "mint again; 0, generate_token is refused. Deeper tokens are refused, also when this is lowered later.",
+    )
 
     @property
     def enabled(self) -> bool:
@@ -166,8 +174,17 @@ class Settings(BaseSettings):
     scopes_reload_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for edits.")
     gateway_server_name: str = Field(default="mcpgw", description="The server name scopes.yml uses for our tools.")
     servers_reload_interval: float = Field(default=1.0, gt=0, description="Seconds between checks for hand edits.")
-    admin_stdio_commands: tuple[str, ...] = Field(default=(), description="Commands register_service may launch.")
-    admin_allow_link_local: bool = Field(default=False, description="Allow registering link-local/metadata URLs.")
+    admin_allowed_networks: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description="Networks (CIDR) that servers registered through register_service may reach although they are "
+        "loopback, link-local, private or otherwise not public, e.g. 10.20.0.0/16. Checked on every connection; "
+        "the gateway's own listeners are never allowed. Servers in the operator's servers.yaml are not checked.",
+    )
+    stdio_templates: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")], StdioTemplate] = Field(
+        default_factory=dict,
+        description="The only stdio servers register_service may start: a caller names a template and fills its "
+        "slots; it never gives a command line.",
+    )
     host_server_name: str = Field(default="aggregator", description="The name hosts give this gateway.")
     name_budget: int = Field(default=64, gt=0, description="Longest `mcp__<host_server_name>__<tool>` hosts accept.")
     search_uri: str | None = Field(default=None, description="LanceDB URI of the tool index; default data_dir/index.")
@@ -187,6 +204,17 @@ class Settings(BaseSettings):
         "about half the hop's cost); false sends every request the SDK way.",
     )
     nginx: NginxSettings = Field(default_factory=NginxSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: Any) -> Any:
+        replaced = {
+            "admin_allow_link_local": "admin_allowed_networks (a list of CIDR networks)",
+            "admin_stdio_commands": "stdio_templates (commands with named, validated slots)",
+        }
+        if isinstance(data, dict) and (old := sorted(replaced.keys() & data.keys())):
+            raise ValueError("; ".join(f"{name} was replaced by {replaced[name]}" for name in old))
+        return data
 
     @classmethod
     def settings_customise_sources(

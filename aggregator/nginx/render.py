@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from aggregator.config.settings import NginxSettings, Settings
 from aggregator.errors import NginxError
+from aggregator.policy.addresses import AddressPolicy, unchecked_proxy_refusal
 from aggregator.registry.models import (
     BearerAuthSettings,
     ServersFile,
@@ -92,8 +93,9 @@ def render(settings: Settings, servers: ServersFile, paths: NginxPaths | None = 
     upstreams: list[str] = []
     passthrough: list[str] = []
     skipped: dict[str, str] = {}
+    addresses = AddressPolicy.from_settings(settings)
     for name, spec in servers.servers.items():
-        reason = _unsupported(name, spec)
+        reason = _unsupported(name, spec, addresses)
         if reason is not None:
             skipped[name] = reason
             continue
@@ -124,12 +126,16 @@ def render(settings: Settings, servers: ServersFile, paths: NginxPaths | None = 
     return RenderedConfig(text, tuple(passthrough), skipped)
 
 
-def _unsupported(name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream) -> str | None:
+def _unsupported(
+    name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream, addresses: AddressPolicy
+) -> str | None:
     """Why `spec` gets no passthrough location, or None when it gets one."""
     if not spec.enabled:
         return "disabled"
     if isinstance(spec, StdioUpstream):
         return "a stdio server has no URL to proxy to"
+    if spec.registered_by is not None and (refusal := unchecked_proxy_refusal(spec.url, addresses)) is not None:
+        return refusal  # a caller's URL: nginx may connect only where the gateway itself would
     if name in RESERVED_NAMES:
         return f"the path /{name}/ belongs to the gateway"
     if spec.auth is not None and not isinstance(spec.auth, BearerAuthSettings):

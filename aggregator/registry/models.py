@@ -1,7 +1,9 @@
 """servers.yaml: the registered upstreams, as a discriminated union on `transport`.
 
-`load_servers` reports every problem with its file, line, key path and reason. `${VAR}` in header
-values, env values and args comes from the environment, so secrets stay out of the file.
+`load_servers` reports every problem with its file, line, key path and reason. `${VAR}` in the
+operator's entries comes from the environment, so secrets stay out of the file. An entry written by
+`register_service` carries `registered_by` (only the gateway writes it): it is caller input, so
+nothing in it is ever expanded, and its addresses are checked on every connection.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ class _UpstreamBase(BaseModel):
     prefix: Annotated[str, Field(pattern=r"^$|^[a-z0-9][a-z0-9-]{0,31}$")] | None = Field(
         default=None, description="Namespace of exported names; default: the server name; '' for none."
     )
+    registered_by: str | None = Field(
+        default=None,
+        description="The principal that registered this server through register_service (written by the gateway). "
+        "Such an entry is data: never expanded from the environment; its addresses are checked at connect time.",
+    )
 
 
 class StdioUpstream(_UpstreamBase):
@@ -186,7 +193,7 @@ def validate_servers(document: YamlDocument, environ: Mapping[str, str] | None =
     environ = os.environ if environ is None else environ
     data = document.data if document.data is not None else {}
     issues: list[ConfigIssue] = []
-    data = _expand_env(data, (), environ, document, issues)
+    data = _expand_operator_entries(data, environ, document, issues)
     try:
         servers = ServersFile.model_validate(data)
     except ValidationError as error:
@@ -204,6 +211,24 @@ def validate_servers(document: YamlDocument, environ: Mapping[str, str] | None =
     if issues:
         raise ConfigError(issues)
     return servers
+
+
+def _expand_operator_entries(data: Any, environ: Mapping[str, str], document: Any, issues: list[ConfigIssue]) -> Any:
+    """Expand `${VAR}` in the operator's entries only: a registered entry (`registered_by`) stays as written."""
+    servers = data.get("servers") if isinstance(data, dict) else None
+    if not isinstance(servers, dict):
+        return _expand_env(data, (), environ, document, issues)
+    expanded = {
+        name: entry if is_registered(entry) else _expand_env(entry, ("servers", str(name)), environ, document, issues)
+        for name, entry in servers.items()
+    }
+    rest = {key: value for key, value in data.items() if key != "servers"}
+    return {**_expand_env(rest, (), environ, document, issues), "servers": expanded}
+
+
+def is_registered(entry: Any) -> bool:
+    """Whether a raw servers.yaml entry was written by `register_service` (and so is caller input)."""
+    return isinstance(entry, dict) and entry.get("registered_by") is not None
 
 
 def _expand_env(

@@ -22,6 +22,7 @@ from aggregator.catalog.catalog import Catalog
 from aggregator.catalog.names import BudgetWarnings
 from aggregator.config.settings import Settings
 from aggregator.nginx import NginxRenderer
+from aggregator.policy.addresses import AddressPolicy
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.principal import Principal
 from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
@@ -134,6 +135,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         on_change=changed,
         scopes_of=lambda p: guard.policy.current.scopes_of(p),
         on_resource_updated=resource_updated,
+        addresses=AddressPolicy.from_settings(settings),
     )
     renderers: list[NginxRenderer] = []  # the running one, when `nginx.manage` is on
 

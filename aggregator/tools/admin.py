@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import mcp_types as types
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from aggregator.catalog.catalog import Catalog
 from aggregator.config.settings import Settings
 from aggregator.errors import AccessDeniedError, UnknownNameError
+from aggregator.policy.addresses import AddressPolicy
 from aggregator.policy.audit import AuditLog
 from aggregator.policy.principal import Principal
 from aggregator.policy.ratelimit import RateLimiter
@@ -27,7 +28,7 @@ from aggregator.registry.models import SERVER_NAME_PATTERN
 from aggregator.registry.store import RawServers, Registry
 from aggregator.tools.activity import ActivityAdmin
 from aggregator.tools.base import AdminTool, Arguments, NoArguments, Permission, require
-from aggregator.tools.checks import check_command, check_url
+from aggregator.tools.checks import check_url, fill_template
 from aggregator.tools.groups import GroupAdmin
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
@@ -42,15 +43,36 @@ class Toggle(ServiceName):
 
 
 class Register(Arguments):
+    """What a caller may say about a server it registers. Every value is data: none is ever expanded."""
+
     service_name: str = Field(pattern=SERVER_NAME_PATTERN, description="Name: 1-32 chars of a-z, 0-9, '-'.")
     transport: Literal["streamable-http", "sse", "stdio"] = "streamable-http"
-    url: str | None = Field(default=None, description="The server's MCP URL (streamable-http, sse).")
-    command: str | None = Field(default=None, description="The command (stdio; must be on the allowlist).")
-    args: list[str] = Field(default_factory=list, description="Command arguments (stdio).")
-    description: str = ""
-    tags: list[str] = Field(default_factory=list)
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="The server's MCP URL (streamable-http, sse). It must reach a public address, "
+        "or one in the operator's admin_allowed_networks; checked again on every connection.",
+    )
+    template: str | None = Field(
+        default=None, description="stdio: the name of an operator-defined template (settings stdio_templates)."
+    )
+    values: dict[str, str] = Field(
+        default_factory=dict, description="stdio: a value for each slot of the template; each must match its pattern."
+    )
+    description: str = Field(default="", max_length=2000)
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=32)
     prefix: str | None = Field(default=None, description="Namespace of exported names; default: the name.")
     timeout: float | None = Field(default=None, gt=0, le=600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_command_line(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (given := [key for key in ("command", "args") if key in data]):
+            raise ValueError(
+                f"{' and '.join(given)} not accepted: a caller never gives a command line; "
+                "name an operator-defined stdio template with 'template' and fill its slots with 'values'"
+            )
+        return data
 
 
 class MintRequest(Arguments):
@@ -171,18 +193,18 @@ class Admin:
         self._require(principal, "register_service", arguments.service_name)
         entry: dict[str, Any] = {"transport": arguments.transport}
         if arguments.transport == "stdio":
-            if arguments.command is None:
-                raise AccessDeniedError("A stdio server needs a command.")
-            check_command(arguments.command, self._settings.admin_stdio_commands)
-            entry |= {"command": arguments.command, "args": arguments.args}
+            entry |= self._stdio_entry(arguments)
         else:
             if arguments.url is None:
                 raise AccessDeniedError(f"A {arguments.transport} server needs a url.")
-            await check_url(arguments.url, allow_link_local=self._settings.admin_allow_link_local)
+            if arguments.template is not None or arguments.values:
+                raise AccessDeniedError("template and values are for stdio servers only.")
+            check_url(arguments.url, AddressPolicy.from_settings(self._settings))
             entry["url"] = arguments.url
         for key in ("description", "tags", "prefix", "timeout"):
             if (value := getattr(arguments, key)) not in (None, "", []):
                 entry[key] = value
+        entry["registered_by"] = principal.subject  # marks the entry as caller input: never expanded
 
         def add(raw: RawServers) -> None:
             if arguments.service_name in raw:
@@ -191,6 +213,22 @@ class Admin:
 
         await self._registry.change(add)
         return {"registered": arguments.service_name, "entry": entry}
+
+    def _stdio_entry(self, arguments: Register) -> dict[str, Any]:
+        """The command line of the operator's template that `arguments` names, with the caller's values."""
+        templates = self._settings.stdio_templates
+        offered = ", ".join(sorted(templates)) or "none (the operator has set no stdio_templates)"
+        if arguments.template is None:
+            raise AccessDeniedError(f"A stdio server needs a template; offered: {offered}.")
+        if (template := templates.get(arguments.template)) is None:
+            raise AccessDeniedError(f"There is no stdio template '{arguments.template}'; offered: {offered}.")
+        command, *args = fill_template(arguments.template, template, arguments.values)
+        entry: dict[str, Any] = {"command": command, "args": args}
+        if template.env:
+            entry["env"] = dict(template.env)
+        if template.cwd is not None:
+            entry["cwd"] = str(template.cwd)
+        return entry
 
     async def _remove(self, principal: Principal, arguments: ServiceName) -> dict[str, Any]:
         self._require(principal, "modify_service", arguments.service_name)

@@ -10,6 +10,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from aggregator.errors import UnknownNameError
+from aggregator.policy.addresses import AddressPolicy
 from aggregator.policy.principal import Principal
 from aggregator.registry.models import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.credentials import UpstreamAuth
@@ -33,8 +34,10 @@ class UpstreamPool:
         on_change: Callable[[UpstreamPool], None] | None = None,
         scopes_of: Callable[[Principal], frozenset[str]] = lambda principal: principal.scopes,
         on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
+        addresses: AddressPolicy | None = None,
     ) -> None:
         self._on_change = on_change
+        self._addresses = addresses
         self._timings = timings
         self._scopes_of = scopes_of
         self._on_resource_updated = on_resource_updated
@@ -45,7 +48,9 @@ class UpstreamPool:
 
     def _new(self, name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream) -> Upstream:
         auth = _auth_for(name, spec, self._scopes_of)
-        return Upstream(name, spec, self._timings, self._upstream_changed, auth, self._on_resource_updated)
+        return Upstream(
+            name, spec, self._timings, self._upstream_changed, auth, self._on_resource_updated, self._addresses
+        )
 
     async def __aenter__(self) -> UpstreamPool:
         self._task_group = anyio.create_task_group()

@@ -1,16 +1,29 @@
-"""Open the client transport an upstream spec asks for: stdio, streamable HTTP or legacy SSE."""
+"""Open the client transport an upstream spec asks for: stdio, streamable HTTP or legacy SSE.
+
+An HTTP upstream that arrived through a tool call (`registered_by`) gets a client whose every TCP
+connection goes through `CheckedBackend`: the host is resolved here, every address is checked
+against the `AddressPolicy`, and the connection is made to a checked address, while the Host
+header and TLS SNI keep the URL's name. So a name that resolves (now, or after a rebinding) to a
+refused address is never connected to, on the first connection or any later one.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio
+import httpcore2
 import httpx2
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from aggregator.errors import AccessDeniedError
+from aggregator.policy.addresses import AddressPolicy
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.sdk import TransportStreams
 
@@ -24,11 +37,14 @@ async def open_transport(
     connect_timeout: float,
     auth: httpx2.Auth | None = None,
     max_event_bytes: int | None = None,
+    addresses: AddressPolicy | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Yield the (read, write) stream pair of a new connection to the upstream `spec` describes.
 
     Leaving the context closes the connection; for stdio that closes stdin, waits, then kills the
     child's whole process tree (the SDK's bounded shutdown), so no child outlives its upstream.
+    A registered HTTP upstream connects only to addresses `addresses` allows (none given: only
+    public ones).
     """
     if isinstance(spec, StdioUpstream):
         parameters = StdioServerParameters(
@@ -39,15 +55,97 @@ async def open_transport(
         )
         async with stdio_client(parameters, errlog=sys.stderr) as streams:
             yield streams
-    elif isinstance(spec, StreamableHttpUpstream):
+        return
+    transport = None
+    if spec.registered_by is not None:
+        transport = checked_transport(addresses or AddressPolicy())
+    if isinstance(spec, StreamableHttpUpstream):
         timeout = httpx2.Timeout(connect_timeout, read=_READ_TIMEOUT)
         async with (
-            httpx2.AsyncClient(headers=spec.headers, timeout=timeout, auth=auth, trust_env=False) as http,
+            httpx2.AsyncClient(
+                headers=spec.headers, timeout=timeout, auth=auth, trust_env=False, transport=transport
+            ) as http,
             streamable_http_client(spec.url, http_client=http, max_sse_event_size=max_event_bytes) as streams,
         ):
             yield streams
-    else:
+    elif transport is None:
         async with sse_client(
             spec.url, headers=dict(spec.headers), timeout=connect_timeout, sse_read_timeout=_READ_TIMEOUT, auth=auth
         ) as streams:
             yield streams
+    else:
+        async with sse_client(
+            spec.url,
+            headers=dict(spec.headers),
+            timeout=connect_timeout,
+            sse_read_timeout=_READ_TIMEOUT,
+            auth=auth,
+            httpx_client_factory=functools.partial(_client, transport),
+        ) as streams:
+            yield streams
+
+
+def _client(
+    transport: httpx2.AsyncBaseTransport,
+    headers: dict[str, str] | None = None,
+    timeout: httpx2.Timeout | None = None,
+    auth: httpx2.Auth | None = None,
+) -> httpx2.AsyncClient:
+    """The SSE client's HTTP client, on `transport` and never through a proxy from the environment."""
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, trust_env=False, transport=transport)
+
+
+def checked_transport(addresses: AddressPolicy) -> httpx2.AsyncHTTPTransport:
+    """An HTTP transport (no proxy, system CAs) whose connections go only to addresses `addresses` allows."""
+    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    # httpx2 offers no public way to choose the network backend; its transport only uses `_pool`.
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=httpx2.create_ssl_context(trust_env=False),
+        keepalive_expiry=5.0,
+        network_backend=CheckedBackend(addresses),
+    )
+    return transport
+
+
+class CheckedBackend(httpcore2.AsyncNetworkBackend):
+    """Resolves each host itself, checks every address, and connects only to a checked one."""
+
+    def __init__(self, addresses: AddressPolicy) -> None:
+        self._addresses = addresses
+        self._network = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                allowed = await self._addresses.resolve(host, port)
+        except TimeoutError:
+            raise httpcore2.ConnectTimeout(f"resolving {host} took longer than {timeout:g} s") from None
+        except AccessDeniedError as refusal:
+            raise httpcore2.ConnectError(f"not connecting: {refusal}") from None
+        except OSError as error:
+            raise httpcore2.ConnectError(f"cannot resolve {host}: {error.strerror or error}") from None
+        failure: Exception = httpcore2.ConnectError(f"{host} has no address")
+        for address in allowed:
+            try:
+                return await self._network.connect_tcp(str(address), port, timeout, local_address, socket_options)
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as error:
+                failure = error
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        raise httpcore2.ConnectError("a registered upstream may not use a unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)

@@ -26,6 +26,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from aggregator.errors import UpstreamUnavailableError
+from aggregator.policy.addresses import AddressPolicy
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.breaker import CircuitBreaker
 from aggregator.upstreams.credentials import UpstreamAuth, current_tool
@@ -60,10 +61,12 @@ class Upstream:
         on_change: Callable[[Upstream], None],
         auth: httpx2.Auth | None = None,
         on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
+        addresses: AddressPolicy | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self._auth = auth
+        self._addresses = addresses  # where a registered (caller-given) URL may connect
         self._timings = timings
         self._on_change = on_change
         self.state = UpstreamState.CONNECTING if spec.enabled else UpstreamState.DISABLED
@@ -97,7 +100,7 @@ class Upstream:
         so their outcomes are judged and reported exactly as the SDK path's are.
         """
         spec = self.spec
-        self._tap = SessionTap(auth) if isinstance(spec, StreamableHttpUpstream) else None
+        self._tap = SessionTap(auth) if isinstance(spec, StreamableHttpUpstream) and not spec.registered_by else None
         self._lean_requests = RequestPath(
             self.name,
             spec.timeout,
@@ -161,7 +164,11 @@ class Upstream:
         self._lost = None
         self._wakeup = anyio.Event()
         transport = open_transport(
-            self.spec, self._timings.connect_timeout, self._tap or self._auth, self._timings.max_result_bytes
+            self.spec,
+            self._timings.connect_timeout,
+            self._tap or self._auth,
+            self._timings.max_result_bytes,
+            self._addresses,
         )
         if self._lean_pipe is not None:
             transport = self._lean_pipe.tapped(transport)

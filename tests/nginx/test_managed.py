@@ -31,7 +31,12 @@ async def test_registered_servers_appear_in_nginx_and_removed_ones_go(tmp_path: 
     async with http_upstream("echo") as (echo_url, _):
         gateway_port = free_port()
         nginx: dict[str, Any] = nginx_settings(free_port(), gateway_replicas=[f"127.0.0.1:{gateway_port}"], manage=True)
-        config = {"servers_file": "servers.yaml", "data_dir": "data", "nginx": nginx}
+        config = {
+            "servers_file": "servers.yaml",
+            "data_dir": "data",
+            "nginx": nginx,
+            "admin_allowed_networks": ["127.0.0.0/8"],  # registrations reach the loopback echo upstream
+        }
         (tmp_path / "gateway.yaml").write_text(json.dumps(config))
         (tmp_path / "servers.yaml").write_text(
             yaml.safe_dump({"servers": {"first": {"transport": "streamable-http", "url": echo_url}}})

@@ -78,6 +78,7 @@ async def console_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
             "data_dir": "data",
             "servers_reload_interval": 0.2,
             "rate_limit_per_second": 0,
+            "admin_allowed_networks": ["127.0.0.0/8"],  # registrations reach the loopback echo upstream
             "auth": {"gateway_keys": [{"kid": "k", "secret_env": "CONSOLE_TEST_KEY"}]},
         }
         (directory / "gateway.yaml").write_text(json.dumps(config))
