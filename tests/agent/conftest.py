@@ -1,5 +1,5 @@
 """One stack for the agent tests: a real OIDC provider (users who sign in, a CLI client, an agent
-client), the demo weather upstream, and a real gateway that accepts that provider's tokens."""
+client), the demo weather upstream, and a gateway (in-process) that accepts that provider's tokens."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import httpx2
 import pytest
 
 from tests.agent.browser import Visit, sign_in
-from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, http_upstream, wait_connected
+from tests.conftest import REPOSITORY, STARTUP_DEADLINE
+from tests.harness import LiveGateway, serve_gateway
 from tests.policy.oidc import PROVIDER_SCRIPT, TOOLS, OidcProvider, rsa_jwk
 from tests.policy.oidc import Client as OidcClient
-from tests.processes import RunningProcess, run_process
+from tests.processes import run_process
 
 AUDIENCE = "urn:mcp-aggregator:agent-tests"
 CLI_CLIENT = "mcp-aggregator-cli"
@@ -46,11 +47,18 @@ agent/weather:
 @dataclass(frozen=True)
 class Stack:
     provider: OidcProvider
-    gateway_url: str
-    gateway: RunningProcess
+    gateway: LiveGateway
     weather_url: str
     config: Path
-    data_dir: Path
+    """A gateway.yaml for the same gateway, for commands that start one of their own (`serve:stdio`)."""
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway.url
+
+    @property
+    def data_dir(self) -> Path:
+        return self.gateway.gateway.settings.data_dir
 
 
 PROVIDER_CONFIG: dict[str, Any] = {
@@ -64,38 +72,19 @@ PROVIDER_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture(scope="package")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> AsyncIterator[Stack]:
     directory = tmp_path_factory.mktemp("agent-stack")
-    async with (
-        identity_provider(directory, {**PROVIDER_CONFIG, "keys": [rsa_jwk("agent-r1")]}) as provider,
-        http_upstream("weather") as (weather_url, _),
-    ):
-        config = write_gateway_config(directory, provider, weather_url)
-        async with gateway_process(directory / "servers.yaml", "--config", str(config), insecure_dev=False) as (
-            url,
-            gateway,
-        ):
-            await wait_connected(gateway, "weather")
-            yield Stack(provider, url, gateway, weather_url, config, directory / "data")
-
-
-def write_gateway_config(directory: Path, provider: OidcProvider, weather_url: str) -> Path:
-    """A gateway fronting the weather upstream that accepts `provider`'s tokens for AUDIENCE."""
-    servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
-    (directory / "servers.yaml").write_text(json.dumps({"servers": servers}))
-    (directory / "scopes.yml").write_text(SCOPES)
-    config = {
-        "servers_file": "servers.yaml",
-        "scopes_file": "scopes.yml",
-        "data_dir": "data",
-        "auth": {
+    async with identity_provider(directory, {**PROVIDER_CONFIG, "keys": [rsa_jwk("agent-r1")]}) as provider:
+        auth: dict[str, Any] = {
             "oidc_issuers": [{"issuer": provider.issuer, "audiences": [AUDIENCE]}],
             "authorization_servers": [provider.issuer],
-        },
-    }
-    path = directory / "gateway.yaml"
-    path.write_text(json.dumps(config))
-    return path
+        }
+        servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
+        async with serve_gateway(directory, servers=servers, scopes=SCOPES, auth=auth) as live:
+            config = directory / "gateway.yaml"
+            settings = {"servers_file": "servers.yaml", "scopes_file": "scopes.yml", "data_dir": "data", "auth": auth}
+            config.write_text(json.dumps(settings))
+            yield Stack(provider, live, weather_url, config)
 
 
 @asynccontextmanager

@@ -54,7 +54,7 @@ def assert_discovered_then_called(run: Finished) -> None:
 
 
 async def test_the_agent_as_itself_discovers_and_calls_the_forecast_tool(stack: Stack) -> None:
-    mark = len(stack.gateway.lines)
+    mark = stack.gateway.log.mark()
     identity = ["--issuer", stack.provider.issuer, "--client-id", AGENT.client_id, "--scope", "mcp"]
     identity += ["--resource", AUDIENCE, "--client-secret-env", "TEST_AGENT_SECRET"]
     run = await run_command(agent_argv(stack, *identity), env={"TEST_AGENT_SECRET": AGENT.client_secret})
@@ -63,7 +63,7 @@ async def test_the_agent_as_itself_discovers_and_calls_the_forecast_tool(stack: 
     assert f"identity: agent client '{AGENT.client_id}'" in run.stderr
     assert run.stdout.strip() == await expected_answer(stack, "Lisbon")
     call = rf"request principal={AGENT.client_id} method=tools/call target=weather__get_forecast outcome=ok "
-    await stack.gateway.wait_for(re.compile(call), LOG_DEADLINE, mark)
+    await stack.gateway.log.wait_for(call, LOG_DEADLINE, mark)
 
 
 async def test_the_agent_as_the_signed_in_user_calls_tools_as_that_user(stack: Stack, tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ async def test_the_agent_as_the_signed_in_user_calls_tools_as_that_user(stack: S
     assert (await login_through_the_browser(stack, token_file)).status == 0
     signed_in = load_tokens(token_file)
     save_tokens(token_file, dataclasses.replace(signed_in, expires_at=time.time() - 1))  # the agent must refresh
-    mark = len(stack.gateway.lines)
+    mark = stack.gateway.log.mark()
 
     run = await run_command(agent_argv(stack, "--use-user-token", "--token-file", str(token_file)))
 
@@ -79,11 +79,11 @@ async def test_the_agent_as_the_signed_in_user_calls_tools_as_that_user(stack: S
     assert run.stdout.strip() == await expected_answer(stack, "Lisbon")
     assert load_tokens(token_file).access_token != signed_in.access_token  # refreshed by get_token()
     call = rf"request principal={USER} method=tools/call target=weather__get_forecast outcome=ok "
-    await stack.gateway.wait_for(re.compile(call), LOG_DEADLINE, mark)
-    calls = [(e["client"], e["auth"], e["decision"]) for e in audit_entries(stack) if e["principal"] == USER]
+    await stack.gateway.log.wait_for(call, LOG_DEADLINE, mark)
+    calls = [(e["client_id"], e["auth"], e["decision"]) for e in audit_entries(stack) if e["principal"] == USER]
     assert (CLI_CLIENT, "oidc", "allow") in calls
     for secret in (signed_in.access_token, load_tokens(token_file).access_token, signed_in.refresh_token or "?"):
-        assert secret not in stack.gateway.output + run.stdout + run.stderr
+        assert secret not in stack.gateway.log.output + run.stdout + run.stderr
 
 
 async def test_the_agent_without_a_token_is_refused_by_a_secured_gateway(stack: Stack) -> None:

@@ -21,7 +21,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from aggregator.cli.main import TOKEN_VARIABLE, _parser
+from aggregator.cli.common import TOKEN_VARIABLE
+from aggregator.cli.main import _parser
 from tests.agent.conftest import AGENT, Stack
 from tests.conftest import REPOSITORY
 from tests.interop.node import NODE22, NODE_MODULES, redacted, requires
