@@ -10,8 +10,6 @@ deleted: the baselines only shrink. `-k upstream` or `-k gateway` runs one targe
 
 from __future__ import annotations
 
-import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -19,14 +17,11 @@ from pathlib import Path
 
 import anyio.to_thread
 import pytest
-import yaml
 
 from tests.conformance import harness
-from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, wait_connected
-from tests.processes import run_process
+from tests.harness import connected, serve_conformance_upstream, serve_gateway
 
 BASELINES = Path(__file__).parent
-UPSTREAM = REPOSITORY / "tests" / "servers" / "conformance_server.py"
 
 # The fixture does not implement the optional tasks extension (SEP-2663), which the suite runs,
 # unscored, at 2026-07-28. Every other check passes against the upstream directly.
@@ -49,6 +44,8 @@ UPSTREAM_GAPS: dict[str, dict[str, str]] = {
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.conformance,
+    # The fixture serves the deprecated logging capability on purpose (the suite still checks it).
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
     pytest.mark.skipif(
         not harness.suite_installed(),
         reason="the MCP conformance suite is not installed: run `npm ci --prefix tools` first",
@@ -58,21 +55,17 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 async def upstream() -> AsyncIterator[str]:
-    argv = [sys.executable, str(UPSTREAM), "--host", "127.0.0.1", "--port", "0"]
-    async with run_process(argv, cwd=REPOSITORY) as process:
-        line = await process.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)
-        yield line.split()[1]
+    async with serve_conformance_upstream() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 async def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    servers_file = tmp_path_factory.mktemp("gateway") / "servers.yaml"
     # An empty prefix: the suite calls every fixture by its upstream name.
-    config = {"servers": {"conf": {"transport": "streamable-http", "url": upstream, "prefix": ""}}}
-    servers_file.write_text(yaml.safe_dump(config))
-    async with gateway_process(servers_file) as (url, process):
-        await wait_connected(process, "conf")
-        yield url
+    servers = {"conf": {"transport": "streamable-http", "url": upstream, "prefix": ""}}
+    async with serve_gateway(tmp_path_factory.mktemp("gateway"), servers=servers, secured=False) as live:
+        await live.wait_until(connected("conf"))
+        yield live.url
 
 
 @dataclass(frozen=True)
