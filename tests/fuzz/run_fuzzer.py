@@ -2,9 +2,9 @@
 
     python -m tests.fuzz.run_fuzzer [--runs N] [--runs-per-type N] [--seed S] [--findings FILE]
 
-Starts the echo upstream and a gateway that lets the fuzzing principal see only the echo tools (the
-admin tools stay hidden, so fuzzing cannot edit the registry), puts a recording TCP proxy in front of
-it, and runs PyPI `mcp-fuzzer` twice through that proxy: tool fuzzing (realistic and aggressive
+Serves the echo upstream and a gateway (both in-process) that lets the fuzzing principal see only the
+echo tools (the admin tools stay hidden, so fuzzing cannot edit the registry), puts a recording TCP
+proxy in front of it, and runs PyPI `mcp-fuzzer` twice through that proxy: tool fuzzing (realistic and aggressive
 arguments) and protocol fuzzing (malformed MCP messages of every type). Then it checks what a hostile
 client must never get: a hang, a crashed gateway, an HTTP 5xx, a stack trace or a path of this
 machine in any answer, an unexpected exception in the gateway's log. The summary (what ran, how many
@@ -29,15 +29,10 @@ from typing import Any
 import anyio
 import anyio.abc
 import httpx2
-import yaml
-from pydantic import SecretStr
 
-from aggregator.config.settings import AuthSettings, GatewayKeySettings
-from aggregator.policy.vending import mint_token
-from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
-from tests.processes import RunningProcess
+from tests.conftest import REPOSITORY
+from tests.harness import LiveGateway, serve_gateway, serve_upstream, token_for
 
-SECRET = "f" * 40
 SCOPES = """
 group_mappings:
   fuzzers: [echo-only]
@@ -136,30 +131,19 @@ class RecordingProxy:
 
 
 @asynccontextmanager
-async def fuzzable_gateway(directory: Path) -> AsyncIterator[tuple[str, RunningProcess]]:
-    """The echo upstream behind a secured gateway; yields the gateway's URL and process."""
-    async with http_upstream("echo") as (echo_url, _):
+async def fuzzable_gateway(directory: Path) -> AsyncIterator[LiveGateway]:
+    """The echo upstream behind a secured gateway, both in-process."""
+    async with serve_upstream("echo") as echo_url:
         servers = {"echo": {"transport": "streamable-http", "url": echo_url, "timeout": 2}}
-        (directory / "servers.yaml").write_text(yaml.safe_dump({"servers": servers}))
-        (directory / "scopes.yml").write_text(SCOPES)
-        settings = {
-            "servers_file": "servers.yaml",
-            "scopes_file": "scopes.yml",
-            "data_dir": "data",
-            "rate_limit_per_second": 0,  # let every case reach the handlers
+        async with serve_gateway(
+            directory,
+            servers=servers,
+            scopes=SCOPES,
+            rate_limit_per_second=0,  # let every case reach the handlers
             # Fuzzed calls of echo__slow time out (2 s); an open circuit would turn later cases away unheard.
-            "limits": {"circuit_failures": 1_000_000},
-            "auth": {"gateway_keys": [{"kid": "k", "secret_env": "FUZZ_GATEWAY_KEY"}]},
-        }
-        (directory / "gateway.yaml").write_text(json.dumps(settings))
-        config = ("--config", str(directory / "gateway.yaml"))
-        environment = {"FUZZ_GATEWAY_KEY": SECRET}
-        async with gateway_process(directory / "servers.yaml", *config, env=environment, insecure_dev=False) as (
-            url,
-            gateway,
-        ):
-            await wait_connected(gateway, "echo")
-            yield url, gateway
+            limits={"circuit_failures": 1_000_000},
+        ) as live:
+            yield live
 
 
 async def fuzz(url: str, token: str, mode: list[str], reports: Path, seed: int, deadline: float, label: str) -> Run:
@@ -211,13 +195,12 @@ async def campaign(runs: int, runs_per_type: int, seed: int, deadline: float = 6
     """Fuzz a fresh gateway (tools, then protocol) and check it afterwards."""
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
-        async with fuzzable_gateway(directory) as (url, gateway), anyio.create_task_group() as background:
-            proxy = RecordingProxy(int(url.rsplit(":", 1)[1].split("/")[0]))
+        async with fuzzable_gateway(directory) as live, anyio.create_task_group() as background:
+            proxy = RecordingProxy(int(live.address.rsplit(":", 1)[1]))
             listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
             background.start_soon(proxy.serve, listener)
             proxied = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/mcp"
-            auth = AuthSettings(gateway_keys=(GatewayKeySettings(kid="k", secret=SecretStr(SECRET)),))
-            token = mint_token(auth, "fuzzer", [], 3600, groups=["fuzzers"])[0]
+            token = token_for("fuzzer", groups=["fuzzers"], ttl=3600)
             version = await anyio.run_process([sys.executable, "-m", "mcp_fuzzer", "--version"], check=False)
             result = Campaign(fuzzer=version.stdout.decode().strip())
             reports = directory / "reports"
@@ -225,8 +208,8 @@ async def campaign(runs: int, runs_per_type: int, seed: int, deadline: float = 6
             protocol = ["--mode", "protocol", "--protocol-phase", "aggressive", "--runs-per-type", str(runs_per_type)]
             result.runs.append(await fuzz(proxied, token, tools, reports, seed, deadline, "tools"))
             result.runs.append(await fuzz(proxied, token, protocol, reports, seed, deadline, "protocol"))
-            result.gateway_alive = gateway.process.returncode is None
-            result.still_serving = await serves(url, token)
+            result.gateway_alive = True  # an in-process gateway that crashed would have raised out of this block
+            result.still_serving = await serves(live.url, token)
             background.cancel_scope.cancel()
         statuses = Counter(match.decode() for match in re.findall(rb"HTTP/1\.1 (\d{3}) ", proxy.received))
         result.http_statuses = dict(sorted(statuses.items()))
@@ -234,7 +217,7 @@ async def campaign(runs: int, runs_per_type: int, seed: int, deadline: float = 6
         result.leaks = [leak for leak in (*LEAKS, str(directory)) if leak in text]
         codes = Counter(match for match in re.findall(r'"error":\{"code":(-?\d+)', text))
         result.jsonrpc_errors = dict(sorted(codes.items()))
-        result.gateway_log_problems = [line for line in gateway.lines if any(p in line for p in LOG_PROBLEMS)]
+        result.gateway_log_problems = [line for line in live.log.lines if any(p in line for p in LOG_PROBLEMS)]
     return result
 
 
@@ -274,8 +257,8 @@ def findings_document(result: Campaign, arguments: argparse.Namespace) -> dict[s
         "fuzzer": result.fuzzer,
         "command": f"python -m tests.fuzz.run_fuzzer --runs {arguments.runs} --runs-per-type "
         f"{arguments.runs_per_type} --seed {arguments.seed}",
-        "target": "mcp-aggregator serve (gateway-key auth; the fuzzing principal sees only the echo upstream's "
-        "tools; echo timeout 2 s) behind a recording TCP proxy",
+        "target": "the gateway as `mcp-aggregator serve` builds it, in-process (gateway-key auth; the fuzzing "
+        "principal sees only the echo upstream's tools; echo timeout 2 s) behind a recording TCP proxy",
         "cases": result.cases,
         "runs": [asdict(run) for run in result.runs],
         "properties": {
