@@ -145,10 +145,13 @@ def category(address: IPAddress) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Listener:
-    """An address and port the gateway (or the nginx in front of it) listens on; `address` None is every local one."""
+    """Where the gateway (or the nginx in front of it) listens: a port, and an address or a name.
 
-    address: IPAddress | None
+    The address 0.0.0.0 or :: stands for every address of this host.
+    """
+
     port: int
+    address: IPAddress | None = None
     name: str | None = None
 
 
@@ -222,15 +225,15 @@ class AddressPolicy:
         for listener in self.listeners:
             if listener.port != port:
                 continue
-            if listener.name is not None and listener.name == name:
-                return True
-            if address is None:
-                continue
-            if listener.address is None or listener.address.is_unspecified:
-                if address.is_loopback or _is_local(address):
+            if listener.name is not None:
+                if listener.name == name:
                     return True
-            elif unwrap(listener.address) == address or (listener.address.is_loopback and address.is_loopback):
-                return True
+            elif address is not None and listener.address is not None:
+                if listener.address.is_unspecified:
+                    if address.is_loopback or _is_local(address):
+                        return True
+                elif unwrap(listener.address) == address or (listener.address.is_loopback and address.is_loopback):
+                    return True
         return False
 
 
@@ -261,8 +264,8 @@ def unchecked_proxy_refusal(url: str, policy: AddressPolicy) -> str | None:
 def _listener(host: str, port: int) -> Listener:
     addresses = normalise(host)
     if not addresses:
-        return Listener(None, port, host.rstrip(".").lower())
-    return Listener(addresses[0], port)
+        return Listener(port, name=host.strip("[]").rstrip(".").lower())
+    return Listener(port, address=addresses[0])
 
 
 def _is_local(address: IPAddress) -> bool:

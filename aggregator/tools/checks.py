@@ -63,7 +63,8 @@ def fill_template(name: str, template: StdioTemplate, values: dict[str, str]) ->
         known = ", ".join(sorted(template.slots)) or "none"
         raise AccessDeniedError(f"Template '{name}' has no slot {', '.join(map(repr, unknown))} (its slots: {known}).")
     if missing := sorted(template.slots.keys() - values.keys()):
-        raise AccessDeniedError(f"Template '{name}' needs a value for slot {', '.join(map(repr, missing))}.")
+        wanted = "; ".join(_describe_slot(slot, template) for slot in missing)
+        raise AccessDeniedError(f"Template '{name}' needs a value for slot {wanted}.")
     for slot, value in values.items():
         _check_value(name, slot, value, template.slots[slot].pattern)
     argv = [template.command]
@@ -72,6 +73,11 @@ def fill_template(name: str, template: StdioTemplate, values: dict[str, str]) ->
             raise AccessDeniedError(f"Slot '{arg[1:-1]}' of template '{name}' may not start with '-' (an option).")
         argv.append(SLOT_REFERENCE.sub(lambda match: values[match.group(1)], arg))
     return argv
+
+
+def _describe_slot(slot: str, template: StdioTemplate) -> str:
+    about = template.slots[slot]
+    return f"'{slot}' ({about.description + ', ' if about.description else ''}matching {about.pattern!r})"
 
 
 def _check_value(template: str, slot: str, value: str, pattern: str) -> None:

@@ -308,6 +308,21 @@ async def test_a_name_that_rebinds_to_a_refused_address_is_refused_at_the_next_c
         assert not (await call(admin, "remove_service", {"service_name": "rebind"}))[0]
 
 
+@pytest.mark.parametrize("answer", [["127.0.0.1"], ["::1"], ["127.0.0.9"]])
+async def test_a_name_for_the_gateways_own_listener_is_refused_even_in_an_allowed_network(
+    gateways: Gateways, resolver: dict[str, list[str]], answer: list[str]
+) -> None:
+    live = gateways.allowing  # allows 127.0.0.0/8 and ::1; listens (by its settings) on port 8765
+    resolver["itself.example.test"] = answer
+    name = f"itself-{answer[0].replace(':', '').replace('.', '-')}"
+    async with live.client("root", groups=["admins"]) as admin:
+        url = "http://itself.example.test:8765/mcp"
+        assert not (await call(admin, "register_service", {"service_name": name, "url": url}))[0]
+        upstream = await settled(live, name, refused)
+        assert not (await call(admin, "remove_service", {"service_name": name}))[0]
+    assert "port 8765 is this gateway's own listener" in (upstream.last_error or "")
+
+
 async def test_the_upstream_sees_the_name_it_was_registered_with(
     gateways: Gateways, resolver: dict[str, list[str]]
 ) -> None:
