@@ -5,30 +5,25 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
+import anyio
 import pytest
 
 from aggregator.config.settings import Settings
 from aggregator.nginx import NginxPaths
 from tests.conftest import REPOSITORY, STARTUP_DEADLINE
+from tests.harness import free_port as free_port  # nginx cannot report the port it bound
 from tests.processes import RunningProcess, run_process
 
 requires_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make setup)")
 RELOAD_DEADLINE = 30.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (nginx cannot report the port it bound)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def nginx_settings(port: int, **overrides: Any) -> dict[str, Any]:
@@ -40,6 +35,12 @@ def nginx_settings(port: int, **overrides: Any) -> dict[str, Any]:
         **({"user": "root"} if os.geteuid() == 0 else {}),
         **overrides,
     }
+
+
+async def nginx_command(action: str, config: Path, env: dict[str, str] | None = None) -> CompletedProcess[bytes]:
+    """Run `mcp-aggregator nginx <action> --config <config>` (render, reload) to completion."""
+    command = [sys.executable, "-m", "aggregator", "nginx", action, "--config", str(config)]
+    return await anyio.run_process(command, cwd=REPOSITORY, env={**os.environ, **(env or {})}, check=False)
 
 
 @dataclass

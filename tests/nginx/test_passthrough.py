@@ -7,9 +7,6 @@ headers server (reports what it was sent). nginx's config is rendered by `mcp-ag
 from __future__ import annotations
 
 import json
-import os
-import re
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,22 +15,17 @@ from typing import Any
 
 import anyio
 import httpx2
-import mcp_types as types
 import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from pydantic import SecretStr
 
-from aggregator.config.settings import AuthSettings, GatewayKeySettings, Settings
-from aggregator.policy.vending import mint_token
-from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, http_upstream, wait_connected
-from tests.nginx.harness import RunningNginx, free_port, nginx_settings, requires_nginx, running_nginx
-from tests.processes import run_process
+from aggregator.config.settings import Settings
+from tests.harness import KID, SECRET, connected, free_port, serve_gateway, serve_mcp, text_of, token_for
+from tests.nginx.harness import RunningNginx, nginx_command, nginx_settings, requires_nginx, running_nginx
+from tests.servers import headers
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
-SECRET = "p" * 48
-AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="k1", secret=SecretStr(SECRET)),))
 SCOPES = """
 echo/call:
 - server: echo
@@ -74,21 +66,9 @@ class Passthrough:
 
 
 @pytest.fixture(scope="module")
-async def passthrough(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Passthrough]:
+async def passthrough(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[Passthrough]:
     directory = tmp_path_factory.mktemp("passthrough")
-    headers_server = [
-        sys.executable,
-        str(REPOSITORY / "tests/servers/headers.py"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ]
-    async with (
-        http_upstream("echo") as (echo_url, _),
-        run_process(headers_server, cwd=REPOSITORY) as headers,
-    ):
-        who_url = (await headers.wait_for(re.compile(r"^READY "), STARTUP_DEADLINE)).split()[1]
+    async with serve_mcp(headers.create_server()) as who_url:
         servers = {
             "echo": {"transport": "streamable-http", "url": echo_url},
             "echo-sse": {"transport": "sse", "url": echo_url.removesuffix("/mcp") + "/sse"},
@@ -99,43 +79,28 @@ async def passthrough(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
             },
             "who-token": {"transport": "streamable-http", "url": who_url, "forward_caller_token": True},
         }
-        (directory / "servers.yaml").write_text(json.dumps({"servers": servers}))
-        (directory / "scopes.yml").write_text(SCOPES)
-        config: dict[str, Any] = {
-            "servers_file": "servers.yaml",
-            "scopes_file": "scopes.yml",
-            "data_dir": "data",
-            "auth": {"gateway_keys": [{"kid": "k1", "secret_env": "TEST_GATEWAY_KEY"}]},
-            "nginx": nginx_settings(free_port()),
-        }
-        (directory / "gateway.yaml").write_text(json.dumps(config))
-        env = {"TEST_GATEWAY_KEY": SECRET}
-        async with gateway_process(
-            directory / "servers.yaml", "--config", str(directory / "gateway.yaml"), env=env, insecure_dev=False
-        ) as (gateway_url, gateway):
-            for name in servers:
-                await wait_connected(gateway, name)
-            config["nginx"]["gateway_replicas"] = [gateway_url.split("/")[2]]
+        nginx = nginx_settings(free_port())
+        async with serve_gateway(directory, servers=servers, scopes=SCOPES, nginx=nginx) as live:
+            await live.wait_until(connected(*servers))
+            # `nginx render` reads the same settings from a gateway.yaml, with the gateway's address.
+            config = {
+                "servers_file": "servers.yaml",
+                "scopes_file": "scopes.yml",
+                "data_dir": "data",
+                "auth": {"gateway_keys": [{"kid": KID, "secret_env": "TEST_GATEWAY_KEY"}]},
+                "nginx": {**nginx, "gateway_replicas": [live.address]},
+            }
             (directory / "gateway.yaml").write_text(json.dumps(config))
-            settings = Settings.model_validate({"data_dir": directory / "data", "nginx": config["nginx"]})
-            command = [
-                sys.executable,
-                "-m",
-                "aggregator",
-                "nginx",
-                "render",
-                "--config",
-                str(directory / "gateway.yaml"),
-            ]
-            rendered = await anyio.run_process(command, cwd=REPOSITORY, env={**os.environ, **env}, check=False)
+            rendered = await nginx_command("render", directory / "gateway.yaml", {"TEST_GATEWAY_KEY": SECRET})
             assert rendered.returncode == 0, rendered.stderr.decode()
             assert b"passthrough: /echo/, /echo-sse/, /who/, /who-token/" in rendered.stdout
-            async with running_nginx(settings) as nginx:
-                yield Passthrough(nginx, directory / "data" / "audit.log")
+            settings = Settings.model_validate({"data_dir": directory / "data", "nginx": config["nginx"]})
+            async with running_nginx(settings) as running:
+                yield Passthrough(running, live.audit_log)
 
 
 def token(subject: str, *scopes: str) -> str:
-    return mint_token(AUTH, subject, list(scopes), 600)[0]
+    return token_for(subject, scopes=scopes)
 
 
 @asynccontextmanager
@@ -145,12 +110,6 @@ async def connect(url: str, bearer: str, mode: str = "auto", **headers: str) -> 
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client
-
-
-def text_of(result: types.CallToolResult) -> str:
-    content = result.content[0]
-    assert isinstance(content, types.TextContent)
-    return content.text
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

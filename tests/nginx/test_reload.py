@@ -8,9 +8,7 @@ cannot reach a gateway), one that does not answers 404. That is enough to tell w
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,8 @@ from aggregator.config.settings import Settings
 from aggregator.nginx import NginxControl, NginxPaths, NginxRenderer, apply
 from aggregator.nginx.render import TEMPLATES
 from aggregator.registry.models import ServersFile, load_servers
-from tests.conftest import REPOSITORY
-from tests.nginx.harness import RunningNginx, free_port, nginx_settings, requires_nginx, running_nginx
+from tests.harness import free_port
+from tests.nginx.harness import RunningNginx, nginx_command, nginx_settings, requires_nginx, running_nginx
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
 
@@ -125,14 +123,12 @@ async def test_a_config_nginx_refuses_keeps_the_running_one_and_says_why(stage: 
 
 
 async def test_the_cli_reloads_only_when_the_config_changed(stage: Stage) -> None:
-    command = [sys.executable, "-m", "aggregator", "nginx", "reload", "--config", str(stage.directory / "gateway.yaml")]
-    environment = {**os.environ}
     stage.register("alpha", "beta")
     mark = len(stage.nginx.process.lines)
-    changed = await anyio.run_process(command, cwd=REPOSITORY, env=environment, check=False)
+    changed = await nginx_command("reload", stage.directory / "gateway.yaml")
     assert changed.returncode == 0, changed.stderr.decode()
     assert b"nginx.conf: updated; nginx reloaded\n  passthrough: /alpha/, /beta/\n" in changed.stdout
     await stage.nginx.wait_reloaded(mark)
     assert await stage.live("alpha", "beta") == {"alpha": True, "beta": True}
-    unchanged = await anyio.run_process(command, cwd=REPOSITORY, env=environment, check=False)
+    unchanged = await nginx_command("reload", stage.directory / "gateway.yaml")
     assert b"nginx.conf: unchanged\n" in unchanged.stdout

@@ -1,11 +1,9 @@
 """Two gateway replicas behind nginx: a legacy session stays on one replica; stateless (2026-07-28)
-requests are spread over both. Each replica logs one `request method=tools/call` line per call it serves.
+requests are spread over both. Each replica counts the calls it serves (its metrics' request counter).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,50 +14,49 @@ from mcp import Client
 from aggregator.config.settings import Settings
 from aggregator.nginx import NginxControl, NginxPaths, apply
 from aggregator.registry.models import load_servers
-from tests.conftest import gateway_process, http_upstream, wait_connected
-from tests.nginx.harness import RunningNginx, free_port, nginx_settings, requires_nginx, running_nginx
-from tests.processes import RunningProcess
+from tests.harness import LiveGateway, connected, free_port, serve_gateway
+from tests.nginx.harness import RunningNginx, nginx_settings, requires_nginx, running_nginx
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
-CALL = re.compile(r"\brequest\b.*method=tools/call target=echo__echo outcome=ok")
 
 
 @dataclass
 class Replicas:
     nginx: RunningNginx
-    gateways: tuple[RunningProcess, RunningProcess]
+    gateways: tuple[LiveGateway, LiveGateway]
 
     def marks(self) -> list[int]:
-        return [len(gateway.lines) for gateway in self.gateways]
+        """How many echo calls each replica has served so far (its own request counter)."""
+        return [served(live) for live in self.gateways]
 
     def calls_served(self, marks: list[int]) -> list[int]:
         """How many echo calls each replica served since `marks`."""
-        return [sum(bool(CALL.search(line)) for line in g.lines[m:]) for g, m in zip(self.gateways, marks, strict=True)]
+        return [now - then for now, then in zip(self.marks(), marks, strict=True)]
+
+
+def served(live: LiveGateway) -> int:
+    metrics = live.gateway.guard.metrics
+    assert metrics is not None
+    return int(metrics.requests.value("tools/call", "echo", "echo__echo", "ok"))
 
 
 @pytest.fixture(scope="module")
-async def replicas(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Replicas]:
+async def replicas(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[Replicas]:
     directory = tmp_path_factory.mktemp("replicas")
-    servers_file = directory / "servers.yaml"
-    async with http_upstream("echo") as (echo_url, _):
-        servers_file.write_text(json.dumps({"servers": {"echo": {"transport": "streamable-http", "url": echo_url}}}))
-        async with (
-            gateway_process(servers_file) as (first_url, first),
-            gateway_process(servers_file) as (
-                second_url,
-                second,
-            ),
-        ):
-            for gateway in (first, second):
-                await wait_connected(gateway, "echo")
-            addresses = [url.split("/")[2] for url in (first_url, second_url)]
-            nginx = nginx_settings(free_port(), gateway_replicas=addresses)
-            settings = Settings.model_validate({"data_dir": directory / "data", "nginx": nginx})
-            control = NginxControl(settings.nginx.binary, NginxPaths.from_settings(settings))
-            servers = load_servers(servers_file)
-            await anyio.to_thread.run_sync(lambda: apply(settings, servers, control, reload=False))
-            async with running_nginx(settings) as running:
-                yield Replicas(running, (first, second))
+    servers = {"echo": {"transport": "streamable-http", "url": echo_url}}
+    async with (
+        serve_gateway(directory / "first", servers=servers, secured=False) as first,
+        serve_gateway(directory / "second", servers=servers, secured=False) as second,
+    ):
+        for live in (first, second):
+            await live.wait_until(connected("echo"))
+        nginx = nginx_settings(free_port(), gateway_replicas=[first.address, second.address])
+        settings = Settings.model_validate({"data_dir": directory / "data", "nginx": nginx})
+        control = NginxControl(settings.nginx.binary, NginxPaths.from_settings(settings))
+        registered = load_servers(first.servers_file)
+        await anyio.to_thread.run_sync(lambda: apply(settings, registered, control, reload=False))
+        async with running_nginx(settings) as running:
+            yield Replicas(running, (first, second))
 
 
 async def test_a_legacy_session_stays_on_one_replica(replicas: Replicas) -> None:
