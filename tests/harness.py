@@ -310,10 +310,11 @@ class LiveGateway:
 
 
 def write_files(directory: Path, servers: Mapping[str, Any], scopes: str | None) -> Path:
-    """Write `directory`/servers.yaml (and scopes.yml); return the servers file."""
+    """Write `directory`/servers.yaml (servers in the order given, and scopes.yml); return the servers file."""
     directory.mkdir(parents=True, exist_ok=True)
     servers_file = directory / "servers.yaml"
-    servers_file.write_text(yaml.safe_dump({"servers": {name: dict(spec) for name, spec in servers.items()}}))
+    registered = {"servers": {name: dict(spec) for name, spec in servers.items()}}
+    servers_file.write_text(yaml.safe_dump(registered, sort_keys=False))  # the first registered wins a collision
     if scopes is not None:
         (directory / "scopes.yml").write_text(scopes)
     return servers_file

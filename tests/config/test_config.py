@@ -13,6 +13,7 @@ from aggregator.config.settings import load_settings
 from aggregator.errors import ConfigError
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
 from tests.conftest import REPOSITORY
+from tests.harness import write_files
 
 
 def write(tmp_path: Path, text: str, name: str = "servers.yaml") -> Path:
@@ -54,27 +55,15 @@ def test_a_gateway_key_from_a_missing_variable_is_named(tmp_path: Path) -> None:
 
 
 def test_each_transport_has_its_own_fields_and_shared_defaults(tmp_path: Path) -> None:
-    path = write(
+    remote = {"url": "https://mcp.example.com/mcp", "headers": {"X-Team": "platform"}, "prefix": "r", "timeout": 5}
+    path = write_files(
         tmp_path,
-        """
-        servers:
-          local:
-            transport: stdio
-            command: python
-            args: ["-m", "x"]
-            env: {A: "1"}
-          remote:
-            transport: streamable-http
-            url: https://mcp.example.com/mcp
-            headers: {X-Team: platform}
-            prefix: r
-            timeout: 5
-          old:
-            transport: sse
-            url: http://127.0.0.1:9000/sse
-            enabled: false
-            tags: [legacy]
-        """,
+        {
+            "local": {"transport": "stdio", "command": "python", "args": ["-m", "x"], "env": {"A": "1"}},
+            "remote": {"transport": "streamable-http", **remote},
+            "old": {"transport": "sse", "url": "http://127.0.0.1:9000/sse", "enabled": False, "tags": ["legacy"]},
+        },
+        None,
     )
     servers = load_servers(path).servers
     local, remote, old = servers["local"], servers["remote"], servers["old"]
@@ -118,36 +107,20 @@ def test_every_problem_is_reported_at_once_with_path_and_line(tmp_path: Path) ->
 
 
 def test_two_servers_exporting_under_one_prefix_is_an_error_naming_both(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        """
-        servers:
-          weather:
-            transport: stdio
-            command: a
-          forecast:
-            transport: stdio
-            command: b
-            prefix: weather
-          plain-a: {transport: stdio, command: c, prefix: ""}
-          plain-b: {transport: stdio, command: d, prefix: ""}
-        """,
-    )
+    servers = {
+        "weather": {"transport": "stdio", "command": "a"},
+        "forecast": {"transport": "stdio", "command": "b", "prefix": "weather"},
+        "plain-a": {"transport": "stdio", "command": "c", "prefix": ""},
+        "plain-b": {"transport": "stdio", "command": "d", "prefix": ""},
+    }
+    path = write_files(tmp_path, servers, None)
     with pytest.raises(ConfigError, match="servers 'weather' and 'forecast' both export under the prefix 'weather'"):
         load_servers(path)
 
 
 def test_secrets_come_from_the_environment_and_a_missing_one_is_named(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        """
-        servers:
-          remote:
-            transport: streamable-http
-            url: https://mcp.example.com/mcp
-            headers: {Authorization: "Bearer ${REMOTE_TOKEN}"}
-        """,
-    )
+    remote = {"url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer ${REMOTE_TOKEN}"}}
+    path = write_files(tmp_path, {"remote": {"transport": "streamable-http", **remote}}, None)
     spec = load_servers(path, environ={"REMOTE_TOKEN": "s3cr3t"}).servers["remote"]
     assert isinstance(spec, StreamableHttpUpstream)
     assert spec.headers == {"Authorization": "Bearer s3cr3t"}
@@ -207,19 +180,9 @@ def test_serve_refuses_to_start_with_a_bad_file(tmp_path: Path) -> None:
 
 
 def test_check_config_connect_reports_names_over_the_host_budget(tmp_path: Path) -> None:
-    servers = write(
-        tmp_path,
-        """
-        servers:
-          time-zones-and-clocks-for-agents:
-            transport: stdio
-            command: mcp-server-time
-          short:
-            transport: stdio
-            command: mcp-server-time
-            prefix: t
-        """,
-    )
+    clock = {"transport": "stdio", "command": "mcp-server-time"}
+    named = {"time-zones-and-clocks-for-agents": clock, "short": {**clock, "prefix": "t"}}
+    servers = write_files(tmp_path, named, None)
     result = run_cli("check-config", str(servers), "--connect")
     assert result.returncode == 1, result.stderr
     assert "tools: 4 exported; 1 over the 64-character host budget" in result.stdout
