@@ -55,12 +55,12 @@ def test_a_gateway_key_from_a_missing_variable_is_named(tmp_path: Path) -> None:
 
 
 def test_each_transport_has_its_own_fields_and_shared_defaults(tmp_path: Path) -> None:
-    remote = {"url": "https://mcp.example.com/mcp", "headers": {"X-Team": "platform"}, "prefix": "r", "timeout": 5}
+    http = {"url": "https://mcp.example.com/mcp", "headers": {"X-Team": "platform"}, "prefix": "r", "timeout": 5}
     path = write_files(
         tmp_path,
         {
             "local": {"transport": "stdio", "command": "python", "args": ["-m", "x"], "env": {"A": "1"}},
-            "remote": {"transport": "streamable-http", **remote},
+            "remote": {"transport": "streamable-http", **http},
             "old": {"transport": "sse", "url": "http://127.0.0.1:9000/sse", "enabled": False, "tags": ["legacy"]},
         },
         None,
