@@ -32,9 +32,7 @@ from aggregator.upstreams.breaker import CircuitBreaker
 from aggregator.upstreams.credentials import UpstreamAuth, current_tool
 from aggregator.upstreams.failures import CONNECTION_ERRORS, backoff, describe, leaf, refused_credential
 from aggregator.upstreams.following import ResourceFollowing, advertises_changes
-from aggregator.upstreams.lean import InputSchemas, LeanClient, LeanSession, NotSent
-from aggregator.upstreams.lean_http import LeanHttp, SessionTap
-from aggregator.upstreams.lean_stdio import LeanPipe
+from aggregator.upstreams.lean_route import LeanRoute
 from aggregator.upstreams.listing import Listing, fetch_listing
 from aggregator.upstreams.relay import (
     relay_elicitation,
@@ -78,56 +76,24 @@ class Upstream:
         self._wakeup = anyio.Event()
         self._lost: str | None = None
         self._breaker = CircuitBreaker(name, timings.circuit_failures, timings.circuit_cooldown)
-        self._requests = RequestPath(
-            name,
-            spec.timeout,
-            timings.max_result_bytes,
-            self._breaker,
-            per_request_streams=isinstance(spec, StreamableHttpUpstream),
-            on_lost=self._mark_lost,
-            on_suspect=self._probe_now,
-            on_tripped=self._tripped,
-            check_request=auth.check_request if isinstance(auth, UpstreamAuth) else None,
-        )
+        self._requests = self._request_path(isinstance(spec, StreamableHttpUpstream))
         updated = None if on_resource_updated is None else _bound(on_resource_updated, self)
         self._following = ResourceFollowing(name, self._requests, updated, self._probe_now)
-        self._init_lean(auth)
+        self.lean = LeanRoute(spec, auth, timings, self._request_path(True), self._requests, self._on_message)
 
-    def _init_lean(self, auth: httpx2.Auth | None) -> None:
-        """The lean transport (`aggregator.upstreams.lean`): HTTP upstreams the operator configured.
-
-        Its requests go through a second `RequestPath` sharing the breaker and the lifecycle hooks,
-        so their outcomes are judged and reported exactly as the SDK path's are.
-        """
-        spec = self.spec
-        self._tap = SessionTap(auth) if isinstance(spec, StreamableHttpUpstream) and not spec.registered_by else None
-        self._lean_requests = RequestPath(
+    def _request_path(self, per_request_streams: bool) -> RequestPath:
+        """A request path on this upstream's breaker and lifecycle hooks (the SDK client's, or the lean route's)."""
+        return RequestPath(
             self.name,
-            spec.timeout,
+            self.spec.timeout,
             self._timings.max_result_bytes,
             self._breaker,
-            per_request_streams=True,
+            per_request_streams=per_request_streams,
             on_lost=self._mark_lost,
             on_suspect=self._probe_now,
             on_tripped=self._tripped,
-            check_request=auth.check_request if isinstance(auth, UpstreamAuth) else None,
+            check_request=self._auth.check_request if isinstance(self._auth, UpstreamAuth) else None,
         )
-        self._lean_http: LeanHttp | None = None
-        self._lean_pipe = LeanPipe() if isinstance(spec, StdioUpstream) else None
-        if self._tap is not None and isinstance(spec, StreamableHttpUpstream):
-            self._lean_http = LeanHttp(
-                spec.url,
-                dict(spec.headers),
-                self._tap,
-                self._timings.connect_timeout,
-                self._timings.max_result_bytes,
-                self._on_message,
-            )
-
-    @property
-    def lean(self) -> bool:
-        """Whether `call_tool_lean` can take requests for this upstream (see `aggregator.upstreams.lean`)."""
-        return self._lean_http is not None or self._lean_pipe is not None
 
     def __repr__(self) -> str:
         return f"Upstream({self.name!r}, {self.state})"
@@ -163,17 +129,11 @@ class Upstream:
     async def _connect_and_serve(self) -> None:
         self._lost = None
         self._wakeup = anyio.Event()
-        transport = open_transport(
-            self.spec,
-            self._timings.connect_timeout,
-            self._tap or self._auth,
-            self._timings.max_result_bytes,
-            self._addresses,
-        )
-        if self._lean_pipe is not None:
-            transport = self._lean_pipe.tapped(transport)
+        auth, timings = self.lean.auth(self._auth), self._timings  # the lean route shares the connection
         client = Client(
-            transport,
+            self.lean.transport(
+                open_transport(self.spec, timings.connect_timeout, auth, timings.max_result_bytes, self._addresses)
+            ),
             mode="auto",
             message_handler=self._on_message,
             sampling_callback=relay_sampling,
@@ -194,10 +154,7 @@ class Upstream:
                     connecting.deadline = float("inf")
                     self._requests.client = client
                     self.protocol_version = self._following.protocol_version = client.protocol_version
-                    lean = self._lean_http.exchange if self._lean_http else self._lean_pipe and self._lean_pipe.exchange
-                    if lean and client.protocol_version is not None:
-                        session = LeanSession(lean, client.protocol_version, InputSchemas(lambda: self.listing.tools))
-                        self._lean_requests.client = LeanClient(session)  # type: ignore[assignment]
+                    self.lean.connected(client, lambda: self.listing.tools)
                     self.listing = listing
                     self.last_error = None
                     self._grade()
@@ -208,10 +165,9 @@ class Upstream:
                     self._on_change(self)
                     await self._serve(client)
             finally:
-                self._requests.client = self._lean_requests.client = None
-                if self._lean_http is not None:
-                    with anyio.CancelScope(shield=True):
-                        await self._lean_http.aclose()
+                self._requests.client = None
+                with anyio.CancelScope(shield=True):
+                    await self.lean.disconnected()
         if connecting.cancelled_caught:
             raise TimeoutError
 
@@ -331,28 +287,6 @@ class Upstream:
         current_tool.set(tool)
         request = types.CallToolRequest(params=params)
         return await self._requests.send(f"tools/call '{tool}'", request, TOOL_RESULT, progress)
-
-    async def call_tool_lean(
-        self,
-        tool: str,
-        arguments: dict[str, Any] | None,
-        input_responses: types.InputResponses | None = None,
-        request_state: str | None = None,
-    ) -> types.CallToolResult | types.InputRequiredResult:
-        """`call_tool` through the lean transport, for a caller `aggregator.upstreams.lean` describes.
-
-        A request the lean transport could not deliver at all is sent the SDK way, so a failure to
-        reach the upstream reads exactly as it does today.
-        """
-        current_tool.set(tool)
-        params = types.CallToolRequestParams(
-            name=tool, arguments=arguments, input_responses=input_responses, request_state=request_state
-        )
-        request = types.CallToolRequest(params=params)
-        try:
-            return await self._lean_requests.send(f"tools/call '{tool}'", request, TOOL_RESULT)
-        except NotSent:
-            return await self._requests.send(f"tools/call '{tool}'", request, TOOL_RESULT)
 
     async def get_prompt(
         self,

@@ -131,7 +131,7 @@ class Admission:
             return False
         try:
             entry = self._handlers.catalog.resolve_tool(name, lambda entry: bool(entry.item.name == name))
-            return self._handlers.pool.get(entry.upstream).lean
+            return self._handlers.pool.get(entry.upstream).lean.available
         except UnknownNameError:
             return True  # an unknown name is answered with the catalog's own error, no upstream involved
 

@@ -4,7 +4,7 @@ Each step is the one `GatewayServer.call_tool` / `list_tools` takes, with the sa
 rate limiter, the catalog (the policy's decisions memoised, `DecisionCache`), the argument size
 limit, the principal and upstream concurrency slots, and `edge.answer` around it all for the log
 line, the audit record, the metrics and the mapping of gateway errors to MCP errors. The upstream
-is reached through its lean transport (`Upstream.call_tool_lean`); an `input_required` answer goes
+is reached through its lean transport (`Upstream.lean`); an `input_required` answer goes
 through `caller.interactive` as on the SDK path. The result is shaped by the SDK's own pipeline.
 """
 
@@ -90,7 +90,7 @@ class LeanCalls:
             )
 
         async def attempt(responses: types.InputResponses | None, state: str | None) -> ToolResult:
-            return await upstream.call_tool_lean(entry.original_name, arguments, responses, state)
+            return await upstream.lean.call_tool(entry.original_name, arguments, responses, state)
 
         with (
             guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
