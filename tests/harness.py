@@ -44,6 +44,7 @@ from aggregator.server.gateway import Gateway, build_gateway
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import UpstreamState
 from examples.servers._http import http_app
+from tests.processes import OutputLines
 
 SECRET = "tests-only-signing-secret-0123456789abcdef"
 """The HS256 secret of every test gateway (`AUTH`); tokens from `token_for` verify against it."""
@@ -98,7 +99,7 @@ async def call_structured(client: Client, tool: str, arguments: Mapping[str, Any
     return structured
 
 
-class LogLines(logging.Handler):
+class LogLines(OutputLines, logging.Handler):
     """Log lines as the gateway writes them (`time level event key=value`), collected as they are emitted.
 
     Tests wait for a line (`wait_for`) instead of sleeping; `mark()` and `after=` limit a search to
@@ -106,20 +107,11 @@ class LogLines(logging.Handler):
     """
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        OutputLines.__init__(self)
+        logging.Handler.__init__(self, logging.INFO)
         self.setFormatter(KeyValueFormatter())
-        self.lines: list[str] = []
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        self._arrived = anyio.Event()
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def mark(self) -> int:
-        """Where the next line will be: pass it as `after` to look only at what comes later."""
-        return len(self.lines)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
@@ -128,27 +120,8 @@ class LogLines(logging.Handler):
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake)
 
-    def _wake(self) -> None:
-        self._arrived.set()
-        self._arrived = anyio.Event()
-
-    def matching(self, pattern: str, after: int = 0) -> list[str]:
-        """The lines from index `after` that match the regular expression `pattern`."""
-        compiled = re.compile(pattern)
-        return [line for line in self.lines[after:] if compiled.search(line)]
-
-    async def wait_for(self, pattern: str, deadline: float = LOG_DEADLINE, after: int = 0) -> str:
-        """The first line from index `after` matching `pattern`; fails after `deadline` seconds."""
-        compiled = re.compile(pattern)
-        checked = after
-        with anyio.move_on_after(deadline):
-            while True:
-                for line in self.lines[checked:]:
-                    if compiled.search(line):
-                        return line
-                checked = max(checked, len(self.lines))
-                await self._arrived.wait()
-        raise AssertionError(f"no log line matching {pattern!r} within {deadline} s; log:\n{self.output[-4000:]}")
+    async def wait_for(self, pattern: re.Pattern[str] | str, deadline: float = LOG_DEADLINE, after: int = 0) -> str:
+        return await super().wait_for(pattern, deadline, after)
 
 
 @contextmanager

@@ -16,22 +16,58 @@ from anyio.streams.text import TextReceiveStream
 SHUTDOWN_DEADLINE = 15.0
 
 
-class RunningProcess:
+class OutputLines:
+    """Lines of text as they arrive (a process's output, a logger's records), waited on by pattern with a deadline."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._arrived = anyio.Event()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def mark(self) -> int:
+        """Where the next line will be: pass it as `after` to look only at what comes later."""
+        return len(self.lines)
+
+    def _wake(self) -> None:
+        self._arrived.set()
+        self._arrived = anyio.Event()
+
+    def ended(self) -> str | None:
+        """Why no more lines can come (then waiting stops), or None."""
+        return None
+
+    async def wait_for(self, pattern: re.Pattern[str] | str, deadline: float, after: int = 0) -> str:
+        """The first line (from index `after`) matching `pattern`; fails after `deadline` seconds."""
+        compiled = re.compile(pattern)
+        checked = after
+        problem = f"no line matching {compiled.pattern!r} within {deadline} s"
+        with anyio.move_on_after(deadline):
+            while True:
+                for line in self.lines[checked:]:
+                    if compiled.search(line):
+                        return line
+                checked = max(checked, len(self.lines))
+                if (reason := self.ended()) is not None:
+                    problem = f"{reason} before a line matching {compiled.pattern!r}"
+                    break
+                await self._arrived.wait()
+        raise AssertionError(f"{problem}; output:\n{self.output[-4000:]}")
+
+
+class RunningProcess(OutputLines):
     """A started child process whose stdout and stderr lines are collected as they arrive."""
 
     def __init__(self, process: Process) -> None:
+        super().__init__()
         self.process = process
-        self.lines: list[str] = []
-        self._new_line = anyio.Event()
         self._closed = anyio.Event()
 
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
 
     async def _collect(self, stream: ByteReceiveStream) -> None:
         pending = ""
@@ -40,27 +76,15 @@ class RunningProcess:
             *complete, pending = pending.split("\n")
             if complete:
                 self.lines.extend(complete)
-                self._new_line.set()
-                self._new_line = anyio.Event()
+                self._wake()
         if pending:
             self.lines.append(pending)
-        self._new_line.set()
+        self._wake()
 
-    async def wait_for(self, pattern: re.Pattern[str], deadline: float, after: int = 0) -> str:
-        """The first output line (from index `after`) matching `pattern`; fails after `deadline` seconds."""
-        checked = after
-        problem = f"no line matching {pattern.pattern!r} within {deadline} s"
-        with anyio.move_on_after(deadline):
-            while True:
-                for line in self.lines[checked:]:
-                    if pattern.search(line):
-                        return line
-                checked = max(checked, len(self.lines))
-                if self.process.returncode is not None and self._closed.is_set():
-                    problem = f"process exited ({self.process.returncode}) before a line matching {pattern.pattern!r}"
-                    break
-                await self._new_line.wait()
-        raise AssertionError(f"{problem}; output:\n{self.output[-4000:]}")
+    def ended(self) -> str | None:
+        if self.process.returncode is not None and self._closed.is_set():
+            return f"process exited ({self.process.returncode})"
+        return None
 
     async def stop(self) -> int:
         """Terminate (SIGTERM), wait, kill if needed; return the exit status."""
@@ -93,7 +117,7 @@ async def run_process(
                 streams.start_soon(running._collect, stdout)
                 streams.start_soon(running._collect, stderr)
             running._closed.set()
-            running._new_line.set()
+            running._wake()
 
         collectors.start_soon(collect_all)
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -34,30 +33,18 @@ EXPORTED_TOOLS = {
 FORECAST_ARGUMENTS = {"city": "Lisbon", "days": 2}
 
 
-@dataclass(frozen=True)
-class Gateway:
-    """A running gateway that checks tokens, and what a client needs to reach it."""
-
-    live: LiveGateway
-    weather_url: str
-    token: str
-
-    @property
-    def url(self) -> str:
-        return self.live.url
-
-    @property
-    def resource_metadata_url(self) -> str:
-        """Where the 401 challenge must point: the RFC 9728 metadata of the /mcp resource."""
-        return self.live.base + "/.well-known/oauth-protected-resource/mcp"
-
-
 @pytest.fixture(scope="package")
-async def gateway(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> AsyncIterator[Gateway]:
+async def gateway(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> AsyncIterator[LiveGateway]:
     servers = {
         "weather": {"transport": "streamable-http", "url": weather_url},
         "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]},
     }
     async with serve_gateway(tmp_path_factory.mktemp("interop"), servers=servers, scopes=SCOPES) as live:
         await live.wait_until(connected(*servers))
-        yield Gateway(live, weather_url, token_for(SUBJECT, scopes=[SCOPE]))
+        yield live
+
+
+@pytest.fixture
+def token() -> str:
+    """A gateway token for SUBJECT, holding SCOPE."""
+    return token_for(SUBJECT, scopes=[SCOPE])

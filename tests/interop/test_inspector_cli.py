@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS, Gateway
+from tests.harness import LiveGateway
+from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS
 from tests.interop.node import NODE_MODULES, Finished, requires, run_node
 
 pytestmark = [pytest.mark.anyio, requires("@modelcontextprotocol/inspector")]
@@ -21,7 +22,7 @@ ERAS = ["legacy", "modern"]
 AUTH_REQUIRED_STATUS = 3  # the Inspector CLI exits with EXIT_CODES.AUTH_REQUIRED (3) on `auth_required`
 
 
-async def inspect(gateway: Gateway, era: str, home: Path, *method: str, bearer: str | None) -> Finished:
+async def inspect(gateway: LiveGateway, era: str, home: Path, *method: str, bearer: str | None) -> Finished:
     """One Inspector CLI run against the gateway, JSON output; without `bearer`, never start OAuth."""
     credentials = ["--header", f"Authorization: Bearer {bearer}"] if bearer else ["--stored-auth-only"]
     target = [gateway.url, "--transport", "http", "--protocol-era", era]
@@ -37,11 +38,11 @@ def result_of(finished: Finished) -> Any:
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_the_inspector_lists_the_namespaced_tools_with_their_schemas(
-    gateway: Gateway, era: str, tmp_path: Path
+    gateway: LiveGateway, era: str, tmp_path: Path, token: str, weather_url: str
 ) -> None:
-    async with Client(gateway.weather_url) as direct:
+    async with Client(weather_url) as direct:
         upstream = {tool.name: tool for tool in (await direct.list_tools()).tools}
-    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "tools/list", bearer=gateway.token))
+    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "tools/list", bearer=token))
     tools = {tool["name"]: tool for tool in listed["tools"]}
     assert set(tools) == EXPORTED_TOOLS
     for name, tool in upstream.items():
@@ -51,42 +52,46 @@ async def test_the_inspector_lists_the_namespaced_tools_with_their_schemas(
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_the_inspector_calls_a_tool_and_gets_the_upstream_answer(
-    gateway: Gateway, era: str, tmp_path: Path
+    gateway: LiveGateway, era: str, tmp_path: Path, token: str, weather_url: str
 ) -> None:
-    async with Client(gateway.weather_url) as direct:
+    async with Client(weather_url) as direct:
         expected = await direct.call_tool("get_forecast", FORECAST_ARGUMENTS)
     call = ["--method", "tools/call", "--tool-name", "weather__get_forecast", "--tool-arg", "city=Lisbon", "days=2"]
-    result = result_of(await inspect(gateway, era, tmp_path, *call, bearer=gateway.token))
+    result = result_of(await inspect(gateway, era, tmp_path, *call, bearer=token))
     assert not result.get("isError")
     assert result["structuredContent"] == expected.structured_content
 
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_the_inspector_without_a_token_is_told_to_authenticate(
-    gateway: Gateway, era: str, tmp_path: Path
+    gateway: LiveGateway, era: str, tmp_path: Path
 ) -> None:
-    mark = gateway.live.log.mark()
+    mark = gateway.log.mark()
     finished = await inspect(gateway, era, tmp_path, "--method", "tools/list", bearer=None)
     assert finished.status == AUTH_REQUIRED_STATUS, finished
     assert finished.last_json(finished.stderr)["error"]["code"] == "auth_required"
-    await gateway.live.log.wait_for(r'auth\.rejected reason="no bearer token" path=/mcp ', after=mark)
+    await gateway.log.wait_for(r'auth\.rejected reason="no bearer token" path=/mcp ', after=mark)
 
 
 @pytest.mark.parametrize("era", ERAS)
-async def test_the_inspector_reads_an_upstream_resource(gateway: Gateway, era: str, tmp_path: Path) -> None:
-    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "resources/list", bearer=gateway.token))
+async def test_the_inspector_reads_an_upstream_resource(
+    gateway: LiveGateway, era: str, tmp_path: Path, token: str
+) -> None:
+    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "resources/list", bearer=token))
     uris = [resource["uri"] for resource in listed["resources"] if resource["uri"].endswith("weather://cities")]
     assert len(uris) == 1, listed
     read = ["--method", "resources/read", "--uri", uris[0]]
-    result = result_of(await inspect(gateway, era, tmp_path, *read, bearer=gateway.token))
+    result = result_of(await inspect(gateway, era, tmp_path, *read, bearer=token))
     assert "Reykjavik" in result["contents"][0]["text"]
 
 
 @pytest.mark.parametrize("era", ERAS)
-async def test_the_inspector_gets_an_upstream_prompt(gateway: Gateway, era: str, tmp_path: Path) -> None:
-    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "prompts/list", bearer=gateway.token))
+async def test_the_inspector_gets_an_upstream_prompt(
+    gateway: LiveGateway, era: str, tmp_path: Path, token: str
+) -> None:
+    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "prompts/list", bearer=token))
     names = [prompt["name"] for prompt in listed["prompts"] if prompt["name"].endswith("plan_outdoor_day")]
     assert len(names) == 1, listed
     get = ["--method", "prompts/get", "--prompt-name", names[0], "--prompt-args", "city=Oslo"]
-    result = result_of(await inspect(gateway, era, tmp_path, *get, bearer=gateway.token))
+    result = result_of(await inspect(gateway, era, tmp_path, *get, bearer=token))
     assert "outdoors in Oslo" in result["messages"][0]["content"]["text"]

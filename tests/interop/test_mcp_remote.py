@@ -14,8 +14,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.harness import text_of
-from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS, SUBJECT, Gateway
+from tests.harness import LiveGateway, text_of
+from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS, SUBJECT
 from tests.interop.node import CLIENT_DEADLINE, NODE22, NODE_MODULES, redacted, requires
 
 pytestmark = [pytest.mark.anyio, requires("mcp-remote")]
@@ -25,7 +25,7 @@ BRIDGED = "Remote server speaks MCP 2026-07-28"  # what mcp-remote logs when it 
 
 @pytest.mark.parametrize("protocol", ["legacy", "auto"])
 async def test_a_desktop_host_uses_the_gateway_through_mcp_remote(
-    gateway: Gateway, protocol: str, tmp_path: Path
+    gateway: LiveGateway, protocol: str, tmp_path: Path, token: str
 ) -> None:
     home = tmp_path / "home"  # mcp-remote keeps OAuth state in ~/.mcp-auth
     home.mkdir()
@@ -35,7 +35,7 @@ async def test_a_desktop_host_uses_the_gateway_through_mcp_remote(
             str(MCP_REMOTE),
             gateway.url,
             "--header",
-            f"Authorization: Bearer {gateway.token}",
+            f"Authorization: Bearer {token}",
             "--transport",
             "http-only",
             "--protocol",
@@ -44,7 +44,7 @@ async def test_a_desktop_host_uses_the_gateway_through_mcp_remote(
         env={"HOME": str(home)},
     )
     title = f"desktop note via mcp-remote {protocol}"
-    mark = gateway.live.log.mark()
+    mark = gateway.log.mark()
     errors = tmp_path / "mcp-remote.log"
     with errors.open("w") as errlog:
         try:
@@ -66,4 +66,4 @@ async def test_a_desktop_host_uses_the_gateway_through_mcp_remote(
     assert (BRIDGED in log) == (protocol == "auto"), redacted(log)
     # The gateway served the token's subject: the header reached it through mcp-remote.
     call = rf"request principal={SUBJECT} method=tools/call target=notes__add_note outcome=ok "
-    await gateway.live.log.wait_for(call, after=mark)
+    await gateway.log.wait_for(call, after=mark)

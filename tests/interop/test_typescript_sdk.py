@@ -11,7 +11,8 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS, Gateway
+from tests.harness import LiveGateway
+from tests.interop.conftest import EXPORTED_TOOLS, FORECAST_ARGUMENTS
 from tests.interop.node import NODE_MODULES, Finished, requires, run_node
 
 pytestmark = [pytest.mark.anyio, requires("@modelcontextprotocol/sdk")]
@@ -26,7 +27,7 @@ CLIENTS = [
 ]
 
 
-async def run_sdk(gateway: Gateway, line: str, era: str, *, bearer: str) -> tuple[Finished, dict[str, Any]]:
+async def run_sdk(gateway: LiveGateway, line: str, era: str, *, bearer: str) -> tuple[Finished, dict[str, Any]]:
     """List tools and call `weather__get_forecast` with the TypeScript SDK; what it reported."""
     arguments = json.dumps(FORECAST_ARGUMENTS)
     args: list[str | Path] = [SCRIPT, NODE_MODULES, line, gateway.url, era, "weather__get_forecast", arguments]
@@ -37,11 +38,11 @@ async def run_sdk(gateway: Gateway, line: str, era: str, *, bearer: str) -> tupl
 
 @pytest.mark.parametrize(("line", "era"), CLIENTS)
 async def test_the_typescript_sdk_lists_and_calls_tools_through_the_gateway(
-    gateway: Gateway, line: str, era: str
+    gateway: LiveGateway, line: str, era: str, token: str, weather_url: str
 ) -> None:
-    async with Client(gateway.weather_url) as direct:
+    async with Client(weather_url) as direct:
         expected = await direct.call_tool("get_forecast", FORECAST_ARGUMENTS)
-    finished, report = await run_sdk(gateway, line, era, bearer=gateway.token)
+    finished, report = await run_sdk(gateway, line, era, bearer=token)
     assert finished.status == 0, finished
     assert report["protocolVersion"] == PROTOCOL_VERSION[era]
     assert (report["sessionId"] is None) == (era == MODERN), "sessions belong to the 2025-11-25 era only"
@@ -54,7 +55,7 @@ async def test_the_typescript_sdk_lists_and_calls_tools_through_the_gateway(
 
 
 @pytest.mark.parametrize(("line", "era"), CLIENTS)
-async def test_without_a_token_the_typescript_sdk_gets_the_challenge(gateway: Gateway, line: str, era: str) -> None:
+async def test_without_a_token_the_typescript_sdk_gets_the_challenge(gateway: LiveGateway, line: str, era: str) -> None:
     finished, report = await run_sdk(gateway, line, era, bearer="")
     assert finished.status == 1, finished
     if line == "v1":
@@ -63,14 +64,15 @@ async def test_without_a_token_the_typescript_sdk_gets_the_challenge(gateway: Ga
         assert "A bearer token is required." in report["error"]["message"]
         return
     # v2 hands the 401 to its AuthProvider; the SDK's own parser read the challenge.
-    assert report["challenge"] == {"status": 401, "resourceMetadataUrl": gateway.resource_metadata_url}
+    metadata_url = gateway.base + "/.well-known/oauth-protected-resource/mcp"  # RFC 9728, for the /mcp resource
+    assert report["challenge"] == {"status": 401, "resourceMetadataUrl": metadata_url}
     async with httpx2.AsyncClient(trust_env=False) as http:
         metadata = (await http.get(report["challenge"]["resourceMetadataUrl"])).json()
     assert metadata["resource"] == gateway.url
 
 
 @V2
-async def test_a_tool_result_names_the_gateway_as_the_server_that_answered(gateway: Gateway) -> None:
-    finished, report = await run_sdk(gateway, "v2", MODERN, bearer=gateway.token)
+async def test_a_tool_result_names_the_gateway_as_the_server_that_answered(gateway: LiveGateway, token: str) -> None:
+    finished, report = await run_sdk(gateway, "v2", MODERN, bearer=token)
     assert finished.status == 0, finished
     assert report["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "mcp-aggregator"
