@@ -106,7 +106,6 @@ class TokenVerifier:
             )
         return tuple(chain)
 
-
     async def _verify_oidc_token(
         self, token: str, header: Mapping[str, Any], algorithm: str, issuer: OidcIssuerSettings
     ) -> Principal:
