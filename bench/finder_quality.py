@@ -34,6 +34,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from aggregator.search import Embedder, Ranking, SearchMode, ToolDocument, ToolIndex  # noqa: E402
+from bench._checks import print_checks  # noqa: E402
 
 TOP = 10
 RECALL_TARGET = 0.45
@@ -169,10 +170,7 @@ async def run(arguments: argparse.Namespace) -> int:
                     checks.append((f"Recall@5 >= {RECALL_TARGET}", results["hybrid"].recall_5 >= RECALL_TARGET))
                     checks.append((f"NDCG@10 >= {NDCG_TARGET}", results["hybrid"].ndcg_10 >= NDCG_TARGET))
     print(table(rows))
-    print()
-    for check, passed in checks:
-        print(f"- [{'x' if passed else ' '}] {check}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_checks(checks)
 
 
 def main() -> None:

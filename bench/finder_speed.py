@@ -39,6 +39,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from aggregator.search import Embedder, ToolDocument, ToolIndex  # noqa: E402
+from bench._checks import print_checks  # noqa: E402
 
 TOOLS_PER_SERVER = 20
 RESYNC_TARGET_S = 2.0
@@ -194,10 +195,7 @@ async def run(arguments: argparse.Namespace) -> int:
         if r.size >= 10_000:
             p50 = r.latency_ms["all allowed"][0]
             checks.append((f"{r.size:,} tools: query p50 <= {P50_TARGET_MS:g} ms", p50 <= P50_TARGET_MS))
-    print()
-    for check, passed in checks:
-        print(f"- [{'x' if passed else ' '}] {check}")
-    return 0 if all(passed for _, passed in checks) else 1
+    return print_checks(checks)
 
 
 def main() -> None:

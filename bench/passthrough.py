@@ -26,7 +26,6 @@ import json
 import os
 import queue
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,11 +41,13 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from aggregator.config.settings import Settings
-from aggregator.nginx import NginxControl, NginxPaths, apply
-from aggregator.registry.models import load_servers
-
 REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+
+from aggregator.config.settings import Settings  # noqa: E402
+from aggregator.nginx import NginxControl, NginxPaths, apply  # noqa: E402
+from aggregator.registry.models import load_servers  # noqa: E402
+from tests.processes import free_port, write_gateway_config  # noqa: E402
 
 SECRET = "b" * 48
 SCOPES = "bench/echo:\n- server: echo\n  methods: [initialize, tools/list, tools/call]\n  tools: [echo]\n"
@@ -116,13 +117,6 @@ class Child:
             self.process.wait()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
     """Start echo, the gateway and nginx; yield the targets and a bearer token for them."""
@@ -140,16 +134,9 @@ def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
         )
         (directory / "scopes.yml").write_text(SCOPES)
         nginx_port = free_port()
-        config = {
-            "servers_file": "servers.yaml",
-            "scopes_file": "scopes.yml",
-            "data_dir": "data",
-            "rate_limit_per_second": 0,
-            "auth": {"gateway_keys": [{"kid": "bench", "secret_env": "BENCH_GATEWAY_KEY"}]},
-        }
-        (directory / "gateway.yaml").write_text(json.dumps(config))
+        config = write_gateway_config(directory, key_env="BENCH_GATEWAY_KEY", kid="bench", rate_limit_per_second=0)
         env = {"BENCH_GATEWAY_KEY": SECRET}
-        command = [sys.executable, "-m", "aggregator", "serve", "--config", str(directory / "gateway.yaml")]
+        command = [sys.executable, "-m", "aggregator", "serve", "--config", str(config)]
         gateway = start("gateway", [*command, "--port", "0"], env)
         gateway_url = gateway.wait_for(r"^READY ").split()[1]
         gateway.wait_for(r"upstream\.connected upstream=echo ")
@@ -165,7 +152,7 @@ def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
         start("nginx", ["nginx", "-p", f"{paths.prefix}/", "-c", str(paths.config_file), "-g", daemon]).wait_for(
             "start worker process"
         )
-        mint = [sys.executable, "-m", "aggregator", "token", "mint", "--config", str(directory / "gateway.yaml")]
+        mint = [sys.executable, "-m", "aggregator", "token", "mint", "--config", str(config)]
         minted = subprocess.run(
             [*mint, "--sub", "bench", "--scopes", "bench/echo"],
             cwd=REPOSITORY,

@@ -23,7 +23,6 @@ import argparse
 import json
 import re
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from mcp.shared.exceptions import MCPError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.processes import RunningProcess, run_process
+from tests.processes import RunningProcess, free_port, run_process
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
@@ -73,13 +72,6 @@ class Soak:
     flaps: int = 0
     seconds: float = 0.0
     log_problems: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @asynccontextmanager

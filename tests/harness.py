@@ -45,6 +45,7 @@ from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import UpstreamState
 from examples.servers._http import http_app
 from tests.processes import OutputLines
+from tests.processes import free_port as free_port  # where tests have always found it
 
 SECRET = "tests-only-signing-secret-0123456789abcdef"
 """The HS256 secret of every test gateway (`AUTH`); tokens from `token_for` verify against it."""
@@ -70,14 +71,6 @@ def token_for(
 def member_token(groups: Sequence[str]) -> str:
     """A token for a member of `groups`, named after them: `user-admins`, `user-a-b`, `user-none`."""
     return token_for(f"user-{'-'.join(groups) or 'none'}", groups=groups)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (for servers that cannot report the port they bound)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def text_of(result: types.CallToolResult) -> str:

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 from anyio.streams.text import TextReceiveStream
 
 SHUTDOWN_DEADLINE = 15.0
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for servers that cannot report the port they bound)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def write_gateway_config(directory: Path, *, key_env: str | None = None, kid: str = "tests", **settings: Any) -> Path:
+    """Write `directory`/gateway.yaml for a gateway command and return it.
+
+    It names servers.yaml, scopes.yml (when written) and data/ in `directory`; with `key_env`, the
+    gateway verifies gateway tokens whose secret is that environment variable (under `kid`).
+    Other settings are written as given.
+    """
+    config: dict[str, Any] = {"servers_file": "servers.yaml", "data_dir": "data"}
+    if (directory / "scopes.yml").exists():
+        config["scopes_file"] = "scopes.yml"
+    if key_env is not None:
+        config["auth"] = {"gateway_keys": [{"kid": kid, "secret_env": key_env}]}
+    path = directory / "gateway.yaml"
+    path.write_text(json.dumps({**config, **settings}))
+    return path
 
 
 class OutputLines:

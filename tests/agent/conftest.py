@@ -22,7 +22,7 @@ from tests.conftest import REPOSITORY, STARTUP_DEADLINE
 from tests.harness import LiveGateway, serve_gateway
 from tests.policy.oidc import PROVIDER_SCRIPT, TOOLS, OidcProvider, rsa_jwk
 from tests.policy.oidc import Client as OidcClient
-from tests.processes import run_process
+from tests.processes import run_process, write_gateway_config
 
 AUDIENCE = "urn:mcp-aggregator:agent-tests"
 CLI_CLIENT = "mcp-aggregator-cli"
@@ -81,10 +81,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> A
         }
         servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
         async with serve_gateway(directory, servers=servers, scopes=SCOPES, auth=auth) as live:
-            config = directory / "gateway.yaml"
-            settings = {"servers_file": "servers.yaml", "scopes_file": "scopes.yml", "data_dir": "data", "auth": auth}
-            config.write_text(json.dumps(settings))
-            yield Stack(provider, live, weather_url, config)
+            yield Stack(provider, live, weather_url, write_gateway_config(directory, auth=auth))
 
 
 @asynccontextmanager

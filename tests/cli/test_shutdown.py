@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import yaml
 
 from tests.conftest import gateway_process, wait_connected
-from tests.processes import RunningProcess
+from tests.harness import write_files
+from tests.processes import RunningProcess, write_gateway_config
 
 pytestmark = pytest.mark.anyio
 GRACEFUL_DEADLINE = 10  # seconds: `timeout_graceful_shutdown` of `mcp-aggregator serve`
@@ -63,10 +63,8 @@ async def stdio_gateway(directory: Path) -> AsyncIterator[tuple[str, RunningProc
         },
         "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]},
     }
-    (directory / "servers.yaml").write_text(yaml.safe_dump({"servers": servers}))
-    (directory / "gateway.yaml").write_text(yaml.safe_dump({"data_dir": str(directory / "data")}))
-    config = ("--config", str(directory / "gateway.yaml"))
-    async with gateway_process(directory / "servers.yaml", *config) as (url, gateway):
+    config = write_gateway_config(directory)
+    async with gateway_process(write_files(directory, servers, None), "--config", str(config)) as (url, gateway):
         await wait_connected(gateway, "faulty")
         await wait_connected(gateway, "notes")
         upstreams = children_of(gateway.pid)

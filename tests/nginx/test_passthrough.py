@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from aggregator.config.settings import Settings
 from tests.harness import KID, SECRET, connected, free_port, serve_gateway, serve_mcp, text_of, token_for
 from tests.nginx.harness import RunningNginx, nginx_command, nginx_settings, requires_nginx, running_nginx
+from tests.processes import write_gateway_config
 from tests.servers import headers
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
@@ -83,18 +84,12 @@ async def passthrough(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -
         async with serve_gateway(directory, servers=servers, scopes=SCOPES, nginx=nginx) as live:
             await live.wait_until(connected(*servers))
             # `nginx render` reads the same settings from a gateway.yaml, with the gateway's address.
-            config = {
-                "servers_file": "servers.yaml",
-                "scopes_file": "scopes.yml",
-                "data_dir": "data",
-                "auth": {"gateway_keys": [{"kid": KID, "secret_env": "TEST_GATEWAY_KEY"}]},
-                "nginx": {**nginx, "gateway_replicas": [live.address]},
-            }
-            (directory / "gateway.yaml").write_text(json.dumps(config))
-            rendered = await nginx_command("render", directory / "gateway.yaml", {"TEST_GATEWAY_KEY": SECRET})
+            nginx["gateway_replicas"] = [live.address]
+            config = write_gateway_config(directory, key_env="TEST_GATEWAY_KEY", kid=KID, nginx=nginx)
+            rendered = await nginx_command("render", config, {"TEST_GATEWAY_KEY": SECRET})
             assert rendered.returncode == 0, rendered.stderr.decode()
             assert b"passthrough: /echo/, /echo-sse/, /who/, /who-token/" in rendered.stdout
-            settings = Settings.model_validate({"data_dir": directory / "data", "nginx": config["nginx"]})
+            settings = Settings.model_validate({"data_dir": directory / "data", "nginx": nginx})
             async with running_nginx(settings) as running:
                 yield Passthrough(running, live.audit_log)
 

@@ -24,6 +24,7 @@ from aggregator.nginx.render import TEMPLATES
 from aggregator.registry.models import ServersFile, load_servers
 from tests.harness import free_port
 from tests.nginx.harness import RunningNginx, nginx_command, nginx_settings, requires_nginx, running_nginx
+from tests.processes import write_gateway_config
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
 
@@ -60,9 +61,7 @@ def register(servers_file: Path, *names: str) -> None:
 async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
     nginx: dict[str, Any] = nginx_settings(free_port(), gateway_replicas=["127.0.0.1:9"])
     settings = Settings.model_validate({"data_dir": tmp_path / "data", "nginx": nginx})
-    (tmp_path / "gateway.yaml").write_text(
-        json.dumps({"servers_file": "servers.yaml", "data_dir": "data", "nginx": nginx})
-    )
+    write_gateway_config(tmp_path, nginx=nginx)
     register(tmp_path / "servers.yaml", "alpha")
     control = NginxControl(settings.nginx.binary, NginxPaths.from_settings(settings))
     servers = load_servers(tmp_path / "servers.yaml")
