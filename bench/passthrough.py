@@ -59,6 +59,8 @@ WARMUP = 20
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """One way to reach the echo tool (a row of the table): its label, its URL and the tool's name there."""
+
     path: str
     url: str
     tool: str
@@ -66,6 +68,8 @@ class Target:
 
 @dataclass(slots=True)
 class Measurement:
+    """The latencies of one (path, era) and the wall time they took together."""
+
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
 

@@ -55,6 +55,34 @@ STARTUP_DEADLINE = 60.0
 LOG_DEADLINE = 10.0
 LIVE_STATES = frozenset({UpstreamState.HEALTHY, UpstreamState.DEGRADED})
 
+ADMIN_SCOPES = """
+group_mappings:
+  admins: [mcp-registry-admin, everything, weather-only]
+  operators: [operator, everything]
+  users: [weather-only]
+UI-Scopes:
+  mcp-registry-admin:
+    list_service: [all]
+    register_service: [all]
+    toggle_service: [all]
+    modify_service: [all]
+    health_check_service: [all]
+  operator:
+    list_service: [weather]
+    toggle_service: [weather]
+everything:
+- server: "*"
+  methods: [tools/list, tools/call]
+  tools: ["*"]
+weather-only:
+- server: weather
+  methods: [tools/call]
+  tools: ["*"]
+"""
+"""A policy with every kind of principal the admin tools know (connect with `LiveGateway.member(group)`):
+`admins` may do everything, `operators` may list and toggle `weather` only (and call every tool),
+`users` may only call weather's tools."""
+
 Era = Literal["auto", "legacy"]
 """`auto` reaches 2026-07-28 where the server speaks it; `legacy` is the 2025-11-25 handshake."""
 ERAS: tuple[Era, ...] = ("legacy", "auto")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,25 +75,51 @@ async def test_the_inspector_without_a_token_is_told_to_authenticate(
     await gateway.log.wait_for(r'auth\.rejected reason="no bearer token" path=/mcp ', after=mark)
 
 
-@pytest.mark.parametrize("era", ERAS)
-async def test_the_inspector_reads_an_upstream_resource(
-    gateway: LiveGateway, era: str, tmp_path: Path, token: str
-) -> None:
-    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "resources/list", bearer=token))
-    uris = [resource["uri"] for resource in listed["resources"] if resource["uri"].endswith("weather://cities")]
-    assert len(uris) == 1, listed
-    read = ["--method", "resources/read", "--uri", uris[0]]
-    result = result_of(await inspect(gateway, era, tmp_path, *read, bearer=token))
-    assert "Reykjavik" in result["contents"][0]["text"]
+@dataclass(frozen=True)
+class Reading:
+    """List one kind of upstream item, find the one whose `key` ends in `suffix`, read it, look for `expected`."""
+
+    kind: str
+    key: str
+    suffix: str
+    read: Callable[[str], list[str]]
+    text: Callable[[Any], str]
+    expected: str
+
+
+READINGS = [
+    pytest.param(
+        Reading(
+            "resources",
+            "uri",
+            "weather://cities",
+            lambda uri: ["--method", "resources/read", "--uri", uri],
+            lambda result: result["contents"][0]["text"],
+            "Reykjavik",
+        ),
+        id="resource",
+    ),
+    pytest.param(
+        Reading(
+            "prompts",
+            "name",
+            "plan_outdoor_day",
+            lambda name: ["--method", "prompts/get", "--prompt-name", name, "--prompt-args", "city=Oslo"],
+            lambda result: result["messages"][0]["content"]["text"],
+            "outdoors in Oslo",
+        ),
+        id="prompt",
+    ),
+]
 
 
 @pytest.mark.parametrize("era", ERAS)
-async def test_the_inspector_gets_an_upstream_prompt(
-    gateway: LiveGateway, era: str, tmp_path: Path, token: str
+@pytest.mark.parametrize("reading", READINGS)
+async def test_the_inspector_reads_upstream_resources_and_prompts(
+    gateway: LiveGateway, era: str, reading: Reading, tmp_path: Path, token: str
 ) -> None:
-    listed = result_of(await inspect(gateway, era, tmp_path, "--method", "prompts/list", bearer=token))
-    names = [prompt["name"] for prompt in listed["prompts"] if prompt["name"].endswith("plan_outdoor_day")]
-    assert len(names) == 1, listed
-    get = ["--method", "prompts/get", "--prompt-name", names[0], "--prompt-args", "city=Oslo"]
-    result = result_of(await inspect(gateway, era, tmp_path, *get, bearer=token))
-    assert "outdoors in Oslo" in result["messages"][0]["content"]["text"]
+    listed = result_of(await inspect(gateway, era, tmp_path, "--method", f"{reading.kind}/list", bearer=token))
+    found = [item[reading.key] for item in listed[reading.kind] if item[reading.key].endswith(reading.suffix)]
+    assert len(found) == 1, listed
+    result = result_of(await inspect(gateway, era, tmp_path, *reading.read(found[0]), bearer=token))
+    assert reading.expected in reading.text(result)

@@ -12,8 +12,7 @@ import pytest
 from mcp import MCPError
 
 from aggregator.tools.activity import SCAN_LIMIT, UNRESOLVED, read_tail, summarise
-from tests.harness import LiveGateway, call_structured, serve_gateway, tool_names
-from tests.tools.conftest import SCOPES
+from tests.harness import ADMIN_SCOPES, LiveGateway, call_structured, serve_gateway, tool_names
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.anyio
 async def audited(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> AsyncIterator[LiveGateway]:
     servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
     directory = tmp_path_factory.mktemp("activity")
-    async with serve_gateway(directory, servers=servers, scopes=SCOPES, rate_limit_per_second=0) as live:
+    async with serve_gateway(directory, servers=servers, scopes=ADMIN_SCOPES, rate_limit_per_second=0) as live:
         yield live
 
 

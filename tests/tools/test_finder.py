@@ -13,18 +13,9 @@ from tests.harness import LiveGateway, call_structured, serve_gateway
 
 pytestmark = pytest.mark.anyio
 SCOPES = """
-finder-users:
-- server: mcpgw
-  methods: [tools/list, tools/call]
-  tools: [intelligent_tool_finder]
-echo-only:
-- server: echo
-  methods: [tools/list, tools/call]
-  tools: ["*"]
-everything:
-- server: "*"
-  methods: [tools/list, tools/call]
-  tools: ["*"]
+finder-users: [{server: mcpgw, methods: [tools/list, tools/call], tools: [intelligent_tool_finder]}]
+echo-only: [{server: echo, methods: [tools/list, tools/call], tools: ["*"]}]
+everything: [{server: "*", methods: [tools/list, tools/call], tools: ["*"]}]
 """
 MODEL_DEADLINE = 120.0
 
