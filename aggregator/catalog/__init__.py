@@ -1,1 +1,3 @@
-"""The namespaced view: exported name <-> (upstream, original name) for tools, prompts, resources and templates; host name budgets."""
+"""The namespaced view: exported name <-> (upstream, original name) for tools, prompts, resources and
+templates; host name budgets.
+"""

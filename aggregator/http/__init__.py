@@ -1,1 +1,3 @@
-"""The Starlette edge: /mcp, /sse, /healthz, /readyz, RFC 9728 metadata, /auth/validate, /v0.1, /metrics; bearer authentication."""
+"""The Starlette edge: /mcp, /sse, /healthz, /readyz, RFC 9728 metadata, /auth/validate, /v0.1,
+/metrics; bearer authentication.
+"""

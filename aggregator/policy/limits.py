@@ -2,8 +2,9 @@
 
 Every check here is linear in the body (a few passes in C, one bounded pass in Python that stops
 as soon as a limit is passed), so no body, however crafted (escaped quotes, backslash runs, deep
-nesting, huge batches, millions of keys), costs much more than reading it. Large bodies are checked on a worker thread (a small, bounded pool), so the event
-loop keeps answering other callers, `/healthz` included, while one caller's body is judged.
+nesting, huge batches, millions of keys), costs much more than reading it. Large bodies are
+checked on a worker thread (a small, bounded pool), so the event loop keeps answering other
+callers, `/healthz` included, while one caller's body is judged.
 
 `RequestLimitsMiddleware` applies the checks to POSTs to the MCP paths; `/auth/validate` calls
 `BodyInspector` itself, because nginx expects its refusals as 403.
