@@ -76,9 +76,31 @@ def load_scopes(path: Path) -> ScopesFile:
 
 @dataclass(frozen=True, slots=True)
 class _Grant:
+    scope: str
     server: str
     methods: tuple[str, ...]
     tools: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a caller asks to do: `method` of `server`, on `tool` (its upstream name) for tool methods."""
+
+    server: str
+    method: str
+    tool: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's answer to one `Request`: allowed or not, and why (the granting scope, or what is missing)."""
+
+    allowed: bool
+    reason: str
+
+
+MAX_DECISIONS = 65_536
+"""Decisions one policy remembers before it starts over (bounded memory, whatever callers send)."""
 
 
 class Policy:
@@ -87,22 +109,45 @@ class Policy:
     def __init__(self, scopes: ScopesFile) -> None:
         self.file = scopes
         self._grants_for = lru_cache(maxsize=1024)(self._compile)
+        self._decisions: dict[tuple[frozenset[str], Request], Decision] = {}
 
     def scopes_of(self, principal: Principal) -> frozenset[str]:
         """The token's scopes plus the scopes of every group it is in."""
         mapped = (scope for group in principal.groups for scope in self.file.group_mappings.get(group, ()))
         return principal.scopes | frozenset(mapped)
 
-    def allows(self, principal: Principal, server: str, method: str, tool: str | None = None) -> bool:
-        """Whether `principal` may call `method` (on `tool`, for tool methods) of `server`."""
+    def check_call(self, principal: Principal, request: Request) -> Decision:
+        """The one decision function: may `principal` do `request`? Deny unless a rule of its scopes says so.
+
+        Lists, calls, resources, prompts, completions, the finder, the admin tools and nginx's
+        `/auth/validate` all ask here. A decision depends only on the principal's scopes, so it is
+        remembered per (scopes, request) for the life of this policy; a reloaded scopes.yml is a
+        new `Policy`, with nothing remembered.
+        """
         if principal.unrestricted:
-            return True
-        for grant in self._grants_for(self.scopes_of(principal)):
-            if not _matches(server, (grant.server,)) or not _matches(method, grant.methods):
+            return _UNRESTRICTED
+        scopes = self.scopes_of(principal)
+        key = (scopes, request)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decide(scopes, request)
+            if len(self._decisions) >= MAX_DECISIONS:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
+    def allows(self, principal: Principal, server: str, method: str, tool: str | None = None) -> bool:
+        """Whether `principal` may call `method` (on `tool`, for tool methods) of `server` (`check_call`)."""
+        return self.check_call(principal, Request(server, method, tool)).allowed
+
+    def _decide(self, scopes: frozenset[str], request: Request) -> Decision:
+        for grant in self._grants_for(scopes):
+            if not _matches(request.server, (grant.server,)) or not _matches(request.method, grant.methods):
                 continue
-            if tool is None or _matches(tool, grant.tools):
-                return True
-        return False
+            if request.tool is None or _matches(request.tool, grant.tools):
+                return Decision(True, f"granted by scope '{grant.scope}'")
+        what = f"{request.method} of tool '{request.tool}'" if request.tool is not None else request.method
+        return Decision(False, f"no scope of the caller grants {what} on server '{request.server}'")
 
     def may_administer(self, principal: Principal, permission: str, server: str | None = None) -> bool:
         """Whether a UI-Scopes `permission` is granted, for `server` (or for any server when None)."""
@@ -143,7 +188,7 @@ class Policy:
 
     def _compile(self, scopes: frozenset[str]) -> tuple[_Grant, ...]:
         return tuple(
-            _Grant(rule.server, rule.methods, rule.tools)
+            _Grant(scope, rule.server, rule.methods, rule.tools)
             for scope in sorted(scopes)
             for rule in self.file.scopes.get(scope, ())
         )
@@ -162,6 +207,9 @@ def _held(grant: _Grant, server: str, method: str, tool: str | None) -> bool:
     if not _covers(grant.server, server) or not any(_covers(held, method) for held in grant.methods):
         return False
     return tool is None or any(_covers(held, tool) for held in grant.tools)
+
+
+_UNRESTRICTED = Decision(True, "the caller is unrestricted (--insecure-dev)")
 
 
 def empty_policy() -> Policy:
