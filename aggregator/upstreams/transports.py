@@ -1,4 +1,5 @@
-"""Open the client transport an upstream spec asks for: stdio, streamable HTTP or legacy SSE.
+"""The client transports to upstreams: a `Transport` protocol, one implementation per kind (stdio,
+streamable HTTP, legacy SSE), and `transport_for(spec)`.
 
 An HTTP upstream that arrived through a tool call (`registered_by`) gets a client whose every TCP
 connection goes through `CheckedBackend`: the host is resolved here, every address is checked
@@ -12,8 +13,9 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
 import httpcore2
@@ -31,58 +33,115 @@ from aggregator.sdk import TransportStreams
 _READ_TIMEOUT = 300.0
 
 
-@asynccontextmanager
-async def open_transport(
-    spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
-    connect_timeout: float,
-    auth: httpx2.Auth | None = None,
-    max_event_bytes: int | None = None,
-    addresses: AddressPolicy | None = None,
-) -> AsyncIterator[TransportStreams]:
-    """Yield the (read, write) stream pair of a new connection to the upstream `spec` describes.
+class Transport(Protocol):
+    """How the gateway reaches one kind of upstream: one implementation per `transport:` in servers.yaml."""
 
-    Leaving the context closes the connection; for stdio that closes stdin, waits, then kills the
-    child's whole process tree (the SDK's bounded shutdown), so no child outlives its upstream.
-    A registered HTTP upstream connects only to addresses `addresses` allows (none given: only
-    public ones).
+    @property
+    def per_request_streams(self) -> bool:
+        """Whether each request has its own response stream, so one broken stream is not a lost session."""
+        ...
+
+    @property
+    def pipes(self) -> bool:
+        """Whether the session runs over a child's pipes, so any transport error means the session is gone."""
+        ...
+
+    def open(self, auth: httpx2.Auth | None) -> AbstractAsyncContextManager[TransportStreams]:
+        """A new connection (HTTP requests signed by `auth`): the (read, write) stream pair until the block
+        ends, then closed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StdioTransport:
+    """A child process speaking JSON-RPC on stdin/stdout.
+
+    Leaving `open()` closes stdin, waits, then kills the child's whole process tree (the SDK's
+    bounded shutdown), so no child outlives its upstream.
     """
-    if isinstance(spec, StdioUpstream):
+
+    spec: StdioUpstream
+    per_request_streams: bool = False
+    pipes: bool = True
+
+    @asynccontextmanager
+    async def open(self, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
+        spec = self.spec
         parameters = StdioServerParameters(
-            command=spec.command,
-            args=list(spec.args),
-            env=dict(spec.env) or None,
-            cwd=spec.cwd,
+            command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=spec.cwd
         )
         async with stdio_client(parameters, errlog=sys.stderr) as streams:
             yield streams
-        return
-    transport = None
-    if spec.registered_by is not None:
-        transport = checked_transport(addresses or AddressPolicy())
-    if isinstance(spec, StreamableHttpUpstream):
-        timeout = httpx2.Timeout(connect_timeout, read=_READ_TIMEOUT)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamableHttpTransport:
+    """Streamable HTTP (both eras). A registered upstream connects only to addresses its policy allows."""
+
+    spec: StreamableHttpUpstream
+    connect_timeout: float
+    max_event_bytes: int | None
+    addresses: AddressPolicy
+    per_request_streams: bool = True
+    pipes: bool = False
+
+    @asynccontextmanager
+    async def open(self, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
+        spec = self.spec
+        transport = checked_transport(self.addresses) if spec.registered_by is not None else None
+        timeout = httpx2.Timeout(self.connect_timeout, read=_READ_TIMEOUT)
         async with (
             httpx2.AsyncClient(
                 headers=spec.headers, timeout=timeout, auth=auth, trust_env=False, transport=transport
             ) as http,
-            streamable_http_client(spec.url, http_client=http, max_sse_event_size=max_event_bytes) as streams,
+            streamable_http_client(spec.url, http_client=http, max_sse_event_size=self.max_event_bytes) as streams,
         ):
             yield streams
-    elif transport is None:
-        async with sse_client(
-            spec.url, headers=dict(spec.headers), timeout=connect_timeout, sse_read_timeout=_READ_TIMEOUT, auth=auth
-        ) as streams:
-            yield streams
-    else:
+
+
+@dataclass(frozen=True, slots=True)
+class SseTransport:
+    """The legacy HTTP+SSE transport. A registered upstream connects only to addresses its policy allows."""
+
+    spec: SseUpstream
+    connect_timeout: float
+    addresses: AddressPolicy
+    per_request_streams: bool = False
+    pipes: bool = False
+
+    @asynccontextmanager
+    async def open(self, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
+        spec = self.spec
+        factory: Any = {}
+        if spec.registered_by is not None:
+            factory = {"httpx_client_factory": functools.partial(_client, checked_transport(self.addresses))}
         async with sse_client(
             spec.url,
             headers=dict(spec.headers),
-            timeout=connect_timeout,
+            timeout=self.connect_timeout,
             sse_read_timeout=_READ_TIMEOUT,
             auth=auth,
-            httpx_client_factory=functools.partial(_client, transport),
+            **factory,
         ) as streams:
             yield streams
+
+
+def transport_for(
+    spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
+    connect_timeout: float,
+    max_event_bytes: int | None = None,
+    addresses: AddressPolicy | None = None,
+) -> Transport:
+    """The transport `spec` asks for. A registered HTTP upstream connects only to addresses `addresses`
+    allows (none given: only public ones)."""
+    policy = addresses or AddressPolicy()
+    match spec:
+        case StdioUpstream():
+            return StdioTransport(spec)
+        case StreamableHttpUpstream():
+            return StreamableHttpTransport(spec, connect_timeout, max_event_bytes, policy)
+        case SseUpstream():
+            return SseTransport(spec, connect_timeout, policy)
 
 
 def _client(

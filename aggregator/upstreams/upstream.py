@@ -43,7 +43,7 @@ from aggregator.upstreams.relay import (
 )
 from aggregator.upstreams.requests import COMPLETE_RESULT, PROMPT_RESULT, READ_RESULT, TOOL_RESULT, RequestPath
 from aggregator.upstreams.state import Timings, UpstreamState
-from aggregator.upstreams.transports import open_transport
+from aggregator.upstreams.transports import transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class Upstream:
         self.name = name
         self.spec = spec
         self._auth = auth
-        self._addresses = addresses  # where a registered (caller-given) URL may connect
         self._timings = timings
         self._on_change = on_change
         self.state = UpstreamState.CONNECTING if spec.enabled else UpstreamState.DISABLED
@@ -76,7 +75,8 @@ class Upstream:
         self._wakeup = anyio.Event()
         self._lost: str | None = None
         self._breaker = CircuitBreaker(name, timings.circuit_failures, timings.circuit_cooldown)
-        self._requests = self._request_path(isinstance(spec, StreamableHttpUpstream))
+        self._transport = transport_for(spec, timings.connect_timeout, timings.max_result_bytes, addresses)
+        self._requests = self._request_path(self._transport.per_request_streams)
         updated = None if on_resource_updated is None else _bound(on_resource_updated, self)
         self._following = ResourceFollowing(name, self._requests, updated, self._probe_now)
         self.lean = LeanRoute(spec, auth, timings, self._request_path(True), self._requests, self._on_message)
@@ -129,11 +129,9 @@ class Upstream:
     async def _connect_and_serve(self) -> None:
         self._lost = None
         self._wakeup = anyio.Event()
-        auth, timings = self.lean.auth(self._auth), self._timings  # the lean route shares the connection
+        auth = self.lean.auth(self._auth)  # the lean route shares the connection
         client = Client(
-            self.lean.transport(
-                open_transport(self.spec, timings.connect_timeout, auth, timings.max_result_bytes, self._addresses)
-            ),
+            self.lean.transport(self._transport.open(auth)),
             mode="auto",
             message_handler=self._on_message,
             sampling_callback=relay_sampling,
@@ -204,7 +202,7 @@ class Upstream:
 
     async def _on_message(self, message: IncomingMessage) -> None:
         if isinstance(message, Exception):
-            if isinstance(self.spec, StdioUpstream):
+            if self._transport.pipes:
                 self._mark_lost(describe(message))  # the child's pipes broke: the session is gone
             else:
                 # Over HTTP one failed request is not a lost session: the probe decides, now.
