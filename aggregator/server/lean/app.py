@@ -10,6 +10,7 @@ for a 2025-11-25 caller turns the answer into an SSE stream at once, as the SDK 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Mapping
@@ -256,21 +257,25 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _until_disconnected(receive: Receive, work: Awaitable[_T]) -> _T | None:
-    """Await `work`; None if the client disconnects first (the work is then cancelled)."""
-    outcome: list[_T] = []
+    """Await `work`; None if the client disconnects first (the work is then cancelled, as the SDK does).
 
-    async def watch(scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        scope.cancel()
+    The watcher is a bare asyncio task owned by this function (cancelled on the way out, whatever
+    happens), not an anyio task group: per request that costs ~30 us instead of ~150 us (measured
+    on uvloop), and the server running this app is always asyncio's (uvicorn).
+    """
+    with anyio.CancelScope() as scope:
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(watch, group.cancel_scope)
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            scope.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            outcome.append(await work)
+            return await work
         finally:
-            group.cancel_scope.cancel()
-    return outcome[0] if outcome else None
+            watcher.cancel()
+    return None
 
 
 def lean_app(
