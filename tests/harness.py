@@ -12,12 +12,8 @@ logged (`LiveGateway.log`).
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import logging
-import re
 import socket
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -35,7 +31,6 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 from starlette.types import ASGIApp
 
-from aggregator.config.logs import KeyValueFormatter
 from aggregator.config.settings import AuthSettings, GatewayKeySettings, load_settings
 from aggregator.http.app import create_app
 from aggregator.policy.vending import mint_token
@@ -44,7 +39,7 @@ from aggregator.server.gateway import Gateway, build_gateway
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import UpstreamState
 from examples.servers._http import http_app
-from tests.processes import OutputLines
+from tests.logs import LogLines, captured_logs
 from tests.processes import free_port as free_port  # where tests have always found it
 
 SECRET = "tests-only-signing-secret-0123456789abcdef"
@@ -52,36 +47,7 @@ SECRET = "tests-only-signing-secret-0123456789abcdef"
 KID = "tests"
 AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid=KID, secret=SecretStr(SECRET)),))
 STARTUP_DEADLINE = 60.0
-LOG_DEADLINE = 10.0
 LIVE_STATES = frozenset({UpstreamState.HEALTHY, UpstreamState.DEGRADED})
-
-ADMIN_SCOPES = """
-group_mappings:
-  admins: [mcp-registry-admin, everything, weather-only]
-  operators: [operator, everything]
-  users: [weather-only]
-UI-Scopes:
-  mcp-registry-admin:
-    list_service: [all]
-    register_service: [all]
-    toggle_service: [all]
-    modify_service: [all]
-    health_check_service: [all]
-  operator:
-    list_service: [weather]
-    toggle_service: [weather]
-everything:
-- server: "*"
-  methods: [tools/list, tools/call]
-  tools: ["*"]
-weather-only:
-- server: weather
-  methods: [tools/call]
-  tools: ["*"]
-"""
-"""A policy with every kind of principal the admin tools know (connect with `LiveGateway.member(group)`):
-`admins` may do everything, `operators` may list and toggle `weather` only (and call every tool),
-`users` may only call weather's tools."""
 
 Era = Literal["auto", "legacy"]
 """`auto` reaches 2026-07-28 where the server speaks it; `legacy` is the 2025-11-25 handshake."""
@@ -118,47 +84,6 @@ async def call_structured(client: Client, tool: str, arguments: Mapping[str, Any
     structured: dict[str, Any] | None = result.structured_content
     assert structured is not None, result.content
     return structured
-
-
-class LogLines(OutputLines, logging.Handler):
-    """Log lines as the gateway writes them (`time level event key=value`), collected as they are emitted.
-
-    Tests wait for a line (`wait_for`) instead of sleeping; `mark()` and `after=` limit a search to
-    what was logged since. Records may come from worker threads: the waiters are woken in the loop.
-    """
-
-    def __init__(self) -> None:
-        OutputLines.__init__(self)
-        logging.Handler.__init__(self, logging.INFO)
-        self.setFormatter(KeyValueFormatter())
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-        if threading.get_ident() == self._thread:
-            self._wake()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake)
-
-    async def wait_for(self, pattern: re.Pattern[str] | str, deadline: float = LOG_DEADLINE, after: int = 0) -> str:
-        return await super().wait_for(pattern, deadline, after)
-
-
-@contextmanager
-def captured_logs() -> Iterator[LogLines]:
-    """Collect the gateway's INFO events (and every logger's warnings) while the block runs."""
-    lines = LogLines()
-    gateway_logger = logging.getLogger("aggregator")
-    level = gateway_logger.level
-    if gateway_logger.getEffectiveLevel() > logging.INFO:
-        gateway_logger.setLevel(logging.INFO)
-    logging.getLogger().addHandler(lines)
-    try:
-        yield lines
-    finally:
-        logging.getLogger().removeHandler(lines)
-        gateway_logger.setLevel(level)
 
 
 @asynccontextmanager

@@ -29,7 +29,6 @@ from tests.agent.conftest import (
 from tests.policy.oidc import requires_oidc_provider
 
 pytestmark = [pytest.mark.anyio, requires_oidc_provider]
-LOG_DEADLINE = 10.0
 FALLBACK_NOTICE = "note: the gateway offers no intelligent_tool_finder; falling back to tools/list"
 
 
@@ -63,7 +62,7 @@ async def test_the_agent_as_itself_discovers_and_calls_the_forecast_tool(stack: 
     assert f"identity: agent client '{AGENT.client_id}'" in run.stderr
     assert run.stdout.strip() == await expected_answer(stack, "Lisbon")
     call = rf"request principal={AGENT.client_id} method=tools/call target=weather__get_forecast outcome=ok "
-    await stack.gateway.log.wait_for(call, LOG_DEADLINE, mark)
+    await stack.gateway.log.wait_for(call, after=mark)
 
 
 async def test_the_agent_as_the_signed_in_user_calls_tools_as_that_user(stack: Stack, tmp_path: Path) -> None:
@@ -79,7 +78,7 @@ async def test_the_agent_as_the_signed_in_user_calls_tools_as_that_user(stack: S
     assert run.stdout.strip() == await expected_answer(stack, "Lisbon")
     assert load_tokens(token_file).access_token != signed_in.access_token  # refreshed by get_token()
     call = rf"request principal={USER} method=tools/call target=weather__get_forecast outcome=ok "
-    await stack.gateway.log.wait_for(call, LOG_DEADLINE, mark)
+    await stack.gateway.log.wait_for(call, after=mark)
     calls = [(e["client_id"], e["auth"], e["decision"]) for e in audit_entries(stack) if e["principal"] == USER]
     assert (CLI_CLIENT, "oidc", "allow") in calls
     for secret in (signed_in.access_token, load_tokens(token_file).access_token, signed_in.refresh_token or "?"):

@@ -12,7 +12,8 @@ import pytest
 from mcp import MCPError
 
 from aggregator.tools.activity import SCAN_LIMIT, UNRESOLVED, read_tail, summarise
-from tests.harness import ADMIN_SCOPES, LiveGateway, call_structured, serve_gateway, tool_names
+from tests.harness import LiveGateway, call_structured, serve_gateway, tool_names
+from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
 
