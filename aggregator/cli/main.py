@@ -78,11 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(command="operate:check_config")
 
     index = configured("index", "Connect to the upstreams, bring the tool index up to date (embedding what changed).")
-    index.set_defaults(command="operate:index")
+    index.set_defaults(command="connect:index")
     search = configured("search", "Search the tool index as an operator (every tool, no caller policy).")
     search.add_argument("query", help="what the tool should do, in plain words")
     search.add_argument("--top-k", type=int, default=5, help="how many tools (default 5)")
-    search.set_defaults(command="operate:search")
+    search.set_defaults(command="connect:search")
 
     seed = configured("import", "Import mcp-gateway-registry server records (DIR/*.json, server_state.json).")
     seed.add_argument("directory", type=Path, metavar="DIR", help="the seed's registry/servers folder")
