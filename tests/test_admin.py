@@ -24,35 +24,12 @@ from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.policy.vending import mint_token
 from aggregator.registry.models import load_servers
 from tests.conftest import gateway_process, http_upstream, wait_connected
+from tests.policies import ADMIN_SCOPES
 from tests.processes import RunningProcess
 
 pytestmark = pytest.mark.anyio
 SECRET = "a" * 40
 AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="k", secret=SecretStr(SECRET)),))
-SCOPES = """
-group_mappings:
-  admins: [mcp-registry-admin, everything, weather-only]
-  operators: [operator, everything]
-  users: [weather-only]
-UI-Scopes:
-  mcp-registry-admin:
-    list_service: [all]
-    register_service: [all]
-    toggle_service: [all]
-    modify_service: [all]
-    health_check_service: [all]
-  operator:
-    list_service: [weather]
-    toggle_service: [weather]
-everything:
-- server: "*"
-  methods: [tools/list, tools/call]
-  tools: ["*"]
-weather-only:
-- server: weather
-  methods: [tools/call]
-  tools: ["*"]
-"""
 
 
 @dataclass
@@ -69,7 +46,7 @@ async def managed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Man
     async with http_upstream("weather") as (weather_url, _), http_upstream("echo") as (echo_url, _):
         servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
         (directory / "servers.yaml").write_text(yaml.safe_dump({"servers": servers}))
-        (directory / "scopes.yml").write_text(SCOPES)
+        (directory / "scopes.yml").write_text(ADMIN_SCOPES)
         config = {
             "servers_file": "servers.yaml",
             "scopes_file": "scopes.yml",

@@ -189,16 +189,7 @@ class RequestLimitsMiddleware:
         if (problem := await self._inspector.problem(body)) is not None:
             await _refuse(scope, send, 400, problem)
             return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self._app(scope, replay, send)
+        await self._app(scope, replay_body(body, receive), send)
 
 
 async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
@@ -217,3 +208,17 @@ async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read `body` once, then whatever the client sends next."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -31,8 +31,9 @@ from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp_types import ErrorData, JSONRPCError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aggregator.policy.limits import replay_body
 from aggregator.sdk import ResultShaper
 from aggregator.server.handlers import GatewayServer
 from aggregator.server.lean.admission import Admission, LeanRequest
@@ -75,7 +76,7 @@ class LeanApp:
             self.passed += 1
             if b"notifications/cancelled" in body:
                 self._cancel(scope, body)
-            await self._sdk_app(scope, _replay(body, receive), send)
+            await self._sdk_app(scope, replay_body(body, receive), send)
             return
         self.served += 1
         await self._serve(request, receive, send)
@@ -240,20 +241,6 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks), False
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that gives the already-read body once, then whatever the client sends next."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if delivered:
-            return await receive()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
 
 
 async def _until_disconnected(receive: Receive, work: Awaitable[_T]) -> _T | None:
