@@ -14,17 +14,18 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-import yaml
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 
 from aggregator.server.edge import UPSTREAM_UNAVAILABLE
-from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
-from tests.processes import RunningProcess
+from tests.conftest import REPOSITORY
+from tests.harness import connected, serve_gateway, serve_upstream, text_of
 
 pytestmark = pytest.mark.anyio
 EVERYTHING = REPOSITORY / "tools" / "node_modules" / ".bin" / "mcp-server-everything"
 NODE22 = REPOSITORY / "tools" / "node22"
+PAGED = REPOSITORY / "tests" / "servers" / "paged.py"
+NOTES = "examples.servers.notes"
 MODES = ["legacy", "auto"]
 ERA = {"legacy": "2025-11-25", "auto": "2026-07-28"}
 
@@ -39,7 +40,6 @@ def closed_port() -> int:
 @dataclass
 class Stack:
     gateway_url: str
-    gateway: RunningProcess
     weather_url: str
     echo_url: str
     servers_file: Path
@@ -49,9 +49,18 @@ def servers_config(weather_url: str, echo_url: str) -> dict[str, Any]:
     servers: dict[str, Any] = {
         "weather": {"transport": "streamable-http", "url": weather_url},
         "echo": {"transport": "sse", "url": echo_url.removesuffix("/mcp") + "/sse", "timeout": 2},
-        "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]},
+        "notes": {
+            "transport": "stdio",
+            "command": sys.executable,
+            "args": ["-m", "examples.servers.notes"],
+            "cwd": str(REPOSITORY),
+        },
         "time": {"transport": "stdio", "command": "mcp-server-time", "args": ["--local-timezone", "UTC"]},
-        "paged": {"transport": "stdio", "command": sys.executable, "args": ["tests/servers/paged.py"]},
+        "paged": {
+            "transport": "stdio",
+            "command": sys.executable,
+            "args": [str(REPOSITORY / "tests" / "servers" / "paged.py")],
+        },
         "down": {"transport": "streamable-http", "url": f"http://127.0.0.1:{closed_port()}/mcp", "timeout": 1},
     }
     if EVERYTHING.exists():
@@ -61,19 +70,12 @@ def servers_config(weather_url: str, echo_url: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    servers_file = tmp_path_factory.mktemp("gateway") / "servers.yaml"
-    async with http_upstream("weather") as (weather_url, _), http_upstream("echo") as (echo_url, _):
-        config = servers_config(weather_url, echo_url)
-        servers_file.write_text(yaml.safe_dump(config))
-        async with gateway_process(servers_file) as (url, gateway):
-            for name in config["servers"]:
-                if name != "down":
-                    await wait_connected(gateway, name)
-            yield Stack(url, gateway, weather_url, echo_url, servers_file)
-
-
-def text_of(result: types.CallToolResult) -> str:
-    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
+    directory = tmp_path_factory.mktemp("gateway")
+    async with serve_upstream("weather") as weather_url, serve_upstream("echo") as echo_url:
+        servers = servers_config(weather_url, echo_url)["servers"]
+        async with serve_gateway(directory, servers=servers, secured=False) as live:
+            await live.wait_until(connected(*(name for name in servers if name != "down")))
+            yield Stack(live.url, weather_url, echo_url, live.servers_file)
 
 
 @pytest.mark.parametrize("mode", MODES)
