@@ -5,7 +5,6 @@ serves every call made meanwhile."""
 from __future__ import annotations
 
 import re
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,14 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
-import yaml
 from mcp import Client, MCPError
 
 from aggregator.server.edge import RATE_LIMITED, UPSTREAM_PROTOCOL_ERROR, UPSTREAM_UNAVAILABLE
-from tests.conftest import REPOSITORY, STARTUP_DEADLINE, gateway_process, http_upstream, wait_connected
+from tests.conftest import REPOSITORY, STARTUP_DEADLINE
+from tests.harness import LiveGateway, connected, free_port, serve_gateway, serve_upstream, text_of
 from tests.processes import RunningProcess, run_process
 
 pytestmark = pytest.mark.anyio
@@ -32,13 +30,6 @@ MAX_CALLS_PER_UPSTREAM = 3
 DEADLINE = 20
 FAULTY_NAMES = ("faulty", "patient")
 PACE = 0.1  # seconds each call of the healthy background traffic takes upstream
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 class Faulty:
@@ -80,20 +71,21 @@ class Faulty:
 
 @dataclass
 class Stack:
-    url: str
-    gateway: RunningProcess
+    live: LiveGateway
     faulty: Faulty
 
     @property
-    def base(self) -> str:
-        return self.url.removesuffix("/mcp")
+    def url(self) -> str:
+        return self.live.url
+
+    def log_mark(self) -> int:
+        return self.live.log.mark()
 
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    directory = tmp_path_factory.mktemp("faults")
     faulty = Faulty(free_port())
-    async with http_upstream("echo") as (echo_url, _), anyio.create_task_group() as supervisor:
+    async with serve_upstream("echo") as echo_url, anyio.create_task_group() as supervisor:
         supervisor.start_soon(faulty.supervise)
         servers = {
             "echo": {"transport": "streamable-http", "url": echo_url, "timeout": 10},
@@ -101,25 +93,25 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             # The same server under a patient timeout, for faults that take work rather than time.
             "patient": {"transport": "streamable-http", "url": faulty.url, "timeout": 60},
         }
-        settings = {
-            "data_dir": str(directory / "data"),
-            "backoff_initial": 0.05,
-            "backoff_max": 0.5,
-            "health_interval": 0.5,
-            "rate_limit_per_second": 0,
-            "limits": {
-                "max_result_bytes": MAX_RESULT_BYTES,
-                "circuit_failures": CIRCUIT_FAILURES,
-                "circuit_cooldown": CIRCUIT_COOLDOWN,
-                "max_calls_per_upstream": MAX_CALLS_PER_UPSTREAM,
-            },
+        limits = {
+            "max_result_bytes": MAX_RESULT_BYTES,
+            "circuit_failures": CIRCUIT_FAILURES,
+            "circuit_cooldown": CIRCUIT_COOLDOWN,
+            "max_calls_per_upstream": MAX_CALLS_PER_UPSTREAM,
         }
-        (directory / "servers.yaml").write_text(yaml.safe_dump({"servers": servers}))
-        (directory / "gateway.yaml").write_text(yaml.safe_dump(settings))
-        config = ("--config", str(directory / "gateway.yaml"))
-        async with gateway_process(directory / "servers.yaml", *config) as (url, gateway):
-            await wait_connected(gateway, "echo")
-            yield Stack(url, gateway, faulty)
+        async with serve_gateway(
+            tmp_path_factory.mktemp("faults"),
+            servers=servers,
+            secured=False,
+            wait_for_upstreams=False,
+            backoff_initial=0.05,
+            backoff_max=0.5,
+            health_interval=0.5,
+            rate_limit_per_second=0,
+            limits=limits,
+        ) as live:
+            await live.wait_until(connected("echo"))
+            yield Stack(live, faulty)
         supervisor.cancel_scope.cancel()
 
 
@@ -134,11 +126,11 @@ async def faulty(stack: Stack) -> RunningProcess:
 async def serving(stack: Stack) -> None:
     """Wait until calls through both names of the faulty upstream succeed (at once, or once reconnected)."""
     for name in FAULTY_NAMES:
-        mark = len(stack.gateway.lines)
+        mark = stack.log_mark()
         try:
             await call(stack.url, f"{name}__echo", {"text": "ping"})
         except MCPError:
-            await wait_connected(stack.gateway, name, mark)
+            await stack.live.log.wait_for(re.compile(rf"upstream\.connected upstream={name} "), STARTUP_DEADLINE, mark)
             await call(stack.url, f"{name}__echo", {"text": "ping"})
 
 
@@ -158,7 +150,7 @@ async def call(url: str, tool: str, arguments: dict[str, Any]) -> str:
     if isinstance(result, MCPError):
         raise result
     assert not result.is_error, result.content
-    return "".join(block.text for block in result.content if isinstance(block, types.TextContent))
+    return text_of(result)
 
 
 async def refused(url: str, tool: str, arguments: dict[str, Any]) -> MCPError:
@@ -169,8 +161,8 @@ async def refused(url: str, tool: str, arguments: dict[str, Any]) -> MCPError:
 
 
 async def readiness(stack: Stack) -> tuple[int, dict[str, Any]]:
-    async with httpx2.AsyncClient(trust_env=False) as http:
-        response = await http.get(f"{stack.base}/readyz")
+    async with stack.live.http() as http:
+        response = await http.get("/readyz")
     upstreams: dict[str, Any] = response.json()["upstreams"]
     return response.status_code, upstreams
 
@@ -265,7 +257,7 @@ async def test_garbage_on_the_wire_is_an_invalid_answer(stack: Stack, faulty: Ru
 
 
 async def test_a_response_stream_closed_early_fails_that_call_only(stack: Stack, faulty: RunningProcess) -> None:
-    mark = len(stack.gateway.lines)
+    mark = stack.log_mark()
     async with healthy_traffic(stack), anyio.create_task_group() as tasks:
         answers: list[str] = []
 
@@ -282,7 +274,7 @@ async def test_a_response_stream_closed_early_fails_that_call_only(stack: Stack,
     # The shared session survived: the call in flight on the same upstream got its answer.
     assert answers == [f"Waited {TIMEOUT / 2:g} s."]
     assert await call(stack.url, "faulty__echo", {"text": "after"}) == "after"
-    assert not [line for line in stack.gateway.lines[mark:] if "upstream.unhealthy upstream=faulty" in line]
+    assert not [line for line in stack.live.log.lines[mark:] if "upstream.unhealthy upstream=faulty" in line]
 
 
 async def test_a_notification_flood_neither_blocks_the_upstream_nor_reorders_progress(
@@ -358,7 +350,7 @@ async def until(stack: Stack, condition: Callable[[], Awaitable[bool]]) -> None:
     with anyio.fail_after(DEADLINE):
         while not await condition():
             healthy_call = re.compile(r"target=echo__slow outcome=ok")
-            await stack.gateway.wait_for(healthy_call, DEADLINE, len(stack.gateway.lines))
+            await stack.live.log.wait_for(healthy_call, DEADLINE, stack.log_mark())
 
 
 async def test_the_circuit_opens_after_consecutive_failures_and_closes_after_the_cooldown(
@@ -398,4 +390,4 @@ async def test_the_circuit_opens_after_consecutive_failures_and_closes_after_the
 
 
 async def test_no_fault_reached_the_gateway_as_an_internal_error(stack: Stack) -> None:
-    assert not [line for line in stack.gateway.lines if "request.failed" in line or "unexpected_error" in line]
+    assert not [line for line in stack.live.log.lines if "request.failed" in line or "unexpected_error" in line]
