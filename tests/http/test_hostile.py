@@ -17,17 +17,12 @@ import mcp_types as types
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
-from pydantic import SecretStr
 
-from aggregator.config.settings import AuthSettings, GatewayKeySettings
-from aggregator.policy.vending import mint_token
 from aggregator.server.edge import RATE_LIMITED
-from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
-from tests.processes import RunningProcess
+from tests.conftest import REPOSITORY
+from tests.harness import LiveGateway, connected, serve_gateway, serve_upstream, token_for
 
 pytestmark = pytest.mark.anyio
-SECRET = "h" * 40
-AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="k", secret=SecretStr(SECRET)),))
 SCOPES = """
 group_mappings:
   users: [everything]
@@ -53,43 +48,35 @@ LEAKS = ("Traceback", 'File "', ".py", "site-packages", str(REPOSITORY), "/tmp/"
 
 @dataclass
 class Hostile:
-    url: str
-    gateway: RunningProcess
+    live: LiveGateway
+
+    @property
+    def url(self) -> str:
+        return self.live.url
 
     @property
     def base(self) -> str:
-        return self.url.removesuffix("/mcp")
+        return self.live.base
 
 
 @pytest.fixture(scope="module")
 async def hostile(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hostile]:
-    directory = tmp_path_factory.mktemp("hostile")
-    async with http_upstream("echo") as (echo_url, _):
-        servers = {"echo": {"transport": "streamable-http", "url": echo_url}}
-        (directory / "servers.yaml").write_text(json.dumps({"servers": servers}))
-        (directory / "scopes.yml").write_text(SCOPES)
-        config = {
-            "servers_file": "servers.yaml",
-            "scopes_file": "scopes.yml",
-            "data_dir": "data",
-            "rate_limit_per_second": 0,
-            "auth": {"gateway_keys": [{"kid": "k", "secret_env": "HOSTILE_TEST_KEY"}]},
-            "limits": LIMITS,
-        }
-        (directory / "gateway.yaml").write_text(json.dumps(config))
-        async with gateway_process(
-            directory / "servers.yaml",
-            "--config",
-            str(directory / "gateway.yaml"),
-            env={"HOSTILE_TEST_KEY": SECRET},
-            insecure_dev=False,
-        ) as (url, gateway):
-            await wait_connected(gateway, "echo")
-            yield Hostile(url, gateway)
+    async with (
+        serve_upstream("echo") as echo_url,
+        serve_gateway(
+            tmp_path_factory.mktemp("hostile"),
+            servers={"echo": {"transport": "streamable-http", "url": echo_url}},
+            scopes=SCOPES,
+            rate_limit_per_second=0,
+            limits=LIMITS,
+        ) as live,
+    ):
+        await live.wait_until(connected("echo"))
+        yield Hostile(live)
 
 
 def bearer(subject: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {mint_token(AUTH, subject, [], 600, groups=['users'])[0]}"}
+    return {"authorization": f"Bearer {token_for(subject, groups=['users'])}"}
 
 
 @asynccontextmanager
@@ -390,5 +377,5 @@ async def test_a_session_is_bound_to_the_principal_that_created_it(hostile: Host
 
 
 async def test_no_hostile_request_left_a_traceback_in_the_gateway_log(hostile: Hostile) -> None:
-    assert "Traceback" not in hostile.gateway.output
-    assert "Exception in ASGI application" not in hostile.gateway.output
+    assert "Traceback" not in hostile.live.log.output
+    assert "Exception in ASGI application" not in hostile.live.log.output
