@@ -1,7 +1,8 @@
 """`mcp-aggregator`: the command line. Parsing is cheap; a command's module is imported only when it runs.
 
-serve, stdio                                      aggregator.cli.serve
-token, nginx, import, check-config, index, search, tui, login   aggregator.cli.operate
+serve, stdio                                              aggregator.cli.serve
+token, nginx, import, check-config, config, tui, login    aggregator.cli.operate
+index, search                                             aggregator.cli.connect
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--replace", action="store_true", help="overwrite servers that are already registered")
     seed.add_argument("--dry-run", action="store_true", help="report what would be imported; write nothing")
     seed.set_defaults(command="operate:import_records")
+
+    settings = commands.add_parser(
+        "config", help="Print the settings in effect (secrets masked), or with --reference every setting there is."
+    )
+    settings.add_argument("--config", type=Path, help="gateway settings YAML (env MCP_AGGREGATOR_* override it)")
+    settings.add_argument(
+        "--reference", action="store_true", help="print docs/settings.md: every key, type, default, variable"
+    )
+    settings.set_defaults(command="operate:show_config")
 
     nginx = commands.add_parser("nginx", help="Render the nginx passthrough config; validate, install, reload it.")
     nginx_actions = nginx.add_subparsers(required=True, metavar="ACTION")

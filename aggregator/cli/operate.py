@@ -7,6 +7,7 @@ import os
 import sys
 
 import anyio
+import yaml
 
 from aggregator.cli.common import TOKEN_VARIABLE, load
 from aggregator.config.logs import configure_logging
@@ -101,6 +102,18 @@ def import_records(args: argparse.Namespace) -> int:
             lambda: importer.import_into(args.directory, settings.servers_file, replace=args.replace, reserved=reserved)
         )
     print("\n".join(importer.describe(report, settings.servers_file, dry_run=args.dry_run)))
+    return 0
+
+
+def show_config(args: argparse.Namespace) -> int:
+    """The settings in effect as YAML (secrets masked), or the generated reference of every setting."""
+    if args.reference:
+        from aggregator.config.reference import render
+
+        print(render(), end="")
+        return 0
+    settings = load_settings(args.config)
+    print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
 

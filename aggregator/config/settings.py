@@ -31,10 +31,10 @@ class GatewayKeySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kid: str = Field(min_length=1)
-    secret: SecretStr | None = None
-    secret_env: str | None = None
-    secret_file: Path | None = None
+    kid: str = Field(min_length=1, description="Key id, written into each token's header (`kid`).")
+    secret: SecretStr | None = Field(default=None, description="The secret itself (32+ bytes); prefer secret_env.")
+    secret_env: str | None = Field(default=None, description="An environment variable that holds the secret.")
+    secret_file: Path | None = Field(default=None, description="A file that holds the secret.")
 
     @model_validator(mode="after")
     def _one_source(self) -> GatewayKeySettings:
@@ -66,9 +66,11 @@ class OidcIssuerSettings(BaseModel):
     issuer: str = Field(min_length=1, description="Exactly the token's `iss`.")
     audiences: tuple[str, ...] = Field(default=(), description="Accepted `aud` values; empty: not checked.")
     client_ids: tuple[str, ...] = Field(default=(), description="Accepted client ids (Cognito has no `aud`).")
-    algorithms: tuple[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"], ...] = ("RS256",)
-    groups_claim: str = "groups"
-    scope_claim: str = "scope"
+    algorithms: tuple[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"], ...] = Field(
+        default=("RS256",), description="Accepted signature algorithms."
+    )
+    groups_claim: str = Field(default="groups", description="The claim with the caller's groups (scopes.yml).")
+    scope_claim: str = Field(default="scope", description="The claim with the caller's scopes.")
     token_use: str | None = Field(default=None, description="Required `token_use` (Cognito: access).")
     jwks_uri: str | None = Field(default=None, description="Skips discovery when given.")
     jwks_refetch_interval: float = Field(default=30.0, gt=0, description="At most one refetch per interval.")
@@ -82,9 +84,9 @@ class AuthSettings(BaseModel):
     issuer: str = Field(default="mcp-aggregator", description="`iss` of gateway-minted tokens.")
     audience: str = Field(default="mcp-aggregator", description="`aud` of gateway-minted tokens.")
     gateway_keys: tuple[GatewayKeySettings, ...] = Field(default=(), description="First one signs; all verify.")
-    oidc_issuers: tuple[OidcIssuerSettings, ...] = ()
+    oidc_issuers: tuple[OidcIssuerSettings, ...] = Field(default=(), description="Identity providers accepted.")
     authorization_servers: tuple[str, ...] = Field(default=(), description="Advertised in the RFC 9728 metadata.")
-    max_token_bytes: int = Field(default=16384, gt=0)
+    max_token_bytes: int = Field(default=16384, gt=0, description="Longer bearer tokens are refused unread.")
     max_token_ttl: int = Field(default=86400, gt=0, description="Longest lifetime of a minted token, in seconds.")
     max_delegation_depth: int = Field(
         default=1,
@@ -112,14 +114,14 @@ class NginxSettings(BaseModel):
     )
     templates_dir: Path | None = Field(default=None, description="Default: the repository's nginx/ folder.")
     listen: str = Field(default="127.0.0.1:8080", description="nginx `listen` address for clients.")
-    server_name: str = "_"
+    server_name: str = Field(default="_", description="nginx `server_name`; '_' matches any host.")
     tls_certificate: Path | None = Field(default=None, description="PEM chain; with the key, nginx serves TLS.")
-    tls_certificate_key: Path | None = None
+    tls_certificate_key: Path | None = Field(default=None, description="PEM private key of tls_certificate.")
     gateway_replicas: tuple[str, ...] = Field(
         default=(), description="host:port of every gateway replica; default: this gateway's host:port."
     )
     user: str | None = Field(default=None, description="Worker user when nginx starts as root.")
-    worker_processes: int | Literal["auto"] = "auto"
+    worker_processes: int | Literal["auto"] = Field(default="auto", description="nginx `worker_processes`.")
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body through passthrough.")
     stream_timeout: float = Field(default=3600.0, gt=0, description="Seconds an idle response stream stays open.")
     reload_debounce: float = Field(default=2.0, ge=0, description="At most one reload per this many seconds.")
@@ -160,11 +162,11 @@ class Settings(BaseSettings):
         env_prefix="MCP_AGGREGATOR_", env_nested_delimiter="__", frozen=True, extra="forbid"
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    servers_file: Path = Path("configs/servers.yaml")
+    host: str = Field(default="127.0.0.1", description="Address `serve` binds; beyond loopback: auth and public_url.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `serve` binds; 0 picks a free one.")
+    servers_file: Path = Field(default=Path("configs/servers.yaml"), description="The registered upstreams.")
     public_url: str | None = Field(default=None, description="The URL clients use, when behind a proxy.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Least severe logged.")
     connect_timeout: float = Field(default=20.0, gt=0, description="Seconds to connect to and list one upstream.")
     health_interval: float = Field(default=15.0, gt=0, description="Seconds between liveness probes of an upstream.")
     backoff_initial: float = Field(default=0.5, gt=0, description="First reconnect delay, in seconds.")
@@ -190,10 +192,10 @@ class Settings(BaseSettings):
     search_uri: str | None = Field(default=None, description="LanceDB URI of the tool index; default data_dir/index.")
     search_model: str | None = Field(default=None, description="sentence-transformers model name or path.")
     discovery_mode: bool = Field(default=False, description="List only the finder tools (also: /mcp?tools=discover).")
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="Who may call, and how tokens are checked.")
+    limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Request, call and session bounds.")
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Per principal; 0 turns limits off.")
-    rate_limit_burst: int = Field(default=100, ge=1)
+    rate_limit_burst: int = Field(default=100, ge=1, description="Calls a principal may make at once after a pause.")
     audit_log: bool = Field(default=True, description="Write data_dir/audit.log (JSON lines, rotated).")
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without a token; otherwise it needs UI list_service for all."
@@ -203,7 +205,7 @@ class Settings(BaseSettings):
         description="Serve tools/call and tools/list below the SDK's session layers (same decisions and answers, "
         "about half the hop's cost); false sends every request the SDK way.",
     )
-    nginx: NginxSettings = Field(default_factory=NginxSettings)
+    nginx: NginxSettings = Field(default_factory=NginxSettings, description="The nginx in front (`nginx` command).")
 
     @model_validator(mode="before")
     @classmethod
@@ -282,12 +284,15 @@ class LoginSettings(BaseSettings):
         default=None, description="The authorization server; OIDC discovery finds its endpoints."
     )
     client_id: str | None = Field(default=None, description="The public (native) client registered for this CLI.")
-    scopes: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = Field(default=(), description="Scopes to request (default: the issuer's).")
     resource: str | None = Field(
         default=None, description="RFC 8707 resource indicator: the gateway's URL or audience."
     )
-    token_file: Path = Field(default_factory=lambda: Path.home() / ".config" / "mcp-aggregator" / "tokens.json")
-    redirect_port: int = Field(default=0, ge=0, le=65535)
+    token_file: Path = Field(
+        default_factory=lambda: Path.home() / ".config" / "mcp-aggregator" / "tokens.json",
+        description="Where the tokens are stored (mode 0600).",
+    )
+    redirect_port: int = Field(default=0, ge=0, le=65535, description="Loopback port of the redirect; 0: a free one.")
     timeout: float = Field(default=300.0, gt=0, description="Seconds to wait for the browser to come back.")
 
 

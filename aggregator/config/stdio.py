@@ -23,7 +23,7 @@ class StdioSlot(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     pattern: str = Field(description="A regular expression the whole value must match, e.g. '[a-z0-9-]{1,40}'.")
-    description: str = ""
+    description: str = Field(default="", description="What the value means, shown to callers.")
 
     @field_validator("pattern")
     @classmethod
@@ -52,8 +52,8 @@ class StdioTemplate(BaseModel):
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment of the child (copied into servers.yaml: no secrets)."
     )
-    cwd: Path | None = None
-    description: str = ""
+    cwd: Path | None = Field(default=None, description="Working directory of the child.")
+    description: str = Field(default="", description="What the server does, shown to callers.")
 
     @model_validator(mode="after")
     def _slots_match(self) -> StdioTemplate:
