@@ -11,23 +11,17 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import anyio
-import httpx2
 import mcp_types as types
 import pytest
-from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
-from pydantic import SecretStr
+from mcp import MCPError
 
-from aggregator.config.settings import AuthSettings, GatewayKeySettings
-from aggregator.policy.vending import mint_token
+from aggregator.config.settings import OidcIssuerSettings
 from aggregator.server.edge import RATE_LIMITED
-from tests.conftest import REPOSITORY, gateway_process, http_upstream, wait_connected
+from tests.conftest import REPOSITORY
+from tests.harness import AUTH, ERAS, Era, LiveGateway, connected, serve_gateway, serve_upstream, token_for
 from tests.policy.oidc import (
     Audience,
     OidcProvider,
@@ -38,12 +32,9 @@ from tests.policy.oidc import (
 from tests.policy.oidc import (
     Client as OidcClient,
 )
-from tests.processes import RunningProcess
 
 pytestmark = [pytest.mark.anyio, requires_oidc_provider]
-SECRET = "s" * 48
 AUDIENCE = "urn:mcp-aggregator:test"
-AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="g1", secret=SecretStr(SECRET)),))
 
 SCOPES = """
 group_mappings:
@@ -99,32 +90,12 @@ ARGUMENTS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Secured:
-    url: str
-    gateway: RunningProcess
+    live: LiveGateway
     provider: OidcProvider
-    scopes_file: Path
-    data_dir: Path
 
-
-def write_config(directory: Path, servers: dict[str, object], provider: OidcProvider) -> Path:
-    (directory / "servers.yaml").write_text(json.dumps({"servers": servers}))
-    (directory / "scopes.yml").write_text(SCOPES)
-    config = {
-        "servers_file": "servers.yaml",
-        "scopes_file": "scopes.yml",
-        "data_dir": "data",
-        "scopes_reload_interval": 0.2,
-        "rate_limit_per_second": 0.05,
-        "rate_limit_burst": 40,
-        "auth": {
-            "gateway_keys": [{"kid": "g1", "secret_env": "TEST_GATEWAY_KEY"}],
-            "oidc_issuers": [{"issuer": provider.issuer, "audiences": [AUDIENCE], "algorithms": ["RS256"]}],
-            "authorization_servers": [provider.issuer],
-        },
-    }
-    path = directory / "gateway.yaml"
-    path.write_text(json.dumps(config))
-    return path
+    @property
+    def url(self) -> str:
+        return self.live.url
 
 
 @pytest.fixture(scope="module")
@@ -136,35 +107,36 @@ async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sec
     ]
     async with (
         oidc_provider(directory, clients=clients, audience=Audience(AUDIENCE), keys=[rsa_jwk("r1")]) as provider,
-        http_upstream("weather") as (weather_url, _),
-        http_upstream("echo") as (echo_url, _),
+        serve_upstream("weather") as weather_url,
+        serve_upstream("echo") as echo_url,
     ):
         servers = {
             "weather": {"transport": "streamable-http", "url": weather_url},
             "echo": {"transport": "streamable-http", "url": echo_url},
-            "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]},
+            "notes": {
+                "transport": "stdio",
+                "command": sys.executable,
+                "args": ["-m", "examples.servers.notes"],
+                "cwd": str(REPOSITORY),
+            },
         }
-        config = write_config(directory, servers, provider)
-        env = {"TEST_GATEWAY_KEY": SECRET}
-        async with gateway_process(
-            directory / "servers.yaml", "--config", str(config), env=env, insecure_dev=False
-        ) as (url, gateway):
-            for name in servers:
-                await wait_connected(gateway, name)
-            yield Secured(url, gateway, provider, directory / "scopes.yml", directory / "data")
+        issuer = OidcIssuerSettings(issuer=provider.issuer, audiences=(AUDIENCE,), algorithms=("RS256",))
+        auth = AUTH.model_copy(update={"oidc_issuers": (issuer,), "authorization_servers": (provider.issuer,)})
+        async with serve_gateway(
+            directory / "gateway",
+            servers=servers,
+            scopes=SCOPES,
+            auth=auth,
+            scopes_reload_interval=0.2,
+            rate_limit_per_second=0.05,
+            rate_limit_burst=40,
+        ) as live:
+            await live.wait_until(connected(*servers))
+            yield Secured(live, provider)
 
 
 def token(subject: str, scopes: list[str] = [], groups: list[str] = []) -> str:  # noqa: B006
-    return mint_token(AUTH, subject, scopes, 600, groups=groups)[0]
-
-
-@asynccontextmanager
-async def connect(url: str, bearer: str, mode: str = "auto") -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, trust_env=False) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
-    ):
-        yield client
+    return token_for(subject, scopes=scopes, groups=groups)
 
 
 async def principals(secured: Secured) -> dict[str, tuple[str, set[str]]]:
@@ -188,10 +160,10 @@ async def principals(secured: Secured) -> dict[str, tuple[str, set[str]]]:
     }
 
 
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_every_principal_sees_and_calls_exactly_what_scopes_allow(secured: Secured, mode: str) -> None:
+@pytest.mark.parametrize("mode", ERAS)
+async def test_every_principal_sees_and_calls_exactly_what_scopes_allow(secured: Secured, mode: Era) -> None:
     for who, (bearer, allowed) in (await principals(secured)).items():
-        async with connect(secured.url, bearer, mode) as client:
+        async with secured.live.client(token=bearer, era=mode) as client:
             listed = {tool.name for tool in (await client.list_tools()).tools}
             assert listed == allowed, who
             for name in sorted(ALL):
@@ -210,8 +182,8 @@ async def test_every_principal_sees_and_calls_exactly_what_scopes_allow(secured:
 async def test_a_caller_without_a_token_is_challenged_and_can_discover_the_authorization_server(
     secured: Secured,
 ) -> None:
-    base = secured.url.removesuffix("/mcp")
-    async with httpx2.AsyncClient(trust_env=False) as http:
+    base = secured.live.base
+    async with secured.live.http() as http:
         response = await http.post(secured.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert response.status_code == 401
         challenge = response.headers["WWW-Authenticate"]
@@ -225,43 +197,42 @@ async def test_a_caller_without_a_token_is_challenged_and_can_discover_the_autho
         assert bad.json()["error_description"] == "token is not a well-formed JWT"
         sse = await http.get(f"{base}/sse")
         assert sse.status_code == 401
-    assert "garbage" not in secured.gateway.output
-    assert 'auth.rejected reason="token is not a well-formed JWT"' in secured.gateway.output
+    assert "garbage" not in secured.live.log.output
+    assert 'auth.rejected reason="token is not a well-formed JWT"' in secured.live.log.output
 
 
 async def test_an_edited_scopes_file_takes_effect_and_a_broken_edit_keeps_the_last_good_policy(
     secured: Secured,
 ) -> None:
     bearer = token("reloader", ["weather/forecast"])
-    original = secured.scopes_file.read_text()
+    original = secured.live.scopes_file.read_text()
     try:
-        mark = len(secured.gateway.lines)
-        secured.scopes_file.write_text(original.replace("tools: [get_forecast]", "tools: [get_forecast, list_*]"))
-        await secured.gateway.wait_for(re.compile("policy.reloaded"), 30, mark)
-        async with connect(secured.url, bearer) as client:
+        mark = secured.live.log.mark()
+        secured.live.scopes_file.write_text(original.replace("tools: [get_forecast]", "tools: [get_forecast, list_*]"))
+        await secured.live.log.wait_for("policy.reloaded", 30, mark)
+        async with secured.live.client(token=bearer) as client:
             assert {t.name for t in (await client.list_tools()).tools} == {
                 "weather__get_forecast",
                 "weather__list_weather_alerts",
             }
-        mark = len(secured.gateway.lines)
-        secured.scopes_file.write_text(original + "\nbroken: [unclosed\n")
-        await secured.gateway.wait_for(re.compile("policy.reload_failed"), 30, mark)
-        async with connect(secured.url, bearer) as client:
+        mark = secured.live.log.mark()
+        secured.live.scopes_file.write_text(original + "\nbroken: [unclosed\n")
+        await secured.live.log.wait_for("policy.reload_failed", 30, mark)
+        async with secured.live.client(token=bearer) as client:
             assert len((await client.list_tools()).tools) == 2
-        operator = {"Authorization": f"Bearer {token('operator', ['mcp-registry-admin'])}"}  # readyz details
-        async with httpx2.AsyncClient(trust_env=False, headers=operator) as http:
-            ready = (await http.get(secured.url.removesuffix("/mcp") + "/readyz")).json()
+        async with secured.live.http(token("operator", ["mcp-registry-admin"])) as http:  # readyz details
+            ready = (await http.get("/readyz")).json()
         assert "invalid YAML" in ready["policy_error"]
     finally:
-        mark = len(secured.gateway.lines)
-        secured.scopes_file.write_text(original)
-        await secured.gateway.wait_for(re.compile("policy.reloaded"), 30, mark)
+        mark = secured.live.log.mark()
+        secured.live.scopes_file.write_text(original)
+        await secured.live.log.wait_for("policy.reloaded", 30, mark)
 
 
 async def test_a_caller_over_its_rate_limit_is_told_when_to_retry(secured: Secured) -> None:
     bearer = token("hasty", ["weather/forecast"])
     refusals: list[MCPError] = []
-    async with connect(secured.url, bearer) as client:
+    async with secured.live.client(token=bearer) as client:
         for _ in range(60):  # the burst is 40, refilled at 0.05 per second
             try:
                 await client.call_tool("weather__get_forecast", {"city": "Rome"})
@@ -274,25 +245,13 @@ async def test_a_caller_over_its_rate_limit_is_told_when_to_retry(secured: Secur
 
 async def test_decisions_are_audited_without_secrets(secured: Secured) -> None:
     bearer = token("audited", ["weather/forecast"])
-    async with connect(secured.url, bearer) as client:
+    async with secured.live.client(token=bearer) as client:
         await client.call_tool("weather__get_forecast", {"city": "Paris"})
         with pytest.raises(MCPError):
             await client.call_tool("echo__echo", {"text": "no"})
-    lines = [json.loads(line) for line in (secured.data_dir / "audit.log").read_text().splitlines()]
+    lines = [json.loads(line) for line in secured.live.audit_log.read_text().splitlines()]
     mine = [(e["method"], e["name"], e["decision"]) for e in lines if e["principal"] == "audited"]
     assert ("tools/call", "weather__get_forecast", "allow") in mine
     assert ("tools/call", "echo__echo", "deny") in mine
-    assert bearer not in (secured.data_dir / "audit.log").read_text()
-    assert bearer not in secured.gateway.output
-
-
-async def test_serve_refuses_to_start_without_a_verifier_unless_insecure_dev_on_loopback(tmp_path: Path) -> None:
-    servers = tmp_path / "servers.yaml"
-    servers.write_text("servers: {}\n")
-    command = [sys.executable, "-m", "aggregator", "serve", "--servers", str(servers), "--port", "0"]
-    plain = await anyio.run_process(command, cwd=REPOSITORY, check=False)
-    assert plain.returncode == 2
-    assert b"no token verifier is configured" in plain.stderr
-    exposed = await anyio.run_process([*command, "--insecure-dev", "--host", "0.0.0.0"], cwd=REPOSITORY, check=False)
-    assert exposed.returncode == 2
-    assert b"--insecure-dev is only allowed on loopback" in exposed.stderr
+    assert bearer not in secured.live.audit_log.read_text()
+    assert bearer not in secured.live.log.output
