@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import yaml
+
 ADMIN_SCOPES = """
 group_mappings:
   admins: [mcp-registry-admin, everything, weather-only]
@@ -29,3 +33,31 @@ weather-only:
 """A policy with every kind of principal the admin tools know (connect with `LiveGateway.member(group)`):
 `admins` may do everything, `operators` may list and toggle `weather` only (and call every tool),
 `users` may only call weather's tools."""
+
+ADMIN_PERMISSIONS = ("list_service", "register_service", "toggle_service", "modify_service", "health_check_service")
+
+
+def admins_policy(
+    methods: Sequence[str] = ("tools/list", "tools/call"), permissions: Sequence[str] = ADMIN_PERMISSIONS
+) -> str:
+    """A scopes.yml where members of `admins` hold `permissions` on every server and may use `methods` on
+    every tool; nobody else may do anything."""
+    return yaml.safe_dump(
+        {
+            "group_mappings": {"admins": ["mcp-registry-admin", "everything"]},
+            "UI-Scopes": {"mcp-registry-admin": {permission: ["all"] for permission in permissions}},
+            "everything": [{"server": "*", "methods": list(methods), "tools": ["*"]}],
+        },
+        sort_keys=False,
+    )
+
+
+USERS_MAY_DO_EVERYTHING = """
+group_mappings:
+  users: [everything]
+everything:
+- server: "*"
+  methods: ["*"]
+  tools: ["*"]
+"""
+"""A scopes.yml where members of `users` may use every method on every tool (and have no UI permission)."""

@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -20,17 +19,11 @@ from mcp.client.streamable_http import streamable_http_client
 
 from aggregator.server.edge import RATE_LIMITED
 from tests.conftest import REPOSITORY
-from tests.harness import LiveGateway, connected, serve_gateway, serve_upstream, token_for
+from tests.harness import LiveGateway, connected, serve_gateway, token_for
+from tests.policies import USERS_MAY_DO_EVERYTHING
 
 pytestmark = pytest.mark.anyio
-SCOPES = """
-group_mappings:
-  users: [everything]
-everything:
-- server: "*"
-  methods: ["*"]
-  tools: ["*"]
-"""
+SCOPES = USERS_MAY_DO_EVERYTHING
 LIMITS = {
     "max_request_bytes": 65536,
     "max_json_depth": 16,
@@ -46,33 +39,17 @@ ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "appl
 LEAKS = ("Traceback", 'File "', ".py", "site-packages", str(REPOSITORY), "/tmp/")
 
 
-@dataclass
-class Hostile:
-    live: LiveGateway
-
-    @property
-    def url(self) -> str:
-        return self.live.url
-
-    @property
-    def base(self) -> str:
-        return self.live.base
-
-
 @pytest.fixture(scope="module")
-async def hostile(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hostile]:
-    async with (
-        serve_upstream("echo") as echo_url,
-        serve_gateway(
-            tmp_path_factory.mktemp("hostile"),
-            servers={"echo": {"transport": "streamable-http", "url": echo_url}},
-            scopes=SCOPES,
-            rate_limit_per_second=0,
-            limits=LIMITS,
-        ) as live,
-    ):
+async def hostile(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[LiveGateway]:
+    async with serve_gateway(
+        tmp_path_factory.mktemp("hostile"),
+        servers={"echo": {"transport": "streamable-http", "url": echo_url}},
+        scopes=SCOPES,
+        rate_limit_per_second=0,
+        limits=LIMITS,
+    ) as live:
         await live.wait_until(connected("echo"))
-        yield Hostile(live)
+        yield live
 
 
 def bearer(subject: str) -> dict[str, str]:
@@ -122,7 +99,7 @@ def error_of(response: httpx2.Response) -> dict[str, Any]:
     return error
 
 
-async def still_serving(hostile: Hostile) -> None:
+async def still_serving(hostile: LiveGateway) -> None:
     async with connect(hostile.url, "alice") as client:
         result = await client.call_tool("echo__echo", {"text": "still here"})
     assert result.structured_content == {"result": "still here"}
@@ -175,14 +152,14 @@ ECHO = request("tools/call", {"name": "echo__echo", "arguments": {"text": "hi"}}
         "method-7",
     ],
 )
-async def test_malformed_json_rpc_gets_a_json_rpc_error(hostile: Hostile, body: bytes, code: int) -> None:
+async def test_malformed_json_rpc_gets_a_json_rpc_error(hostile: LiveGateway, body: bytes, code: int) -> None:
     async with http() as client:
         response = clean(await client.post(hostile.url, content=body, headers=routing("tools/list")))
     assert response.status_code == 400
     assert error_of(response)["code"] == code
 
 
-async def test_an_unknown_method_is_method_not_found_in_both_eras(hostile: Hostile) -> None:
+async def test_an_unknown_method_is_method_not_found_in_both_eras(hostile: LiveGateway) -> None:
     async with http() as client:
         modern = clean(await client.post(hostile.url, json=request("no/such"), headers=routing("no/such")))
         session = await open_legacy_session(client, hostile.url)
@@ -204,7 +181,7 @@ async def test_an_unknown_method_is_method_not_found_in_both_eras(hostile: Hosti
     ids=["no-method-header", "other-method", "other-name", "no-name-header", "other-version"],
 )
 async def test_headers_that_do_not_match_the_body_are_refused(
-    hostile: Hostile, headers: dict[str, str], problem: str
+    hostile: LiveGateway, headers: dict[str, str], problem: str
 ) -> None:
     async with http() as client:
         response = clean(await client.post(hostile.url, json=ECHO, headers=headers))
@@ -214,7 +191,7 @@ async def test_headers_that_do_not_match_the_body_are_refused(
     assert error["message"].startswith(f"{problem} header does not match")
 
 
-async def test_unsupported_protocol_versions_are_refused_or_negotiated(hostile: Hostile) -> None:
+async def test_unsupported_protocol_versions_are_refused_or_negotiated(hostile: LiveGateway) -> None:
     ancient = {
         "io.modelcontextprotocol/protocolVersion": "1999-01-01",
         "io.modelcontextprotocol/clientCapabilities": {},
@@ -237,7 +214,7 @@ async def test_unsupported_protocol_versions_are_refused_or_negotiated(hostile: 
     assert answer["result"]["protocolVersion"] == LEGACY
 
 
-async def test_oversized_deep_and_long_payloads_are_refused_before_they_cost_anything(hostile: Hostile) -> None:
+async def test_oversized_deep_and_long_payloads_are_refused_before_they_cost_anything(hostile: LiveGateway) -> None:
     big_arguments = request("tools/call", {"name": "echo__echo", "arguments": {"text": "y" * 20_000}})
     async with http() as client:
         too_big = clean(await client.post(hostile.url, content=b"x" * 70_000, headers=routing("tools/list")))
@@ -262,7 +239,7 @@ async def test_oversized_deep_and_long_payloads_are_refused_before_they_cost_any
     await still_serving(hostile)
 
 
-async def test_bad_tokens_get_a_challenge_and_nothing_else(hostile: Hostile) -> None:
+async def test_bad_tokens_get_a_challenge_and_nothing_else(hostile: LiveGateway) -> None:
     cases = [
         {},
         {"authorization": "Bearer not-a-jwt"},
@@ -278,7 +255,7 @@ async def test_bad_tokens_get_a_challenge_and_nothing_else(hostile: Hostile) -> 
             assert f'resource_metadata="{hostile.base}/.well-known/oauth-protected-resource/mcp"' in challenge
 
 
-async def test_a_flood_of_requests_is_answered_and_the_gateway_keeps_serving(hostile: Hostile) -> None:
+async def test_a_flood_of_requests_is_answered_and_the_gateway_keeps_serving(hostile: LiveGateway) -> None:
     bodies: list[tuple[bytes, dict[str, str]]] = [
         (json.dumps(ECHO).encode(), routing("tools/call", "echo__echo")),
         (b"{not json", {}),
@@ -302,7 +279,7 @@ async def test_a_flood_of_requests_is_answered_and_the_gateway_keeps_serving(hos
         assert (await client.get(f"{hostile.base}/healthz")).status_code == 200
 
 
-async def test_concurrent_calls_of_one_principal_are_bounded_and_others_unaffected(hostile: Hostile) -> None:
+async def test_concurrent_calls_of_one_principal_are_bounded_and_others_unaffected(hostile: LiveGateway) -> None:
     limit = LIMITS["max_calls_per_principal"]
     started = [anyio.Event() for _ in range(limit)]
     answers: list[str] = []
@@ -332,7 +309,7 @@ async def test_concurrent_calls_of_one_principal_are_bounded_and_others_unaffect
 @pytest.mark.parametrize(
     "header", [{"origin": "http://evil.example"}, {"host": "evil.example"}], ids=["origin", "host"]
 )
-async def test_a_foreign_origin_or_host_is_refused_everywhere(hostile: Hostile, header: dict[str, str]) -> None:
+async def test_a_foreign_origin_or_host_is_refused_everywhere(hostile: LiveGateway, header: dict[str, str]) -> None:
     status = 403 if "origin" in header else 421
     async with http() as client:
         mcp = clean(
@@ -346,7 +323,7 @@ async def test_a_foreign_origin_or_host_is_refused_everywhere(hostile: Hostile, 
     await still_serving(hostile)
 
 
-async def test_session_ids_are_unguessable(hostile: Hostile) -> None:
+async def test_session_ids_are_unguessable(hostile: LiveGateway) -> None:
     async with http() as client:
         sessions = [await open_legacy_session(client, hostile.url) for _ in range(64)]
         for session in sessions:
@@ -360,7 +337,7 @@ async def test_session_ids_are_unguessable(hostile: Hostile) -> None:
     assert random_bits >= 122
 
 
-async def test_a_session_is_bound_to_the_principal_that_created_it(hostile: Hostile) -> None:
+async def test_a_session_is_bound_to_the_principal_that_created_it(hostile: LiveGateway) -> None:
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
     async with http("alice") as alice, http("bob") as bob:
         session = await open_legacy_session(alice, hostile.url)
@@ -376,6 +353,6 @@ async def test_a_session_is_bound_to_the_principal_that_created_it(hostile: Host
     assert "echo__echo" in own.text
 
 
-async def test_no_hostile_request_left_a_traceback_in_the_gateway_log(hostile: Hostile) -> None:
-    assert "Traceback" not in hostile.live.log.output
-    assert "Exception in ASGI application" not in hostile.live.log.output
+async def test_no_hostile_request_left_a_traceback_in_the_gateway_log(hostile: LiveGateway) -> None:
+    assert "Traceback" not in hostile.log.output
+    assert "Exception in ASGI application" not in hostile.log.output

@@ -11,7 +11,6 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
@@ -21,7 +20,7 @@ from mcp import MCPError
 from aggregator.config.settings import OidcIssuerSettings
 from aggregator.server.edge import RATE_LIMITED
 from tests.conftest import REPOSITORY
-from tests.harness import AUTH, ERAS, Era, LiveGateway, connected, serve_gateway, serve_upstream, token_for
+from tests.harness import AUTH, ERAS, Era, LiveGateway, connected, serve_gateway, token_for
 from tests.policy.oidc import (
     Audience,
     OidcProvider,
@@ -35,6 +34,7 @@ from tests.policy.oidc import (
 
 pytestmark = [pytest.mark.anyio, requires_oidc_provider]
 AUDIENCE = "urn:mcp-aggregator:test"
+NOTES_SERVER = "examples.servers.notes"
 
 SCOPES = """
 group_mappings:
@@ -88,67 +88,54 @@ ARGUMENTS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class Secured:
-    live: LiveGateway
-    provider: OidcProvider
-
-    @property
-    def url(self) -> str:
-        return self.live.url
-
-
 @pytest.fixture(scope="module")
-async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Secured]:
-    directory = tmp_path_factory.mktemp("secured")
+async def provider(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OidcProvider]:
     clients = [
         OidcClient("notes-app", "notes-secret", scopes=("mcp",), groups=("notes-team",)),
         OidcClient("platform-app", "platform-secret", scopes=("mcp",), groups=("platform-team",)),
     ]
-    async with (
-        oidc_provider(directory, clients=clients, audience=Audience(AUDIENCE), keys=[rsa_jwk("r1")]) as provider,
-        serve_upstream("weather") as weather_url,
-        serve_upstream("echo") as echo_url,
-    ):
-        servers = {
-            "weather": {"transport": "streamable-http", "url": weather_url},
-            "echo": {"transport": "streamable-http", "url": echo_url},
-            "notes": {
-                "transport": "stdio",
-                "command": sys.executable,
-                "args": ["-m", "examples.servers.notes"],
-                "cwd": str(REPOSITORY),
-            },
-        }
-        issuer = OidcIssuerSettings(issuer=provider.issuer, audiences=(AUDIENCE,), algorithms=("RS256",))
-        auth = AUTH.model_copy(update={"oidc_issuers": (issuer,), "authorization_servers": (provider.issuer,)})
-        async with serve_gateway(
-            directory / "gateway",
-            servers=servers,
-            scopes=SCOPES,
-            auth=auth,
-            scopes_reload_interval=0.2,
-            rate_limit_per_second=0.05,
-            rate_limit_burst=40,
-        ) as live:
-            await live.wait_until(connected(*servers))
-            yield Secured(live, provider)
+    directory = tmp_path_factory.mktemp("provider")
+    async with oidc_provider(directory, clients=clients, audience=Audience(AUDIENCE), keys=[rsa_jwk("r1")]) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+async def secured(
+    tmp_path_factory: pytest.TempPathFactory, provider: OidcProvider, weather_url: str, echo_url: str
+) -> AsyncIterator[LiveGateway]:
+    servers = {
+        "weather": {"transport": "streamable-http", "url": weather_url},
+        "echo": {"transport": "streamable-http", "url": echo_url},
+        "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", NOTES_SERVER], "cwd": str(REPOSITORY)},
+    }
+    issuer = OidcIssuerSettings(issuer=provider.issuer, audiences=(AUDIENCE,), algorithms=("RS256",))
+    async with serve_gateway(
+        tmp_path_factory.mktemp("secured"),
+        servers=servers,
+        scopes=SCOPES,
+        auth=AUTH.model_copy(update={"oidc_issuers": (issuer,), "authorization_servers": (provider.issuer,)}),
+        scopes_reload_interval=0.2,
+        rate_limit_per_second=0.05,
+        rate_limit_burst=40,
+    ) as live:
+        await live.wait_until(connected(*servers))
+        yield live
 
 
 def token(subject: str, scopes: list[str] = [], groups: list[str] = []) -> str:  # noqa: B006
     return token_for(subject, scopes=scopes, groups=groups)
 
 
-async def principals(secured: Secured) -> dict[str, tuple[str, set[str]]]:
+async def principals(provider: OidcProvider) -> dict[str, tuple[str, set[str]]]:
     """Each principal's token and exactly the tools scopes.yml lets it call."""
     return {
         # server "*" includes the gateway's own server (mcpgw): the finder tools and generate_token need no
         # UI permission; list_services and the other management tools do.
         "platform via OIDC groups": (
-            await secured.provider.token("platform-app", "platform-secret", "mcp"),
+            await provider.token("platform-app", "platform-secret", "mcp"),
             ALL | {"generate_token", "intelligent_tool_finder", "describe_tool", "call_tool"},
         ),
-        "notes via OIDC groups": (await secured.provider.token("notes-app", "notes-secret", "mcp"), NOTES),
+        "notes via OIDC groups": (await provider.token("notes-app", "notes-secret", "mcp"), NOTES),
         "forecast only": (token("fc", ["weather/forecast"]), {"weather__get_forecast"}),
         "list-only scope and list_* tools": (
             token("lister", ["echo/list-only", "notes/listers"]),
@@ -161,9 +148,11 @@ async def principals(secured: Secured) -> dict[str, tuple[str, set[str]]]:
 
 
 @pytest.mark.parametrize("mode", ERAS)
-async def test_every_principal_sees_and_calls_exactly_what_scopes_allow(secured: Secured, mode: Era) -> None:
-    for who, (bearer, allowed) in (await principals(secured)).items():
-        async with secured.live.client(token=bearer, era=mode) as client:
+async def test_every_principal_sees_and_calls_exactly_what_scopes_allow(
+    secured: LiveGateway, provider: OidcProvider, mode: Era
+) -> None:
+    for who, (bearer, allowed) in (await principals(provider)).items():
+        async with secured.client(token=bearer, era=mode) as client:
             listed = {tool.name for tool in (await client.list_tools()).tools}
             assert listed == allowed, who
             for name in sorted(ALL):
@@ -180,59 +169,60 @@ async def test_every_principal_sees_and_calls_exactly_what_scopes_allow(secured:
 
 
 async def test_a_caller_without_a_token_is_challenged_and_can_discover_the_authorization_server(
-    secured: Secured,
+    secured: LiveGateway,
+    provider: OidcProvider,
 ) -> None:
-    base = secured.live.base
-    async with secured.live.http() as http:
+    base = secured.base
+    async with secured.http() as http:
         response = await http.post(secured.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert response.status_code == 401
         challenge = response.headers["WWW-Authenticate"]
         assert challenge == f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
         metadata = (await http.get(f"{base}/.well-known/oauth-protected-resource/mcp")).json()
         assert metadata["resource"] == secured.url
-        assert metadata["authorization_servers"] == [secured.provider.issuer]
+        assert metadata["authorization_servers"] == [provider.issuer]
         bad = await http.post(secured.url, headers={"Authorization": "Bearer garbage"}, json={})
         assert bad.status_code == 401
         assert 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
         assert bad.json()["error_description"] == "token is not a well-formed JWT"
         sse = await http.get(f"{base}/sse")
         assert sse.status_code == 401
-    assert "garbage" not in secured.live.log.output
-    assert 'auth.rejected reason="token is not a well-formed JWT"' in secured.live.log.output
+    assert "garbage" not in secured.log.output
+    assert 'auth.rejected reason="token is not a well-formed JWT"' in secured.log.output
 
 
 async def test_an_edited_scopes_file_takes_effect_and_a_broken_edit_keeps_the_last_good_policy(
-    secured: Secured,
+    secured: LiveGateway,
 ) -> None:
     bearer = token("reloader", ["weather/forecast"])
-    original = secured.live.scopes_file.read_text()
+    original = secured.scopes_file.read_text()
     try:
-        mark = secured.live.log.mark()
-        secured.live.scopes_file.write_text(original.replace("tools: [get_forecast]", "tools: [get_forecast, list_*]"))
-        await secured.live.log.wait_for("policy.reloaded", 30, mark)
-        async with secured.live.client(token=bearer) as client:
+        mark = secured.log.mark()
+        secured.scopes_file.write_text(original.replace("tools: [get_forecast]", "tools: [get_forecast, list_*]"))
+        await secured.log.wait_for("policy.reloaded", 30, mark)
+        async with secured.client(token=bearer) as client:
             assert {t.name for t in (await client.list_tools()).tools} == {
                 "weather__get_forecast",
                 "weather__list_weather_alerts",
             }
-        mark = secured.live.log.mark()
-        secured.live.scopes_file.write_text(original + "\nbroken: [unclosed\n")
-        await secured.live.log.wait_for("policy.reload_failed", 30, mark)
-        async with secured.live.client(token=bearer) as client:
+        mark = secured.log.mark()
+        secured.scopes_file.write_text(original + "\nbroken: [unclosed\n")
+        await secured.log.wait_for("policy.reload_failed", 30, mark)
+        async with secured.client(token=bearer) as client:
             assert len((await client.list_tools()).tools) == 2
-        async with secured.live.http(token("operator", ["mcp-registry-admin"])) as http:  # readyz details
+        async with secured.http(token("operator", ["mcp-registry-admin"])) as http:  # readyz details
             ready = (await http.get("/readyz")).json()
         assert "invalid YAML" in ready["policy_error"]
     finally:
-        mark = secured.live.log.mark()
-        secured.live.scopes_file.write_text(original)
-        await secured.live.log.wait_for("policy.reloaded", 30, mark)
+        mark = secured.log.mark()
+        secured.scopes_file.write_text(original)
+        await secured.log.wait_for("policy.reloaded", 30, mark)
 
 
-async def test_a_caller_over_its_rate_limit_is_told_when_to_retry(secured: Secured) -> None:
+async def test_a_caller_over_its_rate_limit_is_told_when_to_retry(secured: LiveGateway) -> None:
     bearer = token("hasty", ["weather/forecast"])
     refusals: list[MCPError] = []
-    async with secured.live.client(token=bearer) as client:
+    async with secured.client(token=bearer) as client:
         for _ in range(60):  # the burst is 40, refilled at 0.05 per second
             try:
                 await client.call_tool("weather__get_forecast", {"city": "Rome"})
@@ -243,15 +233,15 @@ async def test_a_caller_over_its_rate_limit_is_told_when_to_retry(secured: Secur
     assert re.fullmatch(r"Rate limit exceeded for 'hasty'; retry after \d+\.\d s\.", refusals[0].message)
 
 
-async def test_decisions_are_audited_without_secrets(secured: Secured) -> None:
+async def test_decisions_are_audited_without_secrets(secured: LiveGateway) -> None:
     bearer = token("audited", ["weather/forecast"])
-    async with secured.live.client(token=bearer) as client:
+    async with secured.client(token=bearer) as client:
         await client.call_tool("weather__get_forecast", {"city": "Paris"})
         with pytest.raises(MCPError):
             await client.call_tool("echo__echo", {"text": "no"})
-    lines = [json.loads(line) for line in secured.live.audit_log.read_text().splitlines()]
+    lines = [json.loads(line) for line in secured.audit_log.read_text().splitlines()]
     mine = [(e["method"], e["name"], e["decision"]) for e in lines if e["principal"] == "audited"]
     assert ("tools/call", "weather__get_forecast", "allow") in mine
     assert ("tools/call", "echo__echo", "deny") in mine
-    assert bearer not in secured.live.audit_log.read_text()
-    assert bearer not in secured.live.log.output
+    assert bearer not in secured.audit_log.read_text()
+    assert bearer not in secured.log.output

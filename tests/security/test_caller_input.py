@@ -24,6 +24,7 @@ from aggregator.http.registry_api import GATEWAY_META
 from aggregator.registry.models import StreamableHttpUpstream, load_servers
 from aggregator.upstreams.state import UpstreamState
 from tests.harness import ERAS, Era, LiveGateway, serve_gateway, token_for
+from tests.policies import admins_policy
 from tests.security.recorder import Recorder, recording_listener
 
 pytestmark = pytest.mark.anyio
@@ -31,21 +32,7 @@ pytestmark = pytest.mark.anyio
 VARIABLE = "MCP_AGGREGATOR_KEY_PROBE"
 SECRET = "s3cr3t-value-only-in-this-test-7f1c"
 UNSET = "MCP_AGGREGATOR_KEY_NEVER_SET_4411"
-SCOPES = """
-group_mappings:
-  admins: [mcp-registry-admin, everything]
-UI-Scopes:
-  mcp-registry-admin:
-    list_service: [all]
-    register_service: [all]
-    toggle_service: [all]
-    modify_service: [all]
-    health_check_service: [all]
-everything:
-- server: "*"
-  methods: [tools/list, tools/call, resources/list, resources/read]
-  tools: ["*"]
-"""
+SCOPES = admins_policy(methods=("tools/list", "tools/call", "resources/list", "resources/read"))
 
 PAYLOADS = [
     f"${{{VARIABLE}}}",

@@ -20,17 +20,11 @@ import pytest
 
 from aggregator.policy.limits import BodyLimits, body_problem
 from tests.harness import ERAS, Era, LiveGateway, serve_gateway, token_for
+from tests.policies import USERS_MAY_DO_EVERYTHING
 
 pytestmark = pytest.mark.anyio
 
-SCOPES = """
-group_mappings:
-  users: [everything]
-everything:
-- server: "*"
-  methods: ["*"]
-  tools: ["*"]
-"""
+SCOPES = USERS_MAY_DO_EVERYTHING
 MIB = 1024 * 1024
 MAX_BYTES = 4 * MIB
 HEALTH_DEADLINE = 1.0  # seconds each /healthz may take while a worst-case body is being judged

@@ -28,26 +28,13 @@ from aggregator.upstreams.upstream import Upstream
 from examples.servers._http import http_app
 from examples.servers.echo import create_server as create_echo
 from tests.harness import ERAS, Era, LiveGateway, serve_asgi, serve_gateway, serve_upstream
+from tests.policies import admins_policy
 from tests.security.recorder import recording_listener
 
 pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
 
-SCOPES = """
-group_mappings:
-  admins: [mcp-registry-admin, everything]
-UI-Scopes:
-  mcp-registry-admin:
-    list_service: [all]
-    register_service: [all]
-    toggle_service: [all]
-    modify_service: [all]
-    health_check_service: [all]
-everything:
-- server: "*"
-  methods: [tools/list, tools/call]
-  tools: ["*"]
-"""
+SCOPES = admins_policy()
 
 # (host as a caller may spell it, the address it denotes)
 SPELLINGS = [

@@ -21,24 +21,13 @@ from mcp import Client, MCPError
 from aggregator.registry.models import StdioUpstream, load_servers
 from aggregator.upstreams.state import UpstreamState
 from tests.harness import ERAS, Era, LiveGateway, serve_gateway
+from tests.policies import admins_policy
 
 pytestmark = pytest.mark.anyio
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0
-SCOPES = """
-group_mappings:
-  admins: [mcp-registry-admin, everything]
-UI-Scopes:
-  mcp-registry-admin:
-    list_service: [all]
-    register_service: [all]
-    modify_service: [all]
-everything:
-- server: "*"
-  methods: [tools/list, tools/call]
-  tools: ["*"]
-"""
+SCOPES = admins_policy(permissions=("list_service", "register_service", "modify_service"))
 TEMPLATES: dict[str, Any] = {
     "notes": {"command": sys.executable, "args": ["-m", "examples.servers.notes"], "cwd": str(REPOSITORY)},
     "argv": {
