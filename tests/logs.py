@@ -29,11 +29,14 @@ class LogLines(OutputLines, logging.Handler):
     def __init__(self) -> None:
         OutputLines.__init__(self)
         logging.Handler.__init__(self, logging.INFO)
+        self.records: list[logging.LogRecord] = []
+        """The records behind `lines`, index for index (for their level, event and fields)."""
         self.setFormatter(KeyValueFormatter())
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
         self.lines.append(self.format(record))
         if threading.get_ident() == self._thread:
             self._wake()

@@ -18,7 +18,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +73,15 @@ async def ready(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> Asyn
 
 @pytest.fixture(scope="module")
 async def degraded(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[LiveGateway]:
-    """One upstream cannot be reached (its error names its URL): /readyz says 503."""
+    """One required upstream cannot be reached (its error names its URL): /readyz says 503."""
     servers = {
         UPSTREAM: {"transport": "streamable-http", "url": echo_url},
-        DOWN: {"transport": "streamable-http", "url": f"http://127.0.0.1:{closed_port()}/mcp", "timeout": 1},
+        DOWN: {
+            "transport": "streamable-http",
+            "url": f"http://127.0.0.1:{closed_port()}/mcp",
+            "timeout": 1,
+            "required": True,
+        },
     }
     async with serve_gateway(tmp_path_factory.mktemp("degraded"), servers=servers, scopes=SCOPES) as gateway:
         yield gateway
@@ -307,37 +312,17 @@ REJECTED: dict[str, tuple[str, str, dict[str, str], bytes, str]] = {
 }
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    handler = Lines()
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(previous)
-
-
 @pytest.mark.parametrize("name", list(REJECTED))
-async def test_a_rejected_request_is_one_structured_line(ready: LiveGateway, lines: Lines, name: str) -> None:
+async def test_a_rejected_request_is_one_structured_line(ready: LiveGateway, name: str) -> None:
     method, path, headers, body, event = REJECTED[name]
+    mark = ready.log.mark()
     caller = {"accept": "application/json, text/event-stream", **authorization("user"), **headers}
     async with httpx2.AsyncClient(base_url=ready.base, trust_env=False, headers=caller) as http:
         response = await http.request(method, path, content=body)
     assert 400 <= response.status_code < 500
-    refusals = [r for r in lines.records if r.name.startswith("aggregator") and r.levelno >= logging.WARNING]
+    refusals = [r for r in ready.log.records[mark:] if r.name.startswith("aggregator") and r.levelno >= logging.WARNING]
     assert [r.msg for r in refusals] == [event]
-    assert not [r for r in lines.records if r.exc_info]
+    assert not [r for r in ready.log.records[mark:] if r.exc_info]
     line = KeyValueFormatter().format(refusals[0])
     assert "\n" not in line
     assert f" {event} " in line and ("reason=" in line or "status=" in line)

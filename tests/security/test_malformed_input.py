@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import anyio
@@ -22,6 +22,7 @@ import httpx2
 import pytest
 
 from tests.harness import LiveGateway, serve_gateway, token_for
+from tests.logs import LogLines
 
 pytestmark = pytest.mark.anyio
 
@@ -147,31 +148,8 @@ class Answer:
     body: bytes
 
 
-class Records(logging.Handler):
-    """Every log record of the module's gateway, to check one refusal line per request."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module")
-def records() -> Iterator[Records]:
-    handler = Records()
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(previous)
-
-
-@pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory, echo_url: str, records: Records) -> AsyncIterator[LiveGateway]:
+async def live(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[LiveGateway]:
     servers = {"echo": {"transport": "streamable-http", "url": echo_url}}
     async with serve_gateway(tmp_path_factory.mktemp("malformed"), servers=servers, scopes=SCOPES) as gateway:
         yield gateway
@@ -233,26 +211,24 @@ def assert_clean(answer: Answer) -> None:
         assert all(0x20 <= byte <= 0x7E or byte == 0x09 for byte in answer.headers.get(name, b"")), name
 
 
-def refusal_lines(records: Records, mark: int) -> list[logging.LogRecord]:
-    return [r for r in records.records[mark:] if r.name.startswith("aggregator") and r.msg in REFUSAL_EVENTS]
+def refusal_lines(log: LogLines, mark: int) -> list[logging.LogRecord]:
+    return [r for r in log.records[mark:] if r.name.startswith("aggregator") and r.msg in REFUSAL_EVENTS]
 
 
-def assert_logged_once(records: Records, mark: int, answer: Answer) -> None:
+def assert_logged_once(log: LogLines, mark: int, answer: Answer) -> None:
     """A refused request left exactly one refusal line and no traceback; an answered one needs none."""
-    assert not [r for r in records.records[mark:] if r.exc_info], "a traceback was logged"
+    assert not [r for r in log.records[mark:] if r.exc_info], "a traceback was logged"
     if answer.status >= 400:
-        lines = refusal_lines(records, mark)
+        lines = refusal_lines(log, mark)
         assert len(lines) == 1, [(r.msg, r.__dict__.get("path"), r.__dict__.get("status")) for r in lines]
 
 
 @pytest.mark.parametrize("endpoint", list(PROTECTED))
 @pytest.mark.parametrize("token", list(BAD_TOKENS))
-async def test_a_bad_token_gets_a_401_with_an_ascii_challenge(
-    live: LiveGateway, records: Records, token: str, endpoint: str
-) -> None:
+async def test_a_bad_token_gets_a_401_with_an_ascii_challenge(live: LiveGateway, token: str, endpoint: str) -> None:
     target = PROTECTED[endpoint]
     authorization = ((b"authorization", BAD_TOKENS[token]),) if BAD_TOKENS[token] else ()
-    mark = len(records.records)
+    mark = live.log.mark()
     answer = await send_raw(live, target.method, target.path, (*target.headers, *authorization), target.body)
     assert_clean(answer)
     assert answer.status == 401, answer
@@ -260,15 +236,13 @@ async def test_a_bad_token_gets_a_401_with_an_ascii_challenge(
     assert b"/.well-known/oauth-protected-resource" in answer.headers[b"www-authenticate"]
     assert json.loads(answer.body)["error"] in ("invalid_request", "invalid_token")
     assert len(answer.body) < 1000  # a huge claim is not echoed back whole
-    assert_logged_once(records, mark, answer)
-    assert refusal_lines(records, mark)[0].msg == "auth.rejected"
+    assert_logged_once(live.log, mark, answer)
+    assert refusal_lines(live.log, mark)[0].msg == "auth.rejected"
 
 
 @pytest.mark.parametrize("endpoint", list(PUBLIC))
 @pytest.mark.parametrize("token", list(BAD_TOKENS))
-async def test_a_bad_token_on_a_public_endpoint_changes_nothing(
-    live: LiveGateway, records: Records, token: str, endpoint: str
-) -> None:
+async def test_a_bad_token_on_a_public_endpoint_changes_nothing(live: LiveGateway, token: str, endpoint: str) -> None:
     target, status = PUBLIC[endpoint]
     authorization = ((b"authorization", BAD_TOKENS[token]),) if BAD_TOKENS[token] else ()
     answer = await send_raw(live, target.method, target.path, (*target.headers, *authorization), target.body)
@@ -329,26 +303,22 @@ async def legacy_session(live: LiveGateway, authorization: Header) -> tuple[Head
 
 @pytest.mark.parametrize("era", ["2026-07-28", "2025-11-25"])
 @pytest.mark.parametrize("body", list(BODIES))
-async def test_a_malformed_body_on_mcp_gets_its_4xx_and_one_line(
-    live: LiveGateway, records: Records, body: str, era: str
-) -> None:
+async def test_a_malformed_body_on_mcp_gets_its_4xx_and_one_line(live: LiveGateway, body: str, era: str) -> None:
     content, headers = BODIES[body]
     authorization = bearer(["users"])
     era_headers = ROUTING if era == MODERN else await legacy_session(live, authorization)
-    mark = len(records.records)
+    mark = live.log.mark()
     answer = await send_raw(live, b"POST", b"/mcp", (*headers, ACCEPT, authorization, *era_headers), content)
     assert_clean(answer)
     expected = EXPECTED[body]["mcp"]
     if expected == 200 and era == MODERN:
         expected = 400  # 2026-07-28 answers a JSON-RPC error with its HTTP status
     assert answer.status == expected, answer
-    assert_logged_once(records, mark, answer)
+    assert_logged_once(live.log, mark, answer)
 
 
 @pytest.mark.parametrize("body", list(BODIES))
-async def test_a_malformed_body_on_the_sse_transport_gets_its_4xx_and_one_line(
-    live: LiveGateway, records: Records, body: str
-) -> None:
+async def test_a_malformed_body_on_the_sse_transport_gets_its_4xx_and_one_line(live: LiveGateway, body: str) -> None:
     content, headers = BODIES[body]
     token = token_for("mallory", groups=["users"])
     async with (
@@ -361,27 +331,25 @@ async def test_a_malformed_body_on_the_sse_transport_gets_its_4xx_and_one_line(
                 if line.startswith("data:"):
                     endpoint = line.removeprefix("data:").strip().encode()
                     break
-        mark = len(records.records)
+        mark = live.log.mark()
         answer = await send_raw(live, b"POST", endpoint, (*headers, bearer(["users"])), content)
     assert_clean(answer)
     assert answer.status == EXPECTED[body]["messages"], answer
-    assert_logged_once(records, mark, answer)
+    assert_logged_once(live.log, mark, answer)
 
 
 @pytest.mark.parametrize("body", list(BODIES))
-async def test_a_malformed_body_on_auth_validate_gets_a_403_and_one_line(
-    live: LiveGateway, records: Records, body: str
-) -> None:
+async def test_a_malformed_body_on_auth_validate_gets_a_403_and_one_line(live: LiveGateway, body: str) -> None:
     content, headers = BODIES[body]
     content = content.replace(b'"echo__echo"', b'"echo"')  # a passthrough call names the server's own tool
-    mark = len(records.records)
+    mark = live.log.mark()
     validate_headers = (*headers, bearer(["users"]), (b"x-mcp-server", b"echo"))
     answer = await send_raw(live, b"POST", b"/auth/validate", validate_headers, content)
     assert_clean(answer)
     assert answer.status == EXPECTED[body]["validate"], answer
     if answer.status == 403:
         assert json.loads(answer.headers[b"x-mcp-auth-body"]) == json.loads(answer.body)
-    assert_logged_once(records, mark, answer)
+    assert_logged_once(live.log, mark, answer)
 
 
 SERVER = b"x-mcp-server"
@@ -435,17 +403,15 @@ ODD_REQUESTS: dict[str, tuple[Endpoint, int]] = {
 
 
 @pytest.mark.parametrize("name", list(ODD_REQUESTS))
-async def test_odd_headers_paths_and_methods_get_their_4xx_and_one_line(
-    live: LiveGateway, records: Records, name: str
-) -> None:
+async def test_odd_headers_paths_and_methods_get_their_4xx_and_one_line(live: LiveGateway, name: str) -> None:
     target, status = ODD_REQUESTS[name]
-    mark = len(records.records)
+    mark = live.log.mark()
     answer = await send_raw(live, target.method, target.path, (*target.headers, bearer(["users"])), target.body)
     assert_clean(answer)
     assert answer.status == status, answer
-    assert_logged_once(records, mark, answer)
+    assert_logged_once(live.log, mark, answer)
 
 
-async def test_no_malformed_request_left_a_traceback(live: LiveGateway, records: Records) -> None:
-    tracebacks = [r for r in records.records if r.exc_info and not r.name.startswith("httpx")]
+async def test_no_malformed_request_left_a_traceback(live: LiveGateway) -> None:
+    tracebacks = [r for r in live.log.records if r.exc_info and not r.name.startswith("httpx")]
     assert not tracebacks, [(r.name, r.getMessage()) for r in tracebacks]
