@@ -1,15 +1,20 @@
 """The registered servers: servers.yaml, changed safely and watched for hand edits.
 
 Every change is made to the file's raw YAML (so `${VAR}` references stay references and no secret
-is ever written), validated as a whole, written to a temporary file, flushed and renamed over the
-original: a crash leaves the old file or the new one, never half of one. Writers are serialised
-by a lock in this process and an `flock` on a lock file beside it, for several processes. A hand
-edit is picked up within `interval` seconds; a broken one is reported (file, line, reason) and the
-last good state keeps serving.
+is ever written), validated as a whole, and written in place: only the keys that changed are
+rewritten, the operator's comments, order and formatting stay (`edit_yaml`). The new text goes to
+a temporary file, flushed and renamed over the original: a crash leaves the old file or the new
+one, never half of one. Writers are serialised by a lock in this process and an `flock` on
+`servers.yaml.lock` beside it, for several processes: the one rendezvous every replica and the CLI
+find without configuration (and that works over NFS). It is never deleted (a waiter on a deleted
+lock file and a newcomer on a new one would both hold "the" lock); the repository git-ignores it.
+A hand edit is picked up within `interval` seconds; a broken one is reported (file, line, reason)
+and the last good state keeps serving.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,7 +25,7 @@ import anyio.to_thread
 import yaml
 
 from aggregator.config.files import locked, stamp, write_atomically
-from aggregator.config.yamlfile import YamlDocument, read_yaml
+from aggregator.config.yamlfile import YamlDocument, edit_yaml, read_yaml
 from aggregator.errors import ConfigError
 from aggregator.registry.models import ServersFile, validate_servers
 
@@ -28,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 RawServers = dict[str, Any]
 """The `servers:` mapping as written in the file (before `${VAR}` expansion)."""
+_NOT_IN_PLACE = "a round trip of this YAML would not read back the same, so comments and layout were not kept"
 
 
 class Registry:
@@ -56,15 +62,23 @@ class Registry:
 
     def _change_file(self, edit: Callable[[RawServers], None]) -> ServersFile:
         with locked(self.path):
-            document = read_yaml(self.path) if self.path.exists() else YamlDocument(self.path, {})
+            text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+            document = read_yaml(self.path) if text else YamlDocument(self.path, {})
             data = document.data if isinstance(document.data, dict) else {}
-            raw: RawServers = dict(data.get("servers") or {})
+            raw: RawServers = copy.deepcopy(dict(data.get("servers") or {}))
             edit(raw)
             updated = {**data, "servers": raw}
             servers = validate_servers(YamlDocument(self.path, updated))
-            write_atomically(self.path, yaml.safe_dump(updated, sort_keys=False))
+            write_atomically(self.path, self._edited(text, data, updated))
             self._stamp = stamp(self.path)
         return servers
+
+    def _edited(self, text: str, before: dict[str, Any], after: dict[str, Any]) -> str:
+        """The file's new text: edited in place (comments and layout kept), else written whole."""
+        if (edited := edit_yaml(text, before, after)) is not None:
+            return edited
+        logger.warning("registry.rewritten_whole", extra={"file": str(self.path), "reason": _NOT_IN_PLACE})
+        return yaml.safe_dump(after, sort_keys=False)
 
     async def watch(self, interval: float) -> None:
         """Pick up hand edits: poll the file's stamp every `interval` seconds."""
