@@ -16,6 +16,7 @@
         ├── UpstreamUnavailableError   not connected (down, starting, or reconnecting)
         ├── UpstreamTimeoutError       no answer within the upstream's timeout
         ├── UpstreamRejectedError      the upstream answered with a JSON-RPC error
+        ├── UpstreamProcessError       a stdio upstream's command did not start, or its process ended
         └── UpstreamProtocolError      the upstream answered with something that is not valid MCP
 
 Messages are sentences that name the culprit; they never contain secrets.
@@ -144,6 +145,17 @@ class UpstreamRejectedError(UpstreamError):
         self.code = code
         self.data = data
         super().__init__(upstream, f"Upstream '{upstream}' returned an error: {message}")
+
+
+class UpstreamProcessError(UpstreamError):
+    """Raised when a stdio upstream's command cannot be started, or its process ends on its own.
+
+    The message names the command line and says why (the OS error, or the exit status and the last
+    lines of the process's stderr); the values of its environment are masked.
+    """
+
+    def __init__(self, upstream: str, message: str) -> None:
+        super().__init__(upstream, f"Upstream '{upstream}': {message}")
 
 
 class UpstreamProtocolError(UpstreamError):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import anyio
+import mcp.client.stdio as _mcp_stdio
 from mcp.client._input_required import run_input_required_driver as _run_input_required_driver
 from mcp.client._transport import TransportStreams as _TransportStreams
 from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revision_fields
@@ -164,3 +166,36 @@ def legacy_session(manager: StreamableHTTPSessionManager, session_id: str) -> Le
     if transport is None:
         return None
     return LegacySession(transport, manager._session_owners.get(session_id))
+
+
+# --- stdio upstreams (aggregator.upstreams.child) --------------------------------------------------
+
+_spawned: ContextVar[list[Any] | None] = ContextVar("mcp_aggregator_spawned", default=None)
+
+
+@contextmanager
+def recording_spawns() -> Iterator[list[Any]]:
+    """The processes `mcp.client.stdio.stdio_client` starts in this block (in this task), to read their
+    `returncode` when the session breaks.
+
+    Missing: `stdio_client` does not expose its process; its spawn function
+    (`mcp.client.stdio._create_platform_compatible_process`) is wrapped once to record what it returns
+    while a block is open (a context variable, so concurrent connections never see each other's).
+    """
+    if not getattr(_mcp_stdio._create_platform_compatible_process, "_records_spawns", False):
+        spawn = _mcp_stdio._create_platform_compatible_process
+
+        async def recorded(*args: Any, **kwargs: Any) -> Any:
+            process = await spawn(*args, **kwargs)
+            if (processes := _spawned.get()) is not None:
+                processes.append(process)
+            return process
+
+        recorded._records_spawns = True  # type: ignore[attr-defined]
+        _mcp_stdio._create_platform_compatible_process = recorded
+    processes: list[Any] = []
+    token = _spawned.set(processes)
+    try:
+        yield processes
+    finally:
+        _spawned.reset(token)

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from types import FrameType
 
 import anyio
+import httpx2
 import uvicorn
 from mcp.server.stdio import stdio_server
 
 from aggregator.cli.common import EXIT_CONFIG, TOKEN_VARIABLE, load
+from aggregator.cli.hosts import announcement
 from aggregator.config.logs import configure_logging
 from aggregator.config.settings import Settings
 from aggregator.errors import AuthenticationError
 from aggregator.http.app import LOOPBACK, create_app
 from aggregator.http.auth import INSECURE_DEV_PRINCIPAL
 from aggregator.policy.principal import Principal, current_principal
-from aggregator.server.gateway import Gateway, build_gateway
-from aggregator.upstreams.pool import UpstreamPool
+from aggregator.policy.revocation import RevocationList
+from aggregator.policy.tokens import TokenVerifier
+from aggregator.server.gateway import build_gateway
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +55,9 @@ def serve(args: argparse.Namespace) -> int:
     url = settings.public_url or f"http://{host}:{port}/mcp"
 
     def announce() -> None:
-        client_config = {"mcpServers": {"aggregator": {"type": "http", "url": url}}}
-        print(f"READY {url}", file=sys.stderr)
-        print(
-            f"Client config (Claude Desktop, Cursor, VS Code):\n{json.dumps(client_config, indent=2)}", file=sys.stderr
-        )
-        sys.stderr.flush()
+        # Once every upstream's first connection attempt has settled: a client connecting at READY sees
+        # every tool there is.
+        print(announcement(url, secured=settings.auth.enabled), file=sys.stderr, flush=True)
 
     app = create_app(gateway, on_ready=announce)
     # h11, not httptools: h11 strips optional whitespace around header values as HTTP requires, and the
@@ -123,24 +123,26 @@ def _is_loopback(host: str) -> bool:
 def stdio(args: argparse.Namespace) -> int:
     settings, servers = load(args)
     configure_logging(settings.log_level)
-    gateway = build_gateway(settings, servers)
-
+    token = os.environ.get(TOKEN_VARIABLE)
+    if refusal := _refuse_stdio_caller(settings, token, args.insecure_dev, args.config):
+        print(f"mcp-aggregator: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
     refusals: list[str] = []
 
     async def run() -> None:
+        # The caller's identity is checked before any upstream starts: a refused token is one line
+        # at once, not a stalled start.
+        try:
+            principal = await _stdio_principal(settings, token)
+        except AuthenticationError as error:
+            refusals.append(error.reason)
+            return
+        current_principal.set(principal)
+        gateway = build_gateway(settings, servers)
         async with gateway.running():
-            # Verified here, not before: an OIDC issuer's keys come through the gateway's HTTP client,
-            # which `running()` opens.
-            try:
-                principal = await _stdio_principal(gateway, args.insecure_dev)
-            except AuthenticationError as error:
-                refusals.append(error.reason)
-                return
-            current_principal.set(principal)
             # Hosts list tools right after connecting and may never ask again: let the first
             # connection attempts finish (an unreachable upstream fails fast; a hung one is bounded).
-            with anyio.move_on_after(settings.connect_timeout):
-                await gateway.pool.wait_until(UpstreamPool.all_settled)
+            await gateway.pool.settle()
             async with stdio_server() as (read, write):
                 await gateway.server.run(read, write, gateway.server.create_initialization_options())
 
@@ -151,12 +153,29 @@ def stdio(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _stdio_principal(gateway: Gateway, insecure_dev: bool) -> Principal:
-    """stdio has no HTTP headers: the caller's identity is a token in the environment."""
-    token = os.environ.get(TOKEN_VARIABLE)
-    if token and gateway.verifier is not None:
-        return await gateway.verifier.verify(token)
-    if insecure_dev:
-        logger.warning("gateway.insecure_dev", extra={"detail": "stdio caller is unrestricted"})
-        return INSECURE_DEV_PRINCIPAL
-    raise AuthenticationError(f"set {TOKEN_VARIABLE} to a gateway token (or pass --insecure-dev)")
+def _refuse_stdio_caller(settings: Settings, token: str | None, insecure_dev: bool, config: Path | None) -> str | None:
+    """Why `stdio` cannot identify its caller with these settings, or None (checked before anything starts)."""
+    if (token and settings.auth.enabled) or insecure_dev:
+        return None
+    if not settings.auth.enabled:
+        source = str(config) if config is not None else "the settings"
+        return (
+            f"{source} configures no token verifier (auth.gateway_keys or auth.oidc_issuers), so the caller "
+            f"cannot be identified; on your own machine pass --insecure-dev (the caller may then do everything), "
+            f"or use settings with a verifier and set {TOKEN_VARIABLE}"
+        )
+    return f"set {TOKEN_VARIABLE} to a gateway token (e.g. from `mcp-aggregator token mint`)"
+
+
+async def _stdio_principal(settings: Settings, token: str | None) -> Principal:
+    """stdio has no HTTP headers: the caller's identity is a token in the environment (or --insecure-dev).
+
+    Verified with a verifier of its own (an OIDC issuer's keys come over HTTP), before the gateway
+    and its upstreams start.
+    """
+    if token and settings.auth.enabled:
+        async with httpx2.AsyncClient(trust_env=False) as http:
+            verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
+            return await verifier.verify(token)
+    logger.warning("gateway.insecure_dev", extra={"detail": "stdio caller is unrestricted"})
+    return INSECURE_DEV_PRINCIPAL

@@ -3,8 +3,10 @@
 /mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless)
 /sse        legacy HTTP+SSE stream (+ /messages/ for its POSTs)
 /healthz    liveness: the process answers
-/readyz     readiness: 200 when every enabled upstream is connected, else 503; `{"ready": bool}` for
-            anyone, upstream states and errors only for operators (UI list_service for `all`)
+/readyz     readiness: 200 once the gateway can serve (policy loaded, listening, every upstream's first
+            connection attempt settled, the upstreams marked `required: true` connected), else 503;
+            `{"ready": bool}` for anyone, upstream states and errors only for operators (UI
+            list_service for `all`)
 /.well-known/oauth-protected-resource[/mcp]   RFC 9728 metadata for OAuth-capable hosts
 /auth/validate   nginx auth_request: the policy decision on one passthrough request
 /v0.1/servers[/{name}/versions[/{version}]]   registry read API (official MCP registry format, CORS)
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
@@ -50,8 +53,10 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> Starlette:
     """The HTTP application serving `gateway`; its lifespan connects and closes the upstreams.
 
-    `on_ready` runs once the app is started (upstreams connect in the background after that).
-    Without a token verifier every caller is unrestricted: only `--insecure-dev` builds that.
+    `on_ready` runs once the app is started and every upstream's first connection attempt has settled
+    (bounded by `connect_timeout`): a host that connects then sees every tool there is. Meanwhile the
+    app answers (/healthz, and /readyz with 503). Without a token verifier every caller is
+    unrestricted: only `--insecure-dev` builds that.
     """
     settings = gateway.settings
     security = _transport_security(settings.host)
@@ -82,8 +87,12 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    settled = anyio.Event()  # every upstream's first connection attempt has settled (or connect_timeout passed)
+
     async def readyz(request: Request) -> JSONResponse:
-        ready = gateway.pool.all_connected()
+        # An upstream that is not `required` is reported, never fatal: with replicas behind a load
+        # balancer, one bad upstream must not take every replica out.
+        ready = settled.is_set() and gateway.pool.required_connected()
         body: dict[str, Any] = {"ready": ready}
         if await operator_asks(request):
             body["upstreams"] = {
@@ -92,6 +101,7 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
                     "era": u.protocol_version,
                     "tools": len(u.tools),
                     "error": u.last_error,
+                    "required": u.spec.required,
                 }
                 for u in gateway.pool
             }
@@ -117,12 +127,20 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
             return False
         return gateway.guard.policy.current.may_administer(principal, "list_service", "all")
 
+    async def settle() -> None:
+        await gateway.pool.settle()
+        settled.set()
+        if on_ready is not None:
+            on_ready()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with gateway.running(), sessions.run():
-            if on_ready is not None:
-                on_ready()
-            yield
+        async with gateway.running(), sessions.run(), anyio.create_task_group() as startup:
+            startup.start_soon(settle)
+            try:
+                yield
+            finally:
+                startup.cancel_scope.cancel()
 
     mcp: ASGIApp = StreamableHTTPASGIApp(sessions)
     if settings.lean_path:  # tools/call and tools/list below the SDK's session layers (aggregator.server.lean)

@@ -101,6 +101,9 @@ class _UpstreamBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True
+    required: bool = Field(
+        default=False, description="Whether the gateway is ready (/readyz) only while this server is connected."
+    )
     timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for any one request.")
     description: str = ""
     tags: tuple[str, ...] = ()

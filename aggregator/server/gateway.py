@@ -136,6 +136,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         scopes_of=lambda p: guard.policy.current.scopes_of(p),
         on_resource_updated=resource_updated,
         addresses=AddressPolicy.from_settings(settings),
+        folder=settings.servers_file.resolve().parent,
     )
     renderers: list[NginxRenderer] = []  # the running one, when `nginx.manage` is on
 

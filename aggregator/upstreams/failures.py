@@ -8,6 +8,8 @@ import anyio
 import httpx2
 from pydantic import ValidationError
 
+from aggregator.errors import GatewayError
+
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     httpx2.HTTPError,
@@ -26,10 +28,15 @@ def leaf(error: BaseException) -> BaseException:
 
 
 def describe(error: BaseException) -> str:
-    """One line for `last_error` and the log: the exception's type and message, never a traceback."""
+    """One line for `last_error` and the log: the exception's type and message, never a traceback.
+
+    The gateway's own errors are sentences that name the culprit: their message alone.
+    """
     error = leaf(error)
     if isinstance(error, ValidationError):
         return "sent a response that is not valid MCP"
+    if isinstance(error, GatewayError):
+        return str(error)
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

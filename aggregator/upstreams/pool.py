@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 
 import anyio
@@ -24,7 +25,8 @@ class UpstreamPool:
     """Connects every enabled upstream at once; one slow or dead upstream delays no other.
 
     Used as an async context manager: entering starts the connections in the background (it
-    does not wait for them), leaving closes every session and reaps every stdio child.
+    does not wait for them; `settle()` does), leaving closes every session and reaps every stdio
+    child. `folder` is the servers file's folder: relative paths of stdio servers are taken from it.
     """
 
     def __init__(
@@ -35,8 +37,10 @@ class UpstreamPool:
         scopes_of: Callable[[Principal], frozenset[str]] = lambda principal: principal.scopes,
         on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
         addresses: AddressPolicy | None = None,
+        folder: Path | None = None,
     ) -> None:
         self._on_change = on_change
+        self._folder = folder
         self._addresses = addresses
         self._timings = timings
         self._scopes_of = scopes_of
@@ -49,7 +53,14 @@ class UpstreamPool:
     def _new(self, name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream) -> Upstream:
         auth = _auth_for(name, spec, self._scopes_of)
         return Upstream(
-            name, spec, self._timings, self._upstream_changed, auth, self._on_resource_updated, self._addresses
+            name,
+            spec,
+            self._timings,
+            self._upstream_changed,
+            auth,
+            self._on_resource_updated,
+            self._addresses,
+            self._folder,
         )
 
     async def __aenter__(self) -> UpstreamPool:
@@ -125,9 +136,26 @@ class UpstreamPool:
         while not condition(self):
             await self._changed.wait()
 
+    async def settle(self) -> None:
+        """Return once every upstream's first connection attempt has settled (connected or failed), or after
+        `connect_timeout` at most: hosts list tools right after connecting and may never ask again."""
+        with anyio.move_on_after(self._timings.connect_timeout):
+            await self.wait_until(UpstreamPool.all_settled)
+
     def all_settled(self) -> bool:
         """Whether every enabled upstream has finished its first connection attempt, either way."""
         return all(u.state is not UpstreamState.CONNECTING for u in self)
+
+    def required_connected(self) -> bool:
+        """Whether every enabled upstream the operator marked `required: true` has a live session.
+
+        Only the operator's entries count: a server registered through a tool call never decides readiness.
+        """
+        return all(
+            u.state in (UpstreamState.HEALTHY, UpstreamState.DEGRADED)
+            for u in self
+            if u.spec.required and u.spec.enabled and u.spec.registered_by is None
+        )
 
     def all_connected(self) -> bool:
         """Whether every enabled upstream has a live session."""

@@ -11,23 +11,23 @@ refused address is never connected to, on the first connection or any later one.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 import httpcore2
 import httpx2
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from aggregator.errors import AccessDeniedError
 from aggregator.policy.addresses import AddressPolicy
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.sdk import TransportStreams
+from aggregator.upstreams.child import StdioChild
 
 # Long enough for an upstream to hold a response stream open; requests have their own timeouts.
 _READ_TIMEOUT = 300.0
@@ -57,20 +57,20 @@ class StdioTransport:
     """A child process speaking JSON-RPC on stdin/stdout.
 
     Leaving `open()` closes stdin, waits, then kills the child's whole process tree (the SDK's
-    bounded shutdown), so no child outlives its upstream.
+    bounded shutdown), so no child outlives its upstream. How the command line is resolved, and how
+    the child's stderr and exit are reported, is `aggregator.upstreams.child`.
     """
 
     spec: StdioUpstream
+    upstream: str = "?"
+    folder: Path | None = None
+    """The servers file's folder: relative paths in the command line are taken from it (`child`)."""
     per_request_streams: bool = False
     pipes: bool = True
 
     @asynccontextmanager
     async def open(self, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
-        spec = self.spec
-        parameters = StdioServerParameters(
-            command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=spec.cwd
-        )
-        async with stdio_client(parameters, errlog=sys.stderr) as streams:
+        async with StdioChild(self.upstream, self.spec, self.folder).running() as streams:
             yield streams
 
 
@@ -131,13 +131,17 @@ def transport_for(
     connect_timeout: float,
     max_event_bytes: int | None = None,
     addresses: AddressPolicy | None = None,
+    *,
+    upstream: str = "?",
+    folder: Path | None = None,
 ) -> Transport:
     """The transport `spec` asks for. A registered HTTP upstream connects only to addresses `addresses`
-    allows (none given: only public ones)."""
+    allows (none given: only public ones). A stdio upstream's logs and errors name `upstream`; its
+    relative paths are taken from `folder`, the servers file's folder."""
     policy = addresses or AddressPolicy()
     match spec:
         case StdioUpstream():
-            return StdioTransport(spec)
+            return StdioTransport(spec, upstream, folder)
         case StreamableHttpUpstream():
             return StreamableHttpTransport(spec, connect_timeout, max_event_bytes, policy)
         case SseUpstream():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from aggregator.errors import UpstreamUnavailableError
+from aggregator.errors import UpstreamError, UpstreamUnavailableError
 from aggregator.policy.addresses import AddressPolicy
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.upstreams.breaker import CircuitBreaker
@@ -60,6 +61,7 @@ class Upstream:
         auth: httpx2.Auth | None = None,
         on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
         addresses: AddressPolicy | None = None,
+        folder: Path | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -75,7 +77,9 @@ class Upstream:
         self._wakeup = anyio.Event()
         self._lost: str | None = None
         self._breaker = CircuitBreaker(name, timings.circuit_failures, timings.circuit_cooldown)
-        self._transport = transport_for(spec, timings.connect_timeout, timings.max_result_bytes, addresses)
+        self._transport = transport_for(
+            spec, timings.connect_timeout, timings.max_result_bytes, addresses, upstream=name, folder=folder
+        )
         self._requests = self._request_path(self._transport.per_request_streams)
         updated = None if on_resource_updated is None else _bound(on_resource_updated, self)
         self._following = ResourceFollowing(name, self._requests, updated, self._probe_now)
@@ -116,7 +120,7 @@ class Upstream:
                 self._set_unhealthy(f"no answer within {self._timings.connect_timeout:g} s while connecting")
             except Exception as error:  # per-task top level: any failure means reconnect later
                 self._set_unhealthy(describe(error), refused=refused_credential(error))
-                if not isinstance(leaf(error), (MCPError, ValidationError, *CONNECTION_ERRORS)):
+                if not isinstance(leaf(error), (MCPError, ValidationError, UpstreamError, *CONNECTION_ERRORS)):
                     logger.exception("upstream.unexpected_error", extra={"upstream": self.name})
             delay = backoff(failures, self._timings.backoff_initial, self._timings.backoff_max)
             failures += 1

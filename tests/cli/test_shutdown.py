@@ -96,7 +96,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_refuses_new_ones_and_reaps
         with anyio.fail_after(SLOW + GRACEFUL_DEADLINE + 5):
             async with anyio.create_task_group() as calls:
                 calls.start_soon(post, url, "faulty__slow", {"seconds": SLOW}, answers)
-                await gateway.wait_for(re.compile(r"^STARTED slow"), 30)  # the stdio upstream's stderr
+                await gateway.wait_for(re.compile(r'upstream=faulty line="STARTED slow"'), 30)  # its stderr, logged
                 gateway.process.send_signal(signal.SIGTERM)
                 await refused(url.removesuffix("/mcp") + "/healthz")
                 assert not answers  # still in flight while new connections are refused
@@ -116,7 +116,7 @@ async def test_a_call_that_outlasts_the_graceful_deadline_does_not_keep_the_gate
         with anyio.fail_after(GRACEFUL_DEADLINE + 10):
             async with anyio.create_task_group() as calls:
                 calls.start_soon(post, url, "faulty__hang", {}, answers)
-                await gateway.wait_for(re.compile(r"^STARTED hang"), 30)
+                await gateway.wait_for(re.compile(r'upstream=faulty line="STARTED hang"'), 30)
                 gateway.process.send_signal(signal.SIGTERM)
                 status = await gateway.process.wait()
     assert status == 0
