@@ -6,17 +6,22 @@ Run from the repository root (needs nginx: `make setup` installs it)::
     python bench/passthrough.py --calls 100
 
 One run starts, on loopback ports: the echo upstream (`examples.servers.echo`), the gateway with
-token auth (`python -m aggregator serve`), and an nginx rendered by `aggregator.nginx` in front of
-both (`nginx -p <temp prefix>`). One `mcp.Client` per (path, era), with a bearer token allowed to
-call echo, then makes sequential calls:
+token auth (`python -m aggregator serve`), and two nginx instances rendered by `aggregator.nginx` in
+front of both (`nginx -p <temp prefix>`): one with the decision cache off (`auth_cache_ttl: 0`, every
+request asks the gateway) and one with it on (the default). One `mcp.Client` per (path, era), with
+a bearer token allowed to call echo, then makes sequential calls:
 
-* direct                  client -> echo /mcp
-* nginx passthrough       client -> nginx /echo/mcp -> (auth_request -> gateway /auth/validate) -> echo
-* aggregated              client -> gateway /mcp -> shared upstream session -> echo
-* aggregated via nginx    client -> nginx /mcp -> gateway /mcp -> echo
+* direct                          client -> echo /mcp
+* passthrough, no cache           client -> nginx /echo/mcp -> (auth_request -> gateway /auth/validate) -> echo
+* passthrough, cached             the same through the caching nginx: a repeated call is a cache hit
+* passthrough, cached, new args   the caching nginx, each call with new arguments: a miss every time
+                                  (the body is part of the key; see aggregator/nginx/cache.py)
+* aggregated                      client -> gateway /mcp -> shared upstream session -> echo
+* aggregated via nginx            client -> nginx /mcp -> gateway /mcp -> echo
 
 Rounds interleave the paths so machine noise lands on all of them alike; the table gives p50,
-p99 and sequential calls/s. Wall-clock figures move with the machine's load.
+p99, sequential calls/s and p50 as a multiple of direct's in the same era. Wall-clock figures move
+with the machine's load. The run ends with the target as a checklist (exit status 1 if missed).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ sys.path.insert(0, str(REPOSITORY))
 from aggregator.config.settings import Settings  # noqa: E402
 from aggregator.nginx import NginxControl, NginxPaths, apply  # noqa: E402
 from aggregator.registry.models import load_servers  # noqa: E402
+from bench._checks import print_checks  # noqa: E402
 from tests.processes import free_port, write_gateway_config  # noqa: E402
 
 SECRET = "b" * 48
@@ -55,6 +61,8 @@ ERAS = ("legacy", "auto")
 START_TIMEOUT = 60.0
 ROUNDS = 10
 WARMUP = 20
+TARGET = 1.25
+"""Passthrough (cached) p50 at most this multiple of direct's, in both eras (issue 15)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,8 @@ class Target:
     path: str
     url: str
     tool: str
+    new_arguments: bool = False
+    """Each call sends different arguments (so a cache keyed on the body never hits)."""
 
 
 @dataclass(slots=True)
@@ -100,6 +110,10 @@ class Child:
             self.lines.put(line.rstrip("\n"))
 
     def wait_for(self, pattern: str) -> str:
+        """The first line (printed so far or within START_TIMEOUT) matching `pattern`, whenever it came."""
+        for line in self.seen:  # it may have come before the line an earlier wait_for stopped at
+            if re.search(pattern, line):
+                return line
         deadline = time.monotonic() + START_TIMEOUT
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -137,25 +151,31 @@ def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
             json.dumps({"servers": {"echo": {"transport": "streamable-http", "url": echo_url}}})
         )
         (directory / "scopes.yml").write_text(SCOPES)
-        nginx_port = free_port()
         config = write_gateway_config(directory, key_env="BENCH_GATEWAY_KEY", kid="bench", rate_limit_per_second=0)
         env = {"BENCH_GATEWAY_KEY": SECRET}
         command = [sys.executable, "-m", "aggregator", "serve", "--config", str(config)]
         gateway = start("gateway", [*command, "--port", "0"], env)
         gateway_url = gateway.wait_for(r"^READY ").split()[1]
         gateway.wait_for(r"upstream\.connected upstream=echo ")
-        nginx = {
-            "listen": f"127.0.0.1:{nginx_port}",
-            "gateway_replicas": [gateway_url.split("/")[2]],
-            **({"user": "root"} if os.geteuid() == 0 else {}),
-        }
-        settings = Settings.model_validate({"data_dir": directory / "data", "nginx": nginx})
-        paths = NginxPaths.from_settings(settings)
-        apply(settings, load_servers(directory / "servers.yaml"), NginxControl("nginx", paths), reload=False)
-        daemon = "daemon off; error_log stderr notice;"
-        start("nginx", ["nginx", "-p", f"{paths.prefix}/", "-c", str(paths.config_file), "-g", daemon]).wait_for(
-            "start worker process"
-        )
+        nginx_urls: dict[int, str] = {}
+        for ttl in (0, Settings().nginx.auth_cache_ttl):
+            port = free_port()
+            nginx = {
+                "listen": f"127.0.0.1:{port}",
+                "gateway_replicas": [gateway_url.split("/")[2]],
+                "prefix": directory / f"nginx-ttl{ttl}",
+                "auth_cache_ttl": ttl,
+                **({"user": "root"} if os.geteuid() == 0 else {}),
+            }
+            settings = Settings.model_validate(
+                {"data_dir": directory / "data", "scopes_file": directory / "scopes.yml", "nginx": nginx}
+            )
+            paths = NginxPaths.from_settings(settings)
+            apply(settings, load_servers(directory / "servers.yaml"), NginxControl("nginx", paths), reload=False)
+            daemon = "daemon off; error_log stderr notice;"
+            argv = ["nginx", "-p", f"{paths.prefix}/", "-c", str(paths.config_file), "-g", daemon]
+            start(f"nginx (auth_cache_ttl {ttl})", argv).wait_for("start worker process")
+            nginx_urls[ttl] = f"http://127.0.0.1:{port}"
         mint = [sys.executable, "-m", "aggregator", "token", "mint", "--config", str(config)]
         minted = subprocess.run(
             [*mint, "--sub", "bench", "--scopes", "bench/echo"],
@@ -165,13 +185,16 @@ def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
             text=True,
             check=True,
         )
-        nginx_url = f"http://127.0.0.1:{nginx_port}"
-        targets = {
-            "direct": Target("direct", echo_url, "echo"),
-            "nginx passthrough": Target("nginx passthrough", f"{nginx_url}/echo/mcp", "echo"),
-            "aggregated": Target("aggregated", gateway_url, "echo__echo"),
-            "aggregated via nginx": Target("aggregated via nginx", f"{nginx_url}/mcp", "echo__echo"),
-        }
+        uncached, cached = nginx_urls[0], nginx_urls[max(nginx_urls)]
+        rows = [
+            Target("direct", echo_url, "echo"),
+            Target("passthrough, no cache", f"{uncached}/echo/mcp", "echo"),
+            Target("passthrough, cached", f"{cached}/echo/mcp", "echo"),
+            Target("passthrough, cached, new args", f"{cached}/echo/mcp", "echo", new_arguments=True),
+            Target("aggregated", gateway_url, "echo__echo"),
+            Target("aggregated via nginx", f"{cached}/mcp", "echo__echo"),
+        ]
+        targets = {target.path: target for target in rows}
         yield targets, minted.stdout.strip()
 
 
@@ -203,11 +226,12 @@ async def measure(targets: dict[str, Target], bearer: str, calls: int) -> dict[t
         for turn in range(ROUNDS):
             keys = list(results)
             for key in keys[turn % len(keys) :] + keys[: turn % len(keys)]:
-                client, tool, measurement = clients[key], targets[key[0]].tool, results[key]
+                client, target, measurement = clients[key], targets[key[0]], results[key]
                 started = time.perf_counter()
                 for _ in range(per_round):
+                    text = f"hello {len(measurement.latencies)} {turn}" if target.new_arguments else "hello"
                     before = time.perf_counter()
-                    result = await client.call_tool(tool, {"text": "hello"})
+                    result = await client.call_tool(target.tool, {"text": text})
                     measurement.latencies.append(time.perf_counter() - before)
                     if result.is_error:
                         raise SystemExit(f"{key}: the echo call failed: {result.content}")
@@ -216,17 +240,37 @@ async def measure(targets: dict[str, Target], bearer: str, calls: int) -> dict[t
     return results
 
 
+ERA_NAMES = {"legacy": "2025-11-25", "auto": "2026-07-28"}
+
+
+def ratio(results: dict[tuple[str, str], Measurement], path: str, era: str) -> float:
+    """p50 of `path` as a multiple of direct's p50 in the same era."""
+    return results[(path, era)].percentile(0.5) / results[("direct", era)].percentile(0.5)
+
+
 def report(results: dict[tuple[str, str], Measurement]) -> str:
-    era_name = {"legacy": "2025-11-25", "auto": "2026-07-28"}
     rows = [
-        "| path | era | p50 ms | p99 ms | calls/s |",
-        "|---|---|---|---|---|",
+        "| path | era | p50 ms | p99 ms | calls/s | p50 / direct |",
+        "|---|---|---|---|---|---|",
     ]
-    for (path, era), m in results.items():
+    for (path, era), m in sorted(results.items(), key=lambda item: item[0][1] != "legacy"):
         rows.append(
-            f"| {path} | {era_name[era]} | {m.percentile(0.5):.2f} | {m.percentile(0.99):.2f} | {m.rate():.0f} |"
+            f"| {path} | {ERA_NAMES[era]} | {m.percentile(0.5):.2f} | {m.percentile(0.99):.2f} | {m.rate():.0f} "
+            f"| {ratio(results, path, era):.2f}x |"
         )
     return "\n".join(rows)
+
+
+def checks(results: dict[tuple[str, str], Measurement]) -> list[tuple[str, bool]]:
+    """The target per era: cached passthrough p50 within TARGET x direct (before: the uncached ratio)."""
+    return [
+        (
+            f"{ERA_NAMES[era]}: passthrough p50 <= {TARGET}x direct: {ratio(results, 'passthrough, cached', era):.2f}x "
+            f"(no cache: {ratio(results, 'passthrough, no cache', era):.2f}x)",
+            ratio(results, "passthrough, cached", era) <= TARGET,
+        )
+        for era in ERAS
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -238,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = anyio.run(measure, targets, bearer, arguments.calls)
     print(f"echo tool, sequential calls, one client; {os.cpu_count()} cores; {arguments.calls} calls per row")
     print(report(results))
-    return 0
+    return print_checks(checks(results))
 
 
 if __name__ == "__main__":

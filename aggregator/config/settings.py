@@ -126,6 +126,12 @@ class NginxSettings(BaseModel):
     stream_timeout: float = Field(default=3600.0, gt=0, description="Seconds an idle response stream stays open.")
     reload_debounce: float = Field(default=2.0, ge=0, description="At most one reload per this many seconds.")
     manage: bool = Field(default=False, description="Re-render and reload nginx on every registry change.")
+    auth_cache_ttl: int = Field(
+        default=5, ge=0, description="Seconds nginx reuses an allow of /auth/validate (capped by token exp); 0: off."
+    )
+    auth_cache_dir: Path | None = Field(
+        default=None, description="Where nginx keeps cached allows (keys hold tokens); default prefix/cache/auth."
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> NginxSettings:

@@ -41,6 +41,7 @@ from aggregator.http.metrics import metrics_routes
 from aggregator.http.refusals import RefusalLogMiddleware, quiet_sdk_parse_failures
 from aggregator.http.registry_api import registry_routes
 from aggregator.http.validate import validate_routes
+from aggregator.nginx.cache import REVOCATIONS, CacheMarks
 from aggregator.policy.limits import BodyInspector, BodyLimits, RequestLimitsMiddleware, printable
 from aggregator.server.gateway import Gateway
 from aggregator.server.lean import lean_app
@@ -154,7 +155,12 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         Route("/readyz", readyz, methods=["GET"]),
         *metadata_routes(origin, settings.auth.authorization_servers),
         *validate_routes(
-            gateway.verifier, gateway.guard, origin, BodyInspector(body_limits), settings.auth.authorization_servers
+            gateway.verifier,
+            gateway.guard,
+            origin,
+            BodyInspector(body_limits),
+            settings.auth.authorization_servers,
+            CacheMarks(settings.auth, gateway.guard.policy, settings.data_dir / REVOCATIONS),  # nginx's decision cache
         ),
         *registry_routes(authenticator, gateway.guard.policy, gateway.catalog, gateway.pool),
         *metrics_routes(

@@ -15,9 +15,12 @@ how the body gets there). The decision is the aggregated endpoint's, from the sa
   it is parsed; a body over them cannot be authorised.
 
 Allowed: 200 with the identity headers of mcp-gateway-registry (`X-User`, `X-Scopes`, ...), which
-nginx forwards to servers configured for them. Refused: 403 saying what was missing, with the
-scopes that would grant it; `X-Mcp-Auth-Body` carries the JSON body nginx shows the client. Only
-200, 401 and 403 are ever answered: nginx turns any other status of `auth_request` into a 500.
+nginx forwards to servers configured for them, and, when nginx caches allows (`X-Mcp-Cache-Ttl`),
+`X-Accel-Expires`: how long nginx may reuse it, never past the token's `exp` and only under the
+generation nginx keys it with (`aggregator.nginx.cache`). Refused: 403 saying what was missing,
+with the scopes that would grant it; `X-Mcp-Auth-Body` carries the JSON body nginx shows the
+client; `X-Accel-Expires: 0`, so nginx never keeps a refusal. Only 200, 401 and 403 are ever
+answered: nginx turns any other status of `auth_request` into a 500.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -35,6 +39,7 @@ from starlette.routing import Route
 
 from aggregator.errors import AccessDeniedError, AuthenticationError
 from aggregator.http.auth import METADATA_PATH, PublicOrigin, authenticate, challenge
+from aggregator.nginx.cache import CacheMarks
 from aggregator.policy.limits import BodyInspector, mark_refusal_logged, printable, read_bounded
 from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.scopes import Policy
@@ -153,12 +158,18 @@ class PassthroughValidator:
     """The `/auth/validate` endpoint: authenticate, then apply the policy to the passthrough request."""
 
     def __init__(
-        self, verifier: TokenVerifier | None, guard: Guard, origin: PublicOrigin, inspector: BodyInspector
+        self,
+        verifier: TokenVerifier | None,
+        guard: Guard,
+        origin: PublicOrigin,
+        inspector: BodyInspector,
+        marks: CacheMarks | None = None,
     ) -> None:
         self._verifier = verifier
         self._guard = guard
         self._origin = origin
         self._inspector = inspector
+        self._marks = marks
 
     async def handle(self, request: Request) -> Response:
         """Answer one `auth_request` subrequest."""
@@ -188,6 +199,8 @@ class PassthroughValidator:
             extra={"principal": principal.describe(), "server": printable(server), "methods": methods, "tools": tools},
         )
         headers = identity_values(principal, policy.scopes_of(principal), server, tools)  # as the gateway's own
+        if self._marks is not None:
+            headers |= self._marks.allow_headers(request.headers, principal, time.time())
         return JSONResponse({"allowed": True}, headers=headers)
 
     async def _read_body(self, request: Request) -> bytes:
@@ -203,6 +216,7 @@ class PassthroughValidator:
         path = _original_path(request)
         response = challenge(request, reason, self._origin, path=path, metadata=self._metadata_url(request))
         response.headers["X-Mcp-Auth-Body"] = json.dumps(json.loads(bytes(response.body)))  # ASCII: a header value
+        response.headers["X-Accel-Expires"] = "0"
         return response
 
     def _forbidden(
@@ -228,7 +242,7 @@ class PassthroughValidator:
             body["scope"] = error.required_scope
             challenge += f', scope="{printable(error.required_scope, 500)}"'
         challenge += f', resource_metadata="{self._metadata_url(request)}"'
-        headers = {"WWW-Authenticate": challenge, "X-Mcp-Auth-Body": json.dumps(body)}
+        headers = {"WWW-Authenticate": challenge, "X-Mcp-Auth-Body": json.dumps(body), "X-Accel-Expires": "0"}
         return JSONResponse(body, status_code=403, headers=headers)
 
     def _record(self, principal: Principal, server: str, methods: list[str], tools: list[str], decision: str) -> None:
@@ -255,8 +269,12 @@ def validate_routes(
     origin: PublicOrigin,
     inspector: BodyInspector,
     authorization_servers: tuple[str, ...],
+    marks: CacheMarks | None = None,
 ) -> list[Route]:
-    """`/auth/validate` for nginx, and RFC 9728 metadata for every passthrough path (`/<server>/...`)."""
+    """`/auth/validate` for nginx, and RFC 9728 metadata for every passthrough path (`/<server>/...`).
+
+    With `marks`, allows tell nginx's decision cache how long it may keep them.
+    """
 
     async def passthrough_metadata(request: Request) -> JSONResponse:
         body = {
@@ -268,6 +286,6 @@ def validate_routes(
         return JSONResponse(body, headers={"Cache-Control": "max-age=300"})
 
     return [
-        Route(VALIDATE_PATH, PassthroughValidator(verifier, guard, origin, inspector).handle, methods=["POST"]),
+        Route(VALIDATE_PATH, PassthroughValidator(verifier, guard, origin, inspector, marks).handle, methods=["POST"]),
         Route(METADATA_PATH + "/{path:path}", passthrough_metadata, methods=["GET"]),
     ]

@@ -15,9 +15,12 @@ from urllib.parse import urlsplit
 
 from aggregator.config.settings import NginxSettings, Settings
 from aggregator.errors import NginxError
+from aggregator.nginx.cache import cache_values
 from aggregator.policy.addresses import AddressPolicy, unchecked_proxy_refusal
 from aggregator.registry.models import (
+    AnyUpstream,
     BearerAuthSettings,
+    OpenApiUpstream,
     ServersFile,
     SseUpstream,
     StdioUpstream,
@@ -54,13 +57,15 @@ class NginxPaths:
     prefix: Path
     config_file: Path
     body_socket: Path
+    auth_cache: Path
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NginxPaths:
         nginx = settings.nginx
         prefix = (nginx.prefix or settings.data_dir / "nginx").resolve()
         config_file = (nginx.config_file or prefix / "nginx.conf").resolve()
-        return cls(prefix, config_file, prefix / "run" / "mcp-body.sock")
+        auth_cache = (nginx.auth_cache_dir or prefix / "cache" / "auth").resolve()
+        return cls(prefix, config_file, prefix / "run" / "mcp-body.sock", auth_cache)
 
     def directories(self) -> list[Path]:
         """The folders nginx expects to exist before it starts."""
@@ -69,6 +74,7 @@ class NginxPaths:
             self.prefix / "logs",
             self.prefix / "run",
             self.config_file.parent,
+            self.auth_cache.parent,  # nginx makes the cache folder itself: 0700, the workers' own
             *(temp / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
         ]
 
@@ -121,19 +127,20 @@ def render(settings: Settings, servers: ServersFile, paths: NginxPaths | None = 
             "tls": _tls(nginx),
             "passthrough_upstreams": "".join(upstreams),
             "passthrough_locations": "".join(locations),
+            **cache_values(settings, paths.auth_cache),
         },
     )
     return RenderedConfig(text, tuple(passthrough), skipped)
 
 
-def _unsupported(
-    name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream, addresses: AddressPolicy
-) -> str | None:
+def _unsupported(name: str, spec: AnyUpstream, addresses: AddressPolicy) -> str | None:
     """Why `spec` gets no passthrough location, or None when it gets one."""
     if not spec.enabled:
         return "disabled"
     if isinstance(spec, StdioUpstream):
         return "a stdio server has no URL to proxy to"
+    if isinstance(spec, OpenApiUpstream):
+        return "an openapi server is a REST service, served as MCP by the aggregated endpoint only"
     if spec.registered_by is not None and (refusal := unchecked_proxy_refusal(spec.url, addresses)) is not None:
         return refusal  # a caller's URL: nginx may connect only where the gateway itself would
     if name in RESERVED_NAMES:

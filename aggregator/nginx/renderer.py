@@ -12,6 +12,10 @@ A burst of changes becomes one render at the end of a `reload_debounce` window, 
 reloaded at most once per window, and only when the rendered text changed. A render that nginx
 refuses keeps the running config; the reason is logged (`nginx.rejected`) and kept in
 `NginxRenderer.last.error`.
+
+With the decision cache on, the renderer also watches scopes.yml and the revocation list (every
+`scopes_reload_interval` seconds) and schedules a render when either changes: the new config
+carries a new cache generation, so nginx stops reusing allows made under the old files.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from typing import Self
 import anyio
 from anyio.abc import TaskGroup
 
+from aggregator.config.files import stamp
 from aggregator.config.settings import Settings
 from aggregator.errors import NginxError
+from aggregator.nginx.cache import watched_files
 from aggregator.nginx.control import NginxControl
 from aggregator.nginx.render import NginxPaths, render
 from aggregator.registry.models import ServersFile
@@ -104,6 +110,8 @@ class NginxRenderer:
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
         self._tasks.start_soon(self._run)
+        if self._settings.nginx.auth_cache_ttl > 0:
+            self._tasks.start_soon(self._watch_generation)
         return self
 
     async def __aexit__(
@@ -137,6 +145,18 @@ class NginxRenderer:
             self._applied = target
             self._progress.set()
             self._progress = anyio.Event()
+
+    async def _watch_generation(self) -> None:
+        """Schedule a render whenever a file the cache generation digests changes (edit, rename, delete)."""
+        files = watched_files(self._settings)
+        seen = [stamp(path) for path in files]
+        while True:
+            await anyio.sleep(self._settings.scopes_reload_interval)
+            current = [stamp(path) for path in files]
+            if current != seen:
+                seen = current
+                logger.info("nginx.cache_generation_changed", extra={"files": [str(path) for path in files]})
+                self.schedule()
 
     async def _apply_once(self) -> Applied:
         try:
