@@ -28,7 +28,18 @@ from aggregator.config.settings import Settings
 from aggregator.nginx import NginxControl, NginxPaths, NginxRenderer, apply
 from aggregator.policy.revocation import RevocationList
 from aggregator.registry.models import ServersFile, load_servers
-from tests.harness import ERAS, Era, LiveGateway, connected, free_port, serve_gateway, serve_mcp, text_of, token_for
+from tests.harness import (
+    ERAS,
+    SECRET,
+    Era,
+    LiveGateway,
+    connected,
+    free_port,
+    serve_gateway,
+    serve_mcp,
+    text_of,
+    token_for,
+)
 from tests.nginx.harness import RunningNginx, nginx_settings, requires_nginx, running_nginx
 from tests.servers import headers as headers_server
 
@@ -58,6 +69,8 @@ weather/only:
   methods: [tools/call]
   tools: ["*"]
 """
+JUDGED = re.compile(r"passthrough\.(allowed|denied)|auth\.rejected")
+"""A gateway log line for one passthrough request it judged."""
 MODERN = "2026-07-28"
 ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -77,8 +90,10 @@ class Stage:
         return self.nginx.url + path
 
     def decisions(self) -> int:
-        """How many passthrough decisions the gateway has made (a cache hit makes none)."""
-        return sum(1 for line in self.live.log.lines if re.search(r"passthrough\.(allowed|denied)", line))
+        """How many passthrough requests the gateway has judged (a cache hit is none of them)."""
+        return sum(
+            1 for line in self.live.log.lines if re.search(r"passthrough\.(allowed|denied)|auth\.rejected", line)
+        )
 
     async def post(self, body: bytes | Any, bearer: str | None, **headers: str) -> httpx2.Response:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -174,3 +189,144 @@ async def test_an_allow_from_the_cache_still_names_the_caller_to_the_upstream(st
         again = json.loads(text_of(await client.call_tool("whoami", {})))
         assert stage.decisions() == before
     assert first == again == {"x-user": "carol", "x-tool-name": "whoami"}
+
+
+def reissued(bearer: str, **claims: Any) -> str:
+    """`bearer` with some claims changed, signed again with the test key (a token the gateway judges on its merits)."""
+    header = jwt.get_unverified_header(bearer)
+    payload = jwt.decode(bearer, options={"verify_signature": False}) | claims
+    return jwt.encode(payload, SECRET, algorithm="HS256", headers={"kid": header["kid"]})
+
+
+ALICE = token_for("alice", scopes=["echo/call"])
+OTHER_CALLERS = {
+    # name: (Authorization header, expected status)
+    "the same caller's other token": (f"Bearer {token_for('alice', scopes=['echo/call'])}", 200),
+    "the same token, scheme in lower case": (f"bearer {ALICE}", 200),
+    "a token without the tool": (f"Bearer {token_for('bob', scopes=['echo/fail'])}", 403),
+    "a token for another server": (f"Bearer {token_for('wendy', scopes=['weather/only'])}", 403),
+    "the same claims, expired": (f"Bearer {reissued(ALICE, exp=1_000_000_000)}", 401),
+    "alice's claims and one more, signed again": (f"Bearer {reissued(ALICE, nonce='x')}", 200),
+    "the token with a byte more": (f"Bearer {ALICE}x", 401),
+    "the token as a Basic credential": (f"Basic {ALICE}", 401),
+    "no token": ("", 401),
+}
+
+
+@pytest.mark.parametrize("other", OTHER_CALLERS)
+async def test_two_tokens_never_share_an_entry(stage: Stage, other: str) -> None:
+    assert echoed(await stage.post(call("echo", 1), ALICE, **modern_headers("echo"))) == "x"
+    decided = stage.decisions()
+    assert echoed(await stage.post(call("echo", 2), ALICE, **modern_headers("echo"))) == "x"
+    assert stage.decisions() == decided  # alice's entry is in the cache
+    authorization, status = OTHER_CALLERS[other]
+    response = await stage.post(call("echo", 3), None, Authorization=authorization, **modern_headers("echo"))
+    assert response.status_code == status, response.text
+    assert stage.decisions() == decided + 1  # the gateway judged it: alice's entry was not used
+
+
+REFUSALS = {
+    # name: (bearer, body, headers, status)
+    "a forbidden tool": (ALICE, call("fail"), modern_headers("fail"), 403),
+    "a server without access": (token_for("wendy", scopes=["weather/only"]), call("echo"), modern_headers("echo"), 403),
+    "headers that contradict the body": (ALICE, call("fail"), modern_headers("echo"), 403),
+    "a batch with one forbidden call": (ALICE, [call("echo", 1), call("fail", 2)], {}, 403),
+    "a legacy body with a forbidden tool": (ALICE, call("fail", modern=False), {}, 403),
+    "a body that is not JSON": (ALICE, b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call"', {}, 403),
+    "an unknown token": (reissued(ALICE, sub="alice", iss="someone-else"), call("echo"), modern_headers("echo"), 401),
+}
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+async def test_a_refusal_is_never_cached_and_a_grant_takes_effect_at_once(stage: Stage, refusal: str) -> None:
+    bearer, body, headers, status = REFUSALS[refusal]
+    decided = stage.decisions()
+    for _ in range(2):
+        response = await stage.post(body, bearer, **headers)
+        assert response.status_code == status, response.text
+    assert stage.decisions() == decided + 2  # both judged by the gateway: the first refusal was not kept
+    if refusal == "a forbidden tool":
+        mark = len(stage.live.log.lines)
+        stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add]", "tools: [echo, add, fail]"))
+        await stage.live.log.wait_for("policy.reloaded", after=mark)
+        granted = await stage.post(call("fail"), ALICE, **modern_headers("fail"))
+        assert granted.status_code == 200  # at once: nginx had no refusal to serve
+
+
+HONEST = (call("echo", 1), modern_headers("echo"))
+DISHONEST_BODIES: dict[str, bytes] = {
+    "another tool": json.dumps(call("fail", 7)).encode(),
+    "a batch adding a forbidden call": json.dumps([call("echo", 7), call("fail", 8)]).encode(),
+    "the name given twice, the last one forbidden": json.dumps(call("echo", 7))
+    .replace('"name": "echo",', '"name": "echo", "name": "fail",')
+    .encode(),
+    "the id as a string and another tool": json.dumps(call("fail", 7) | {"id": "1"}).encode(),
+    "another tool, the honest id": json.dumps(call("fail", 1)).encode(),
+}
+
+
+@pytest.mark.parametrize("body", DISHONEST_BODIES)
+async def test_a_body_dependent_decision_is_never_served_from_a_shape_only_key(stage: Stage, body: str) -> None:
+    """An honest request is cached; the same headers with a body the gateway refuses are still refused."""
+    honest, headers = HONEST
+    assert echoed(await stage.post(honest, ALICE, **headers)) == "x"
+    decided = stage.decisions()
+    assert echoed(await stage.post(honest | {"id": 99}, ALICE, **headers)) == "x"  # only the id differs: a hit
+    assert stage.decisions() == decided
+    refused = await stage.post(DISHONEST_BODIES[body], ALICE, **headers)
+    assert refused.status_code == 403, refused.text
+    assert stage.decisions() == decided + 1
+
+
+def era_request(era: Era, request_id: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """An echo call as a client of `era` sends it (legacy: no envelope, no Mcp-* headers)."""
+    if era == "legacy":
+        return call("echo", request_id, modern=False), {"MCP-Protocol-Version": "2025-11-25"}
+    return call("echo", request_id), modern_headers("echo")
+
+
+def got_through(response: httpx2.Response) -> bool:
+    """Whether nginx let the request through to the upstream (which may still refuse a legacy sessionless call)."""
+    return response.status_code not in (401, 403)
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_revoked_token_is_refused_once_nginx_has_reloaded(stage: Stage, era: Era) -> None:
+    bearer = token_for("alice", scopes=["echo/call"])
+    for request_id in (1, 2):
+        body, headers = era_request(era, request_id)
+        assert got_through(await stage.post(body, bearer, **headers))
+    decided = stage.decisions()
+    mark = len(stage.nginx.process.lines)
+    await stage.revoke(bearer)
+    await stage.wait_flushed(mark)
+    body, headers = era_request(era, 3)
+    refused = await stage.post(body, bearer, **headers)
+    assert refused.status_code == 401
+    assert "has been revoked" in refused.json()["error_description"]
+    assert stage.decisions() == decided + 1
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_reloaded_scopes_file_that_removes_access_takes_effect(stage: Stage, era: Era) -> None:
+    bearer = token_for("alice", scopes=["echo/call"])
+    for request_id in (1, 2):
+        body, headers = era_request(era, request_id)
+        assert got_through(await stage.post(body, bearer, **headers))
+    mark = len(stage.nginx.process.lines)
+    stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add]", "tools: [add]"))
+    await stage.wait_flushed(mark)
+    body, headers = era_request(era, 3)
+    refused = await stage.post(body, bearer, **headers)
+    assert refused.status_code == 403
+    assert refused.json()["error_description"] == "'alice' may not call tool 'echo' of server 'echo'."
+
+
+@pytest.mark.parametrize(("lifetime", "kept"), [(1, False), (2, False), (60, True), (TTL * 2, True)])
+async def test_an_allow_is_never_kept_past_its_tokens_expiry(stage: Stage, lifetime: int, kept: bool) -> None:
+    """nginx keeps an allow until two seconds before the token's exp at most: a token about to expire is never kept."""
+    bearer = token_for("alice", scopes=["echo/call"], ttl=lifetime)
+    assert echoed(await stage.post(call("echo", 1), bearer, **modern_headers("echo"))) == "x"
+    decided = stage.decisions()
+    assert echoed(await stage.post(call("echo", 2), bearer, **modern_headers("echo"))) == "x"
+    assert (stage.decisions() == decided) is kept
