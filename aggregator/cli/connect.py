@@ -1,11 +1,14 @@
-"""The operator's commands that connect to the upstreams: index, search, and check-config --connect.
+"""The operator's commands that connect to the upstreams: index, and check-config --connect.
 
 They build a whole gateway (and the finder's index), so they live apart from the light commands.
+`search` reads the stored index instead (aggregator.cli.finder): it connects to nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,10 +16,11 @@ import anyio
 
 from aggregator.catalog.names import host_name, over_budget
 from aggregator.cli.common import load
+from aggregator.cli.progress import Progress, duration, quiet_model_loading
 from aggregator.config.logs import configure_logging
 from aggregator.config.settings import Settings
 from aggregator.registry.models import ServersFile
-from aggregator.search import Embedder, ToolIndex
+from aggregator.search import Embedder, EmbedderUnavailableError, ToolIndex
 from aggregator.server.gateway import Gateway, build_gateway
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import UpstreamState
@@ -25,37 +29,73 @@ CONNECTED = (UpstreamState.HEALTHY, UpstreamState.DEGRADED)
 
 
 def index(args: argparse.Namespace) -> int:
-    return _with_index(args, None, 0)
+    """Bring the stored tool index up to date with the live catalog, showing each step on stderr.
 
-
-def search(args: argparse.Namespace) -> int:
-    return _with_index(args, args.query, args.top_k)
-
-
-def _with_index(args: argparse.Namespace, query: str | None, top_k: int) -> int:
-    """Operator access to the finder's index: sync it with the live catalog, then report or search."""
+    The upstreams are connected only to list their tools; the model loads after the sync (so the
+    full-text half is stored at once) and every text still without a vector is then embedded,
+    with counts, rate and time left.
+    """
     settings, servers = load(args)
     configure_logging("warning")
+    quiet_model_loading()
     gateway = build_gateway(settings, servers)
     uri = settings.search_uri or settings.data_dir / "index"
+    embedder = Embedder(settings.search_model)
+    enabled = sum(spec.enabled for spec in servers.servers.values())
 
     async def run() -> None:
-        async with _connected(gateway), ToolIndex(uri, Embedder(settings.search_model)) as index:
-            report = await index.sync(gateway.finder.documents())
-            await index.wait_embedded()
+        _say(f"upstreams: connecting {enabled} (each within {settings.connect_timeout:g}s)")
+        async with _connected(gateway):
+            failures = _failures(gateway)
+            documents = gateway.finder.documents()
+        _say(f"upstreams: {enabled - len(failures)} of {enabled} connected; {len(documents)} tools")
+        for failure in failures:
+            _say(f"  {failure}; its tools are left out of the index")
+        async with ToolIndex(uri, embedder, load_model=False) as tool_index:
+            report = await tool_index.sync(documents)
+            embedded = await _embed(tool_index, embedder)
             print(
-                f"{uri}: {index.size} tools ({report.added} added, {report.updated} updated, "
-                f"{report.removed} removed, {report.unchanged} unchanged; {report.embedded} texts embedded)"
+                f"{uri}: {tool_index.size} tools ({report.added} added, {report.updated} updated, "
+                f"{report.removed} removed, {report.unchanged} unchanged; {embedded} texts embedded)"
             )
-            if query is not None:
-                names = frozenset(entry.item.name for entry in gateway.catalog.tools())  # no caller policy
-                result = await index.search(query, allowed=names, top_k=top_k)
-                for hit in result.hits:
-                    summary = hit.description.splitlines()[0] if hit.description else ""
-                    print(f"  {hit.score:.3f}  {hit.name}: {summary}")
 
     anyio.run(run)
     return 0
+
+
+async def _embed(tool_index: ToolIndex, embedder: Embedder) -> int:
+    """Load the model, then wait until every stored text has its vector, reporting progress; how many were embedded."""
+    pending = tool_index.pending
+    if not pending:
+        return 0
+    _say(f"model: loading {embedder.model_id} ({pending} texts to embed)")
+    started = time.monotonic()
+    try:
+        await embedder.load()
+    except EmbedderUnavailableError as error:
+        _say(f"model: {error}; searches use keywords until it loads")
+        return 0
+    _say(f"model: loaded in {duration(time.monotonic() - started)}")
+    before = embedder.documents_encoded
+    progress = Progress("embedding texts", pending, lambda: embedder.documents_encoded - before)
+    async with anyio.create_task_group() as reporter:
+        reporter.start_soon(progress.run)
+        await tool_index.wait_embedded()
+        reporter.cancel_scope.cancel()
+    progress.finish()
+    return embedder.documents_encoded - before
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _failures(gateway: Gateway) -> list[str]:
+    return [
+        f"{upstream.name}: not reachable: {upstream.last_error or 'no answer within connect_timeout'}"
+        for upstream in gateway.pool
+        if upstream.spec.enabled and upstream.state not in CONNECTED
+    ]
 
 
 @asynccontextmanager
@@ -76,11 +116,7 @@ def check_names(settings: Settings, servers: ServersFile) -> int:
 
     async def listed() -> tuple[list[str], list[str]]:
         async with _connected(gateway):
-            failures = [
-                f"{upstream.name}: not reachable: {upstream.last_error or 'no answer within connect_timeout'}"
-                for upstream in gateway.pool
-                if upstream.spec.enabled and upstream.state not in CONNECTED
-            ]
+            failures = _failures(gateway)
             return [entry.item.name for entry in gateway.catalog.tools()], failures
 
     names, failures = anyio.run(listed)

@@ -2,7 +2,8 @@
 
 serve, stdio                                              aggregator.cli.serve
 token, nginx, import, check-config, config, tui, login    aggregator.cli.operate
-index, search                                             aggregator.cli.connect
+index                                                     aggregator.cli.connect
+search                                                    aggregator.cli.finder
 """
 
 from __future__ import annotations
@@ -80,10 +81,17 @@ def _parser() -> argparse.ArgumentParser:
 
     index = configured("index", "Connect to the upstreams, bring the tool index up to date (embedding what changed).")
     index.set_defaults(command="connect:index")
-    search = configured("search", "Search the tool index as an operator (every tool, no caller policy).")
+    search = configured(
+        "search",
+        "Search the stored tool index as an operator (every tool, no caller policy), "
+        "or with --url a running gateway as the token's caller (only the tools it may call).",
+    )
     search.add_argument("query", help="what the tool should do, in plain words")
     search.add_argument("--top-k", type=int, default=5, help="how many tools (default 5)")
-    search.set_defaults(command="connect:search")
+    search.add_argument("--full-text", action="store_true", help="rank by keywords alone (no model: instant)")
+    search.add_argument("--url", help="ask the gateway at this MCP URL (its intelligent_tool_finder) instead")
+    search.add_argument("--token", help=f"with --url: bearer token (default: ${TOKEN_VARIABLE})")
+    search.set_defaults(command="finder:search")
 
     seed = configured("import", "Import mcp-gateway-registry server records (DIR/*.json, server_state.json).")
     seed.add_argument("directory", type=Path, metavar="DIR", help="the seed's registry/servers folder")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,11 @@ from aggregator.search.documents import ToolDocument
 from aggregator.search.embedder import Vectors
 
 logger = logging.getLogger(__name__)
+
+# uvloop (uvicorn's event loop under `serve`) runs Python's after-fork hooks in every child it spawns,
+# before exec (MagicStack/uvloop#749), so LanceDB's hook warns of a "chance of deadlock" in each stdio
+# upstream's child. That child never uses LanceDB (it execs at once): the warning is noise, not a risk.
+warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
 
 TOOLS = "tools"
 VECTORS = "vectors"
