@@ -14,13 +14,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aggregator.config.yamlfile import YamlDocument, read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
+from aggregator.registry.openapi import RouteMapEntry
 
 SERVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
-_UNION_TAGS = frozenset({"stdio", "streamable-http", "sse", "bearer", "oauth2-client-credentials", "aws-sigv4"})
+_UNION_TAGS = frozenset(
+    {"stdio", "streamable-http", "sse", "openapi", "bearer", "oauth2-client-credentials", "aws-sigv4"}
+)
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -158,7 +170,51 @@ class SseUpstream(_HttpUpstream):
     transport: Literal["sse"]
 
 
-UpstreamSpec = Annotated[StdioUpstream | StreamableHttpUpstream | SseUpstream, Field(discriminator="transport")]
+class OpenApiUpstream(_UpstreamBase):
+    """A REST service described by an OpenAPI document: the gateway serves its operations as tools, in-process."""
+
+    transport: Literal["openapi"]
+    spec: str = Field(min_length=1, description="The OpenAPI document (JSON or YAML): an http(s) URL or a file path.")
+    base_url: str | None = Field(
+        default=None, description="Where requests go; default: the first `servers` URL of the document."
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: UpstreamAuthSettings | None = None
+    identity_headers: tuple[IdentityHeader, ...] = Field(
+        default=(), description="Caller identity sent as plain headers (never the caller's token)."
+    )
+    include: tuple[str, ...] = Field(default=(), description="Only these operationIds or tags (default: every one).")
+    exclude: tuple[str, ...] = Field(default=(), description="Never these operationIds or tags (wins over include).")
+    route_map: tuple[RouteMapEntry, ...] = ()
+    names: dict[str, str] = Field(default_factory=dict, description="Tool names by operationId, to shorten long ones.")
+
+    @field_validator("spec")
+    @classmethod
+    def _url_or_path(cls, spec: str, info: ValidationInfo) -> str:
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", spec)
+        if scheme and scheme.group(1).lower() not in ("http", "https"):
+            raise ValueError(f"'{spec}' is neither an http(s) URL nor a file path")
+        if scheme and not re.match(r"^https?://[^/\s]+", spec):
+            raise ValueError(f"'{spec}' is not an http(s) URL")
+        if not scheme and info.data.get("registered_by") is not None:
+            raise ValueError(
+                f"'{spec}' is a file path; a server registered through a tool call gives its spec as an http(s) URL "
+                "(a caller may not have the gateway read its files)"
+            )
+        return spec
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"'{url}' is not an http(s) URL")
+        return url
+
+
+AnyUpstream = StdioUpstream | StreamableHttpUpstream | SseUpstream | OpenApiUpstream
+"""Any one entry of servers.yaml."""
+
+UpstreamSpec = Annotated[AnyUpstream, Field(discriminator="transport")]
 
 
 class ServersFile(BaseModel):
@@ -181,7 +237,7 @@ class ServersFile(BaseModel):
         return self
 
 
-def exported_prefix(name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream) -> str:
+def exported_prefix(name: str, spec: AnyUpstream) -> str:
     """The namespace under which a server's capabilities are exported."""
     return name if spec.prefix is None else spec.prefix
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import mcp_types as types
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from aggregator.catalog.catalog import Catalog
 from aggregator.config.settings import Settings
@@ -30,6 +30,7 @@ from aggregator.tools.activity import ActivityAdmin
 from aggregator.tools.base import AdminTool, Arguments, NoArguments, Permission, require
 from aggregator.tools.checks import check_url, fill_template
 from aggregator.tools.groups import GroupAdmin
+from aggregator.tools.registration import Register, openapi_entry
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
 
@@ -40,39 +41,6 @@ class ServiceName(Arguments):
 
 class Toggle(ServiceName):
     enabled: bool = Field(description="true to enable the server, false to disable it.")
-
-
-class Register(Arguments):
-    """What a caller may say about a server it registers. Every value is data: none is ever expanded."""
-
-    service_name: str = Field(pattern=SERVER_NAME_PATTERN, description="Name: 1-32 chars of a-z, 0-9, '-'.")
-    transport: Literal["streamable-http", "sse", "stdio"] = "streamable-http"
-    url: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="The server's MCP URL (streamable-http, sse). It must reach a public address, "
-        "or one in the operator's admin_allowed_networks; checked again on every connection.",
-    )
-    template: str | None = Field(
-        default=None, description="stdio: the name of an operator-defined template (settings stdio_templates)."
-    )
-    values: dict[str, str] = Field(
-        default_factory=dict, description="stdio: a value for each slot of the template; each must match its pattern."
-    )
-    description: str = Field(default="", max_length=2000)
-    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=32)
-    prefix: str | None = Field(default=None, description="Namespace of exported names; default: the name.")
-    timeout: float | None = Field(default=None, gt=0, le=600)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_command_line(cls, data: Any) -> Any:
-        if isinstance(data, dict) and (given := [key for key in ("command", "args") if key in data]):
-            raise ValueError(
-                f"{' and '.join(given)} not accepted: a caller never gives a command line; "
-                "name an operator-defined stdio template with 'template' and fill its slots with 'values'"
-            )
-        return data
 
 
 class MintRequest(Arguments):
@@ -194,6 +162,8 @@ class Admin:
         entry: dict[str, Any] = {"transport": arguments.transport}
         if arguments.transport == "stdio":
             entry |= self._stdio_entry(arguments)
+        elif arguments.transport == "openapi":
+            entry |= openapi_entry(arguments, AddressPolicy.from_settings(self._settings))
         else:
             if arguments.url is None:
                 raise AccessDeniedError(f"A {arguments.transport} server needs a url.")

@@ -19,7 +19,7 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 
-from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import AnyUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.sdk import TransportStreams
 from aggregator.upstreams.credentials import current_tool
 from aggregator.upstreams.lean import InputSchemas, LeanClient, LeanSession, NotSent
@@ -36,7 +36,7 @@ class LeanRoute:
 
     def __init__(
         self,
-        spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
+        spec: AnyUpstream,
         auth: httpx2.Auth | None,
         timings: Timings,
         requests: RequestPath,

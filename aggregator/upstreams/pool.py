@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from aggregator.errors import UnknownNameError
 from aggregator.policy.addresses import AddressPolicy
 from aggregator.policy.principal import Principal
-from aggregator.registry.models import ServersFile, SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import AnyUpstream, ServersFile, StdioUpstream
 from aggregator.upstreams.credentials import UpstreamAuth
 from aggregator.upstreams.state import Timings, UpstreamState
 from aggregator.upstreams.upstream import Upstream
@@ -50,7 +50,7 @@ class UpstreamPool:
         self._changed = anyio.Event()
         self._task_group: TaskGroup | None = None
 
-    def _new(self, name: str, spec: StdioUpstream | StreamableHttpUpstream | SseUpstream) -> Upstream:
+    def _new(self, name: str, spec: AnyUpstream) -> Upstream:
         auth = _auth_for(name, spec, self._scopes_of)
         return Upstream(
             name,
@@ -164,7 +164,7 @@ class UpstreamPool:
 
 def _auth_for(
     name: str,
-    spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
+    spec: AnyUpstream,
     scopes_of: Callable[[Principal], frozenset[str]],
 ) -> UpstreamAuth | None:
     if isinstance(spec, StdioUpstream) or (spec.auth is None and not spec.identity_headers):

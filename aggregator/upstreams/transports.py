@@ -25,9 +25,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from aggregator.errors import AccessDeniedError
 from aggregator.policy.addresses import AddressPolicy
-from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import AnyUpstream, OpenApiUpstream, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.sdk import TransportStreams
 from aggregator.upstreams.child import StdioChild
+from aggregator.upstreams.openapi import OpenApiTransport
 
 # Long enough for an upstream to hold a response stream open; requests have their own timeouts.
 _READ_TIMEOUT = 300.0
@@ -127,7 +128,7 @@ class SseTransport:
 
 
 def transport_for(
-    spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
+    spec: AnyUpstream,
     connect_timeout: float,
     max_event_bytes: int | None = None,
     addresses: AddressPolicy | None = None,
@@ -146,6 +147,9 @@ def transport_for(
             return StreamableHttpTransport(spec, connect_timeout, max_event_bytes, policy)
         case SseUpstream():
             return SseTransport(spec, connect_timeout, policy)
+        case OpenApiUpstream():
+            connector = functools.partial(checked_transport, policy) if spec.registered_by is not None else None
+            return OpenApiTransport(spec, upstream, folder, connect_timeout, policy, connector)
 
 
 def _client(

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from aggregator.errors import UpstreamError, UpstreamUnavailableError
 from aggregator.policy.addresses import AddressPolicy
-from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream
+from aggregator.registry.models import AnyUpstream
 from aggregator.upstreams.breaker import CircuitBreaker
 from aggregator.upstreams.credentials import UpstreamAuth, current_tool
 from aggregator.upstreams.failures import CONNECTION_ERRORS, backoff, describe, leaf, refused_credential
@@ -55,7 +55,7 @@ class Upstream:
     def __init__(
         self,
         name: str,
-        spec: StdioUpstream | StreamableHttpUpstream | SseUpstream,
+        spec: AnyUpstream,
         timings: Timings,
         on_change: Callable[[Upstream], None],
         auth: httpx2.Auth | None = None,
