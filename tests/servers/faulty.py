@@ -36,10 +36,11 @@ import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from aggregator.policy.limits import replay_body
 from examples.servers._http import _ReadyAnnouncingServer, http_app
 
 WIRE_FAULTS = ("garbage_json", "garbage_shape", "close_early")
@@ -129,7 +130,7 @@ class WireFaults:
                 break
         fault, request_id = _wire_fault(body)
         if fault is None:
-            await self._app(scope, _replay(body, receive), send)
+            await self._app(scope, replay_body(body, receive), send)
             return
         started(fault)
         await _ANSWERS[fault](send, request_id)
@@ -144,19 +145,6 @@ def _wire_fault(body: bytes) -> tuple[str | None, Any]:
         return None, None
     name = (message.get("params") or {}).get("name")
     return (name if name in WIRE_FAULTS else None), message.get("id")
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if delivered:
-            return await receive()
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
 
 
 async def _respond(send: Send, content_type: bytes, body: bytes, *, more: bool = False) -> None:

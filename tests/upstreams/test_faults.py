@@ -59,7 +59,8 @@ class Faulty:
 
     async def running(self) -> RunningProcess:
         """The live process (after a crash: once restarted)."""
-        await self._up.wait()
+        with anyio.fail_after(STARTUP_DEADLINE):
+            await self._up.wait()
         assert self.process is not None
         return self.process
 
@@ -234,7 +235,8 @@ async def test_a_crashed_upstream_is_reported_and_comes_back_when_restarted(
         assert error.message.startswith("Upstream 'faulty' is unavailable: ")
         assert await faulty.process.wait() == 3
         status, upstreams = await readiness(stack)
-        assert (status, upstreams["faulty"]["state"]) == (503, "unhealthy")
+        # Ready is about the required upstreams only: one that is not may be down.
+        assert (status, upstreams["faulty"]["state"]) == (200, "unhealthy")
         assert upstreams["faulty"]["error"]
         later = await refused(stack.url, "faulty__echo", {"text": "down"})
         assert later.code == UPSTREAM_UNAVAILABLE
