@@ -62,7 +62,11 @@ class OpenApiTransport:
 
     @asynccontextmanager
     async def open(self, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
-        from aggregator.upstreams.openapi_server import OpenApiServer, serve  # fastmcp only where used
+        try:
+            from aggregator.upstreams.openapi_server import OpenApiServer, serve  # fastmcp only where used
+        except ImportError as error:
+            reason = f"transport 'openapi' needs fastmcp ({error.name} is missing): install mcp-aggregator[openapi]"
+            raise UpstreamUnavailableError(self.upstream, reason) from None
 
         spec = self.spec
         deadline = spec.timeout * REST_SHARE

@@ -12,6 +12,7 @@ answers plain text, and one that never answers. Every API request's headers are 
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +120,8 @@ PATHS: dict[str, Any] = {
 
 @dataclass
 class RestService:
-    """The service and what it saw. With a `token`, every API request must carry `Authorization: Bearer <token>`."""
+    """The service and what it saw. With a `token` (or once /token has issued one), every API request must carry
+    `Authorization: Bearer <token>`."""
 
     token: str | None = None
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -129,6 +131,11 @@ class RestService:
     """The document's paths: a test may change them, then re-read the spec."""
     documents_served: int = 0
     """How often /openapi.json was fetched."""
+    document_requests: list[dict[str, str]] = field(default_factory=list)
+    """The headers of every request for /openapi.json."""
+    clients: dict[str, str] = field(default_factory=dict)
+    """OAuth2 clients (id -> secret) that /token gives an access token (client credentials grant)."""
+    issued: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for number, name in enumerate(("anvil", "bellows", "chisel", "drill", "emery cloth"), start=1):
@@ -136,6 +143,7 @@ class RestService:
         self.app = Starlette(
             routes=[
                 Route("/openapi.json", self._document),
+                Route("/token", self._token, methods=["POST"]),
                 Route("/items", self._list, methods=["GET"]),
                 Route("/items", self._create, methods=["POST"]),
                 Route("/items/{item_id:int}", self._get, methods=["GET"]),
@@ -162,11 +170,22 @@ class RestService:
 
     async def _document(self, request: Request) -> Response:
         self.documents_served += 1
+        self.document_requests.append({name.lower(): value for name, value in request.headers.items()})
         return JSONResponse(self.document(str(request.base_url).rstrip("/")))
+
+    async def _token(self, request: Request) -> Response:
+        form = await request.form()
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        client_id, _, secret = base64.b64decode(encoded or "").decode().partition(":")
+        if scheme != "Basic" or form.get("grant_type") != "client_credentials" or self.clients.get(client_id) != secret:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        self.issued.append(f"issued-{client_id}-{len(self.issued) + 1}")
+        return JSONResponse({"access_token": self.issued[-1], "token_type": "Bearer", "expires_in": 300})
 
     def _refused(self, request: Request) -> Response | None:
         self.requests.append({name.lower(): value for name, value in request.headers.items()})
-        if self.token is not None and request.headers.get("authorization") != f"Bearer {self.token}":
+        accepted = {f"Bearer {token}" for token in (self.token, *self.issued) if token is not None}
+        if (self.token is not None or self.issued) and request.headers.get("authorization") not in accepted:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         return None
 

@@ -61,7 +61,7 @@ async def listing(client: Client) -> tuple[set[str], set[str], set[str]]:
     return tools, resources, templates
 
 
-SELECTIONS = [
+SELECTIONS: list[tuple[str, dict[str, Any], set[str], int, int]] = [
     # (name, what servers.yaml says beyond spec/base_url, tools, resources, templates)
     ("all", {}, {"listItems", "createItem", "getItem", "deleteItem", "failWith", "getNotice", "stall"}, 0, 0),
     ("by-tag", {"include": ["items"]}, {"listItems", "createItem", "getItem"}, 0, 0),
@@ -348,3 +348,81 @@ async def test_a_registered_rest_service_connects_only_to_allowed_addresses(
     assert not service.requests  # no API request ever left for a refused address
     if "cannot be used" in error:
         assert service.documents_served == 0
+
+
+AUTH_KINDS = [
+    # (auth settings, environment, what the service's Authorization header looks like)
+    ({"type": "bearer", "token_env": "REST_TOKEN"}, {"REST_TOKEN": "static-7f3a"}, r"^Bearer static-7f3a$"),
+    (
+        {
+            "type": "oauth2-client-credentials",
+            "token_url": "{base}/token",
+            "client_id": "gateway",
+            "client_secret_env": "REST_CLIENT_SECRET",
+        },
+        {"REST_CLIENT_SECRET": "s3cret-client"},
+        r"^Bearer issued-gateway-1$",
+    ),
+    (
+        {"type": "aws-sigv4", "service": "execute-api", "region": "eu-west-1"},
+        {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG", "AWS_PROFILE": ""},
+        r"^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/eu-west-1/execute-api/aws4_request, SignedHeaders=",
+    ),
+]
+
+
+@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize(("auth", "environment", "authorization"), AUTH_KINDS, ids=[a["type"] for a, *_ in AUTH_KINDS])
+async def test_the_rest_service_gets_the_credential_of_each_auth_kind(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    era: Era,
+    auth: dict[str, str],
+    environment: Any,
+    authorization: str,
+) -> None:
+    for variable, value in environment.items():
+        if value:
+            monkeypatch.setenv(variable, value)
+        else:
+            monkeypatch.delenv(variable, raising=False)
+    async with rest_service() as (service, base):
+        service.clients["gateway"] = "s3cret-client"
+        filled = {key: value.replace("{base}", base) for key, value in auth.items()}
+        entry = {"transport": "openapi", "spec": f"{base}/openapi.json", "base_url": base, "auth": filled}
+        async with serve_gateway(tmp_path, servers={"rest": entry}, scopes=SCOPES) as live:
+            await live.wait_until(connected("rest"))
+            async with admin(live, era) as client:
+                result = await client.call_tool("rest__getItem", {"item_id": 4})
+    assert result.structured_content == {"id": 4, "name": "drill", "quantity": 40}, text_of(result)
+    assert [request["authorization"] for request in service.requests] != []
+    for request in service.requests:
+        assert re.search(authorization, request["authorization"]), request["authorization"]
+
+
+@pytest.mark.parametrize(
+    ("spec_host", "sent"),
+    [("127.0.0.1", True), ("localhost", False)],
+    ids=["same-origin", "other-origin"],
+)
+async def test_the_spec_is_fetched_with_the_credential_only_from_the_services_own_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_host: str, sent: bool
+) -> None:
+    monkeypatch.setenv("REST_TOKEN", "static-7f3a")
+    async with rest_service() as (service, base):
+        port = base.rsplit(":", 1)[1]
+        entry = {
+            "transport": "openapi",
+            "spec": f"http://{spec_host}:{port}/openapi.json",
+            "base_url": base,
+            "headers": {"X-Api-Key": "key-91b2"},
+            "auth": {"type": "bearer", "token_env": "REST_TOKEN"},
+        }
+        async with serve_gateway(tmp_path, servers={"rest": entry}, scopes=SCOPES) as live:
+            await live.wait_until(connected("rest"))
+            async with admin(live, "auto") as client:
+                assert not (await client.call_tool("rest__getItem", {"item_id": 1})).is_error
+    fetched = service.document_requests[0]
+    assert ("authorization" in fetched, "x-api-key" in fetched) == (sent, sent)
+    assert service.requests[0]["authorization"] == "Bearer static-7f3a"
+    assert service.requests[0]["x-api-key"] == "key-91b2"
