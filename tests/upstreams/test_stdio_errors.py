@@ -18,7 +18,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from aggregator.upstreams.child import LINE_CHARS, TAIL_LINES
-from tests.harness import ERAS, Era, LiveGateway, serve_gateway, token_for
+from tests.harness import ERAS, Era, LiveGateway, serve_gateway, text_of, token_for
 from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -106,7 +106,7 @@ async def test_list_services_says_why_each_stdio_upstream_is_down(gateway: LiveG
     async with gateway.client("ops", groups=["admins"], era=era) as client:
         result = await client.call_tool("list_services", {})
     assert not result.is_error
-    services = {service["name"]: service for service in json.loads(result.content[0].text)["services"]}
+    services = {service["name"]: service for service in json.loads(text_of(result))["services"]}
     assert set(services) == set(EXPECTED)
     for name, service in services.items():
         assert_explains(name, service["last_error"])
