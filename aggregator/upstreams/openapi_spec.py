@@ -74,9 +74,8 @@ class SpecSource:
         digest = hashlib.sha256(content).hexdigest()
         if digest == self._digest:
             return None
-        document = await anyio.to_thread.run_sync(self._parse, content)
-        self._digest = digest
-        return document
+        self._digest = digest  # a document that cannot be used is reported once, not on every listing
+        return await anyio.to_thread.run_sync(self._parse, content)
 
     def _read_file(self) -> bytes:
         try:

@@ -221,10 +221,18 @@ async def test_refresh_service_reads_a_url_spec_again(tmp_path: Path, era: Era) 
             fetched = service.documents_served
             refreshed = await client.call_tool("refresh_service", {"service_name": "inventory"})
             after = {tool.name for tool in (await client.list_tools()).tools}
+            service.paths = []  # type: ignore[assignment]  # a document that cannot be used
+            for _ in range(2):
+                kept = await client.call_tool("refresh_service", {"service_name": "inventory"})
+                assert not kept.is_error and kept.structured_content is not None, text_of(kept)
+                assert kept.structured_content["tools"] == 6
+            await live.log.wait_for(r"openapi\.spec_unusable upstream=inventory .*it has no paths")
+            warnings = [line for line in live.log.lines if "openapi.spec_unusable" in line]
     assert not refreshed.is_error, text_of(refreshed)
     assert service.documents_served > fetched
     assert before - after == {"inventory__getNotice"}
     assert refreshed.structured_content is not None and refreshed.structured_content["tools"] == 6
+    assert len(warnings) == 1  # reported once, not on every listing
 
 
 def github_document(tmp_path: Path) -> Path:
