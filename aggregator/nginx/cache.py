@@ -11,7 +11,8 @@ from a cache of the gateway's earlier *allows* instead (`nginx.auth_cache_ttl` s
   leaves the body out: headers alone would let a body that disagrees with them ride on an allow
   made for an honest one. Blanking a number's digits cannot change any string or structure of
   the document, so every body sharing a key gets the same decision. nginx hands the gateway the
-  very header values the key holds (`proxy_set_header`), never a client's duplicates.
+  very header values the key holds (`proxy_set_header`), never a client's duplicates. A body of
+  4000 bytes or more (or of unknown length) is never looked up: its key would not fit nginx's buffer.
 * **Lifetime**: the gateway marks an allow cacheable with `X-Accel-Expires`: the TTL nginx asks
   for, never past the token's `exp`. It never marks a refusal, and nginx stores nothing the
   gateway did not mark and no status but 200. A refused request is asked again every time, so a
@@ -41,7 +42,6 @@ from aggregator.policy.scopes import Policy, ScopesFile, load_scopes
 
 logger = logging.getLogger(__name__)
 
-CACHE_ZONE = "mcp_auth"
 REVOCATIONS = "revoked.json"
 TTL_HEADER = "x-mcp-cache-ttl"
 """Set by nginx on a subrequest when it caches allows: the longest it may keep one, in seconds."""
@@ -107,7 +107,9 @@ def cache_values(settings: Settings, directory: Path) -> dict[str, str]:
     key = "\\n".join((*fields, "$mcp_body_key"))
     lines = [
         f"# Allows are reused up to {ttl} s (never past the token's exp); refusals never are.",
-        f"proxy_cache {CACHE_ZONE};",
+        "proxy_cache $mcp_auth_zone;  # off for a body of 4000 bytes or more",
+        "proxy_buffer_size 16k;  # room for the key: a long token and the body",
+        "proxy_busy_buffers_size 16k;",
         "proxy_cache_methods GET HEAD POST;",
         f'proxy_cache_key "{key}";',
         "proxy_no_cache $mcp_auth_no_store;",

@@ -330,3 +330,14 @@ async def test_an_allow_is_never_kept_past_its_tokens_expiry(stage: Stage, lifet
     decided = stage.decisions()
     assert echoed(await stage.post(call("echo", 2), bearer, **modern_headers("echo"))) == "x"
     assert (stage.decisions() == decided) is kept
+
+
+@pytest.mark.parametrize(("length", "kept"), [(10, True), (3000, True), (5000, False), (200_000, False)])
+async def test_only_small_bodies_are_kept(stage: Stage, length: int, kept: bool) -> None:
+    """A body of 4000 bytes or more is decided by the gateway every time, and nginx does not complain of it."""
+    body = call("echo", 1) | {"params": call("echo")["params"] | {"arguments": {"text": "y" * length}}}
+    assert echoed(await stage.post(body, ALICE, **modern_headers("echo"))) == "y" * length
+    decided = stage.decisions()
+    assert echoed(await stage.post(body | {"id": 2}, ALICE, **modern_headers("echo"))) == "y" * length
+    assert (stage.decisions() == decided) is kept
+    assert not [line for line in stage.nginx.process.lines if "cache key" in line or "buffer_size" in line]
