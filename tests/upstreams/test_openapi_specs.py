@@ -20,6 +20,9 @@ import pytest
 from mcp import Client, MCPError
 
 from aggregator.catalog.names import host_name
+from aggregator.config.yamlfile import YamlDocument
+from aggregator.errors import ConfigError
+from aggregator.registry.models import OpenApiUpstream, validate_servers
 from aggregator.upstreams.openapi_spec import _tool_name
 from aggregator.upstreams.state import UpstreamState
 from tests.harness import ERAS, Era, LiveGateway, connected, serve_asgi, serve_gateway, text_of
@@ -434,3 +437,46 @@ async def test_the_spec_is_fetched_with_the_credential_only_from_the_services_ow
     assert ("authorization" in fetched, "x-api-key" in fetched) == (sent, sent)
     assert service.requests[0]["authorization"] == "Bearer static-7f3a"
     assert service.requests[0]["x-api-key"] == "key-91b2"
+
+
+SERVERS_YAML_ERRORS = [
+    ({"spec": "ftp://example.com/openapi.json"}, "spec", r"neither an http\(s\) URL nor a file path"),
+    ({"spec": "https:///openapi.json"}, "spec", r"is not an http\(s\) URL"),
+    ({"spec": "/etc/passwd", "registered_by": "mallory"}, "spec", r"a caller may not have the gateway read its files"),
+    ({"spec": ""}, "spec", r"at least 1 character"),
+    ({}, "spec", r"Field required"),
+    ({"spec": "a.json", "base_url": "file:///srv"}, "base_url", r"is not an http\(s\) URL"),
+    ({"spec": "a.json", "route_map": [{"pattern": "(", "mcp_type": "tool"}]}, "route_map.0.pattern", r"not a regular"),
+    ({"spec": "a.json", "route_map": [{"mcp_type": "prompt"}]}, "route_map.0.mcp_type", r"'tool', 'resource'"),
+    ({"spec": "a.json", "route_map": [{"methods": ["FETCH"], "mcp_type": "tool"}]}, "route_map.0.methods", "'GET'"),
+    ({"spec": "a.json", "include": "items"}, "include", r"valid tuple"),
+    ({"spec": "a.json", "url": "http://example.com/mcp"}, "url", r"unknown key"),
+    ({"spec": "a.json", "auth": {"type": "bearer", "token_env": "NOT_SET_ANYWHERE_42"}}, "auth", r"is not set"),
+]
+
+
+@pytest.mark.parametrize(("entry", "field", "says"), SERVERS_YAML_ERRORS)
+def test_servers_yaml_names_the_field_of_a_wrong_openapi_entry(entry: dict[str, Any], field: str, says: str) -> None:
+    document = YamlDocument(Path("servers.yaml"), {"servers": {"rest": {"transport": "openapi", **entry}}})
+    with pytest.raises(ConfigError) as raised:
+        validate_servers(document)
+    message = str(raised.value)
+    assert f"servers.rest.{field}" in message, message
+    assert re.search(says, message), message
+
+
+def test_a_valid_openapi_entry_reads_as_written() -> None:
+    entry = {
+        "transport": "openapi",
+        "spec": "specs/inventory.yaml",
+        "base_url": "https://inventory.example.com/v1",
+        "include": ["items", "getNotice"],
+        "exclude": ["deleteItem"],
+        "names": {"listItems": "page_of_items"},
+        "route_map": [{"methods": ["GET"], "pattern": "^/notice$", "mcp_type": "resource"}],
+        "timeout": 10,
+    }
+    spec = validate_servers(YamlDocument(Path("servers.yaml"), {"servers": {"rest": entry}})).servers["rest"]
+    assert isinstance(spec, OpenApiUpstream)
+    assert (spec.include, spec.exclude, spec.names) == (("items", "getNotice"), ("deleteItem",), entry["names"])
+    assert spec.route_map[0].methods == ("GET",) and spec.route_map[0].mcp_type == "resource"
