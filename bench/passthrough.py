@@ -49,7 +49,7 @@ from mcp.client.streamable_http import streamable_http_client
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from aggregator.config.settings import Settings  # noqa: E402
+from aggregator.config.settings import Settings, load_settings  # noqa: E402
 from aggregator.nginx import NginxControl, NginxPaths, apply  # noqa: E402
 from aggregator.registry.models import load_servers  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
@@ -137,7 +137,7 @@ class Child:
 
 @contextmanager
 def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
-    """Start echo, the gateway and nginx; yield the targets and a bearer token for them."""
+    """Start echo, the gateway and both nginx instances; yield the targets and a bearer token for them."""
     with ExitStack() as stack:
 
         def start(name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Child:
@@ -167,9 +167,10 @@ def running_stack(directory: Path) -> Iterator[tuple[dict[str, Target], str]]:
                 "auth_cache_ttl": ttl,
                 **({"user": "root"} if os.geteuid() == 0 else {}),
             }
-            settings = Settings.model_validate(
-                {"data_dir": directory / "data", "scopes_file": directory / "scopes.yml", "nginx": nginx}
-            )
+            # The gateway's own settings (as `nginx render --config` reads them): the cache generation
+            # digests the auth settings, and nginx keeps nothing a gateway of other settings decided.
+            os.environ["BENCH_GATEWAY_KEY"] = SECRET
+            settings = load_settings(config, nginx=nginx)
             paths = NginxPaths.from_settings(settings)
             apply(settings, load_servers(directory / "servers.yaml"), NginxControl("nginx", paths), reload=False)
             daemon = "daemon off; error_log stderr notice;"
@@ -280,9 +281,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mcp-bench-") as directory, running_stack(Path(directory)) as stack:
         targets, bearer = stack
         results = anyio.run(measure, targets, bearer, arguments.calls)
+        hits = cache_outcomes(Path(directory) / f"nginx-ttl{Settings().nginx.auth_cache_ttl}" / "logs" / "access.log")
     print(f"echo tool, sequential calls, one client; {os.cpu_count()} cores; {arguments.calls} calls per row")
     print(report(results))
+    print(f"caching nginx, /echo/mcp requests by where their decision came from (access log): {hits}")
     return print_checks(checks(results))
+
+
+def cache_outcomes(access_log: Path) -> dict[str, int]:
+    """How many /echo/mcp requests the caching nginx answered from its cache (HIT) and from the gateway (MISS)."""
+    counts: dict[str, int] = {}
+    for line in access_log.read_text().splitlines():
+        if '"POST /echo/mcp ' in line and (found := re.search(r" auth=(\S+)$", line)):
+            counts[found.group(1)] = counts.get(found.group(1), 0) + 1
+    return counts
 
 
 if __name__ == "__main__":
