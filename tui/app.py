@@ -18,8 +18,9 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from tui.client import ConsoleError, GatewayClient, Refused, Target
+from tui.client import GatewayClient
 from tui.commands import ServerCommands
+from tui.errors import ConsoleError, Refused
 from tui.link import Backoff, GatewayLink, LinkState, LinkStatus
 from tui.messages import (
     CancelRefreshAll,
@@ -29,6 +30,7 @@ from tui.messages import (
     RegisterServer,
     RemoveServer,
     ToggleServer,
+    TryTool,
 )
 from tui.models import Filter, Progress, Snapshot
 from tui.screens.confirm import ConfirmScreen
@@ -36,6 +38,8 @@ from tui.screens.detail import DetailScreen
 from tui.screens.live import LiveScreen
 from tui.screens.main import MainScreen
 from tui.screens.register import RegisterScreen
+from tui.screens.try_tool import TryScreen
+from tui.target import Target
 from tui.widgets.servers import ServersPane
 
 REFRESH_CONCURRENCY = 4
@@ -75,9 +79,15 @@ class OperatorApp(App[None]):
     # state, handed down
 
     def _link_changed(self, state: LinkState) -> None:
-        previous = self.link_state
+        was = self.link_state.status if self.link_state is not None else None
         self.link_state = state
-        if state.status is LinkStatus.LOST and previous is not None and previous.status is LinkStatus.CONNECTED:
+        if state.status is not LinkStatus.CONNECTED:
+            self.snapshot = self.snapshot.unknown()  # the gateway may have changed since
+        if state.status is was:
+            return
+        if state.status is LinkStatus.REJECTED:
+            self.notify(f"{state.detail}.", title="Token refused", severity="error", timeout=30)
+        elif state.status is LinkStatus.LOST and was is LinkStatus.CONNECTED:
             self.notify(f"Lost the gateway: {state.detail}. Reconnecting…", severity="warning")
         elif state.status is LinkStatus.CONNECTED and state.reconnected:
             self.notify("Reconnected to the gateway.")
@@ -130,6 +140,9 @@ class OperatorApp(App[None]):
 
         question = f"Remove the server '{name}' from the gateway? Its tools disappear for every caller."
         self.push_screen(ConfirmScreen(question), answered)
+
+    def on_try_tool(self, request: TryTool) -> None:
+        self.push_screen(TryScreen(self.link, request.tool))
 
     def on_register_server(self, request: RegisterServer) -> None:
         def registered(name: str | None) -> None:

@@ -1,30 +1,30 @@
 """The console's MCP client of the gateway: its admin tools and lists, typed.
 
-A `Target` opens an MCP `Client` session (over HTTP with the operator's bearer token; tests may
-open one to an in-process server instead). `GatewayClient` wraps a session: every call has a
-timeout, answers are parsed into `tui.models`, and failures become one of two errors:
-
-    ConsoleError        what the console reports to the operator
-     ├── Refused        the gateway answered with an error; the message is the gateway's text
-     └── Unreachable    no answer: the connection is down, was lost, or the call timed out
+`GatewayClient` wraps a session opened by a `tui.target.Target`: every call has a timeout, answers
+are parsed into `tui.models`, and failures become one of the `tui.errors` (`Refused`,
+`Unreachable`; the target turns a refused token into `TokenRejected`). It also follows the
+gateway's `gateway://health` resource, so the console learns of changes without polling for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
-from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from tui.errors import ConsoleError, Refused, Unreachable
 from tui.models import (
     ACTIVITY,
     FINDER,
+    HEALTH_URI,
     LIST,
     REFRESH,
     REGISTER,
@@ -36,11 +36,11 @@ from tui.models import (
     ServerContents,
     Service,
     Snapshot,
+    ToolOutcome,
 )
 from tui.search import finder_arguments, finder_matches, local_matches
+from tui.target import REQUEST_TIMEOUT
 
-CLIENT_INFO = types.Implementation(name="mcp-aggregator-tui", version="0.1.0")
-REQUEST_TIMEOUT = 30.0
 ACTIVITY_LIMIT = 200
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     httpx2.HTTPError,
@@ -51,73 +51,29 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class ConsoleError(Exception):
-    """Something the console could not do; the message is a sentence for the operator."""
+def is_connection_failure(error: BaseException) -> bool:
+    """Whether `error` (or every error of a group) means the session with the gateway failed.
 
-
-class Refused(ConsoleError):
-    """Raised when the gateway answers a request with an error (an MCP error or an error result)."""
-
-
-class Unreachable(ConsoleError):
-    """Raised when the gateway does not answer: not connected, connection lost, or timed out."""
-
-
-class Target(Protocol):
-    """Where the gateway is, and how to open an MCP session to it."""
-
-    @property
-    def label(self) -> str: ...
-
-    def open(self) -> AbstractAsyncContextManager[Client]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class HttpTarget:
-    """The gateway's streamable-HTTP endpoint, called with the operator's bearer token (if any)."""
-
-    url: str
-    token: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.url
-
-    @asynccontextmanager
-    async def open(self) -> AsyncIterator[Client]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(REQUEST_TIMEOUT, connect=5.0)) as http,
-            _session(self.url, http) as client,
-        ):
-            yield client
-
-
-def _session(url: str, http: httpx2.AsyncClient) -> Client:
-    # No response cache: the console polls to see changes, a cached list would hide them.
-    return Client(streamable_http_client(url, http_client=http), cache=None, client_info=CLIENT_INFO)
-
-
-def is_transport_failure(error: BaseException) -> bool:
-    """Whether `error` (or every error of a group) means the connection to the gateway failed."""
+    MCP errors count too: a gateway (or a proxy in front of it) answering the session's own
+    requests with HTTP errors is a failed session, not a bug of the console.
+    """
     if isinstance(error, BaseExceptionGroup):
-        return all(is_transport_failure(inner) for inner in error.exceptions)
-    if isinstance(error, MCPError):
-        return error.code == types.CONNECTION_CLOSED
-    return isinstance(error, (Unreachable, TimeoutError, *TRANSPORT_ERRORS))
+        return all(is_connection_failure(inner) for inner in error.exceptions)
+    return isinstance(error, (ConsoleError, MCPError, TimeoutError, SubscriptionLost, *TRANSPORT_ERRORS))
 
 
 def describe_failure(error: BaseException) -> str:
     """A short sentence about why the connection failed (never a token)."""
     if isinstance(error, BaseExceptionGroup):
         return describe_failure(error.exceptions[0])
+    if isinstance(error, ConsoleError):
+        return str(error).rstrip(".")
     if isinstance(error, httpx2.HTTPStatusError):
-        status = error.response.status_code
-        if status in (401, 403):
-            return f"the gateway refused the token (HTTP {status})"
-        return f"the gateway answered HTTP {status}"
+        return f"the gateway answered HTTP {error.response.status_code}"
     if isinstance(error, MCPError):
-        return "the connection to the gateway was lost"
+        if error.code == types.CONNECTION_CLOSED:
+            return "the connection to the gateway was lost"
+        return f"the gateway failed the session ({error.message})"
     if isinstance(error, TimeoutError):
         return "the gateway did not answer in time"
     return str(error) or type(error).__name__
@@ -150,9 +106,24 @@ class GatewayClient:
         except TimeoutError:
             raise Unreachable(f"The gateway did not answer {tool} within {self._timeout:g} s.") from None
         if result.is_error:
-            text = " ".join(block.text for block in result.content if isinstance(block, types.TextContent))
-            raise Refused(text or f"{tool} failed.")
+            raise Refused(_text(result) or f"{tool} failed.")
         return dict(result.structured_content or {})
+
+    async def try_tool(self, tool: str, arguments: dict[str, Any]) -> ToolOutcome:
+        """Call any tool as the operator and keep its whole answer, an error result included."""
+        try:
+            with anyio.fail_after(self._timeout):
+                result = await self._session.call_tool(tool, arguments)
+        except MCPError as error:
+            if error.code == types.CONNECTION_CLOSED:
+                raise Unreachable("The connection to the gateway was lost.") from error
+            raise Refused(error.message) from error
+        except TimeoutError:
+            raise Unreachable(f"The gateway did not answer {tool} within {self._timeout:g} s.") from None
+        structured = None
+        if result.structured_content is not None:
+            structured = json.dumps(result.structured_content, indent=2, ensure_ascii=False)
+        return ToolOutcome(tool, bool(result.is_error), _text(result), structured)
 
     async def snapshot(self) -> Snapshot:
         """Everything the console shows that changes by itself: servers, tools, activity."""
@@ -164,13 +135,44 @@ class GatewayClient:
             listing = await self.call(LIST)
             services = tuple(Service.from_json(item) for item in listing.get("services") or ())
             registry_error = listing.get("registry_error")
-        activity, activity_error = None, abilities.reason(ACTIVITY)
-        if activity_error is None:
-            try:
-                activity = Activity.from_json(await self.call(ACTIVITY, {"limit": ACTIVITY_LIMIT}))
-            except Refused as error:
-                activity_error = str(error)
+        activity, activity_error = await self.activity(abilities)
         return Snapshot(services, tools, registry_error, activity, activity_error, abilities)
+
+    async def activity(self, abilities: Abilities) -> tuple[Activity | None, str | None]:
+        """The activity tab's data, or why there is none."""
+        if (reason := abilities.reason(ACTIVITY)) is not None:
+            return None, reason
+        try:
+            return Activity.from_json(await self.call(ACTIVITY, {"limit": ACTIVITY_LIMIT})), None
+        except Refused as error:
+            return None, str(error)
+
+    async def follow_health(self, changed: Callable[[], None], following: Callable[[], None]) -> None:
+        """Call `changed` whenever a server's health or the tool list changes; until cancelled.
+
+        `following` is called once the gateway has agreed. Returns at once when it does not offer
+        `gateway://health` to this token (the console then polls). On 2026-07-28 this is one
+        `subscriptions/listen` stream; on 2025-11-25 a `resources/subscribe`, whose notifications
+        reach the session's message handler (the link's), so this only waits.
+        """
+        try:
+            resources = await self._pages(self._session.list_resources, "resources")
+            if not any(str(resource.uri) == HEALTH_URI for resource in resources):
+                return
+            if self.era not in MODERN_PROTOCOL_VERSIONS:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # resources/subscribe is deprecated only for 2026-07-28
+                    await self._session.subscribe_resource(HEALTH_URI)
+                following()
+                await anyio.sleep_forever()
+            async with self._session.listen(tools_list_changed=True, resource_subscriptions=[HEALTH_URI]) as events:
+                if HEALTH_URI not in (events.honored.resource_subscriptions or ()):
+                    return
+                following()
+                async for _ in events:
+                    changed()
+        except (Refused, MCPError, ListenNotSupportedError, SubscriptionLost):
+            return  # no (more) notifications: the link polls instead
 
     async def toggle(self, name: str, enabled: bool) -> None:
         await self.call(TOGGLE, {"service_name": name, "enabled": enabled})
@@ -236,3 +238,7 @@ class GatewayClient:
             if error.code == types.CONNECTION_CLOSED:
                 raise Unreachable("The connection to the gateway was lost.") from error
             raise Refused(error.message) from error
+
+
+def _text(result: types.CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))

@@ -1,4 +1,4 @@
-"""What screens and widgets ask the app to do with a server (messages up); the app does it.
+"""What screens and widgets ask the app to do with a server or a tool (messages up); the app does it.
 
 Several places offer the same actions (the servers table, the server screen, the command palette),
 so these requests are shared here rather than nested in one widget.
@@ -6,6 +6,7 @@ so these requests are shared here rather than nested in one widget.
 
 from __future__ import annotations
 
+import mcp_types as types
 from textual.message import Message
 
 
@@ -47,3 +48,11 @@ class RefreshAll(Message):
 
 class CancelRefreshAll(Message):
     """Stop a running refresh of all servers."""
+
+
+class TryTool(Message):
+    """Open the form that calls `tool` as the operator and shows its answer."""
+
+    def __init__(self, tool: types.Tool) -> None:
+        super().__init__()
+        self.tool = tool

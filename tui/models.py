@@ -6,7 +6,7 @@ these objects as attributes and never see raw JSON.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +19,9 @@ REGISTER = "register_service"
 LIST = "list_services"
 ACTIVITY = "recent_activity"
 FINDER = "intelligent_tool_finder"
+HEALTH_URI = "gateway://health"
+UNKNOWN = "unknown"
+"""A server's state while the console cannot reach the gateway: it may have changed since."""
 
 
 class Filter(StrEnum):
@@ -91,12 +94,15 @@ class AuditEntry:
     decision: str
     outcome: str
     latency_ms: float | None
+    client: str = ""
+    """The calling program as it introduced itself (`clientInfo`: `name/version`), if it did."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AuditEntry:
         return cls(
+            client=str(data.get("client") or ""),
             time=str(data.get("time", "")),
-            principal=str(data.get("principal") or data.get("client") or ""),
+            principal=str(data.get("principal") or ""),
             method=str(data.get("method", "")),
             name=data.get("name"),
             decision=str(data.get("decision", "")),
@@ -174,6 +180,10 @@ class Snapshot:
     activity_error: str | None = None
     abilities: Abilities = field(default_factory=Abilities)
 
+    def unknown(self) -> Snapshot:
+        """This snapshot as the console shows it while the gateway is out of reach: no state is known."""
+        return replace(self, services=tuple(replace(service, state=UNKNOWN) for service in self.services))
+
 
 @dataclass(frozen=True, slots=True)
 class ServerContents:
@@ -208,6 +218,17 @@ class SearchResult:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What a tool called from the console answered: its text, its structured content, whether it failed."""
+
+    tool: str
+    is_error: bool
+    text: str
+    structured: str | None = None
+    """The structured content as indented JSON, if the tool gave any."""
 
 
 @dataclass(frozen=True, slots=True)

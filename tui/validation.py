@@ -1,6 +1,7 @@
 """Local checks of the registration form, with the gateway's own rules, so mistakes show on the field.
 
-The gateway checks again (and more: addresses, the stdio allowlist); its refusal is shown as it is.
+The gateway checks again (and more: addresses, the template's slot patterns); its refusal is shown
+as it is. A stdio server is never a command line: it is an operator's template and its slot values.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from textual.validation import ValidationResult, Validator
 
 SERVER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+SLOT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 
 
 class ServerName(Validator):
@@ -51,12 +53,23 @@ class Required(Validator):
         return self.success() if value.strip() else self.failure(f"{self._what} is required.")
 
 
-class ShellWords(Validator):
-    """Arguments as a shell would split them: quotes must be balanced."""
+def slot_values(text: str) -> dict[str, str]:
+    """`root=notes "title=my notes"` as {"root": "notes", "title": "my notes"}; raises ValueError."""
+    values: dict[str, str] = {}
+    for word in shlex.split(text):
+        name, equals, value = word.partition("=")
+        if not equals or not SLOT_NAME.match(name):
+            raise ValueError(f"{word!r} is not slot=value")
+        values[name] = value
+    return values
+
+
+class SlotValues(Validator):
+    """A template's slot values as `slot=value` words (quote a value with spaces: "title=my notes")."""
 
     def validate(self, value: str) -> ValidationResult:
         try:
-            shlex.split(value)
+            slot_values(value)
         except ValueError as error:
-            return self.failure(f"Cannot split these arguments: {error}.")
+            return self.failure(f"Give slot=value words: {error}.")
         return self.success()

@@ -33,6 +33,9 @@ SCAN_LIMIT = 5000
 """At most this many of the latest entries are read to compute the headline numbers."""
 UNRESOLVED = "(unknown)"
 """The upstream of calls whose name resolves to no current server (unknown tools, removed servers)."""
+CONSOLE_CLIENT = "mcp-aggregator-tui"
+"""The operator console's `clientInfo` name (`tui.target.CLIENT_NAME`): its calls (polling, mostly)
+are left out of the headline numbers, which are about what callers ask of the upstreams."""
 
 _BLOCK = 65536
 Entry = dict[str, Any]
@@ -123,7 +126,13 @@ def read_tail(path: Path, count: int) -> list[Entry]:
 
 def summarise(entries: list[Entry], upstream_of: UpstreamOf, window: float, now: float) -> dict[str, Any]:
     """Headline numbers of the calls in the last `window` seconds: in total and per upstream."""
-    recent = [e for e in entries if e.get("method") in CALL_METHODS and now - _timestamp(e) <= window]
+    recent = [
+        e
+        for e in entries
+        if e.get("method") in CALL_METHODS
+        and str(e.get("client") or "").partition("/")[0] != CONSOLE_CLIENT
+        and now - _timestamp(e) <= window
+    ]
     span = window
     if len(entries) >= SCAN_LIMIT and entries:
         span = min(window, max(now - _timestamp(entries[0]), 1e-3))  # the scan did not reach back far enough

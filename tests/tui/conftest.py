@@ -24,8 +24,8 @@ from aggregator.policy.vending import mint_token
 from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess
 from tui.app import OperatorApp
-from tui.client import HttpTarget
 from tui.link import Backoff
+from tui.target import HttpTarget
 
 SECRET = "c" * 40
 AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="k", secret=SecretStr(SECRET)),))

@@ -14,6 +14,8 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
+from tui.target import Notified
+
 CHECKED = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 SERVICES: list[dict[str, Any]] = [
     {"name": "weather", "transport": "streamable-http", "enabled": True, "state": "healthy", "era": "2026-07-28",
@@ -21,7 +23,9 @@ SERVICES: list[dict[str, Any]] = [
      "prompts": 1, "latency_ms": 4.2, "last_check": CHECKED, "last_error": None},
     {"name": "notes", "transport": "stdio", "enabled": True, "state": "unhealthy", "era": None, "description": "",
      "tags": [], "tools": 1, "resources": 0, "prompts": 0, "latency_ms": None, "last_check": CHECKED - 60,
-     "last_error": "ConnectError: the process exited with status 1"},
+     "last_error": "notes (python -m notes) exited with status 1; its last stderr lines:\n"
+                   "  File \"/srv/notes/main.py\", line 3, in <module>\n"
+                   "ModuleNotFoundError: No module named 'notes_store'"},
     {"name": "time", "transport": "stdio", "enabled": False, "state": "disabled", "era": None, "description": "",
      "tags": [], "tools": 0, "resources": 0, "prompts": 0, "latency_ms": None, "last_check": None, "last_error": None},
     {"name": "search", "transport": "sse", "enabled": True, "state": "degraded", "era": "2025-11-25",
@@ -124,6 +128,6 @@ class FixedTarget:
         self._server = fixed_gateway(without)
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[Client]:
-        async with Client(self._server, cache=None) as client:
+    async def open(self, notified: Notified | None = None) -> AsyncIterator[Client]:
+        async with Client(self._server, cache=None, message_handler=notified) as client:
             yield client

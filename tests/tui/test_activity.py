@@ -29,11 +29,11 @@ async def test_a_call_by_someone_else_appears_in_the_tail(console_gateway: Conso
             with pytest.raises(MCPError, match="Unknown tool"):
                 await other.call_tool("weather__get_forcast", {"city": "Paris"})
 
-        def seen(name: str, decision: str) -> bool:
-            return any(row[1:5] == ("operators-user", "tools/call", name, decision) for row in tail(pane))
+        def seen(name: str, result: str) -> bool:
+            return any(row[1:4] == (result, name, "operators-user") for row in tail(pane))
 
-        await until(pilot, lambda: seen("weather__get_forecast", "allow"), "the allowed call in the tail")
-        await until(pilot, lambda: seen("weather__get_forcast", "deny"), "the denied call in the tail")
+        await until(pilot, lambda: seen("weather__get_forecast", "ok"), "the allowed call in the tail")
+        await until(pilot, lambda: seen("weather__get_forcast", "denied UnknownName"), "the denied call in the tail")
         headline = str(pane.query_one("#headline", Static).render())
         assert headline.startswith("Last 60 s: ") and "calls" in headline and "p95" in headline
         upstreams = pane.query_one("#upstreams", RowsTable)

@@ -1,8 +1,11 @@
-"""The console loses the gateway when it stops, says so, and reconnects by itself when it is back."""
+"""The console loses the gateway when it stops, says so (its servers' state is then unknown), and
+reconnects by itself when it is back."""
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +13,14 @@ import pytest
 from tests.conftest import gateway_process
 from tests.tui.conftest import Notes, until
 from tui.app import OperatorApp
-from tui.client import HttpTarget
 from tui.link import Backoff, LinkStatus
+from tui.models import UNKNOWN
+from tui.target import HttpTarget
 from tui.widgets.connection import ConnectionBar
+from tui.widgets.server_table import ServersTable
 
 pytestmark = pytest.mark.anyio
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def free_port() -> int:
@@ -26,7 +32,9 @@ def free_port() -> int:
 
 async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) -> None:
     servers = tmp_path / "servers.yaml"
-    servers.write_text("servers: {}\n")
+    notes_server = {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]}
+    notes_server["cwd"] = ROOT
+    servers.write_text(json.dumps({"servers": {"notes": notes_server}}))
     port = free_port()
     environment = {"MCP_AGGREGATOR_DATA_DIR": str(tmp_path / "data")}
     notes = Notes()
@@ -37,9 +45,16 @@ async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) 
         def status() -> LinkStatus | None:
             return app.link_state.status if app.link_state else None
 
+        def state() -> str | None:
+            return next((service.state for service in app.snapshot.services), None)
+
         async with gateway_process(servers, "--port", str(port), env=environment):
             await until(pilot, lambda: status() is LinkStatus.CONNECTED, "the first connection")
+            await until(pilot, lambda: state() == "healthy", "the server healthy")
         await until(pilot, lambda: status() is LinkStatus.LOST, "the console to notice the gateway is gone")
+        assert state() == UNKNOWN, "nothing is known of a server while the gateway is away"
+        table = app.screen.query_one(ServersTable)
+        assert str(table.get_row_at(0)[3]) == UNKNOWN
         assert str(bar.render()).startswith(f"✕ Gateway unreachable at http://127.0.0.1:{port}/mcp: ")
         assert bar.has_class("-lost")
         assert notes.has("Lost the gateway")

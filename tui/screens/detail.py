@@ -6,15 +6,15 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Button, DataTable, Footer, Header, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from tui import formatting
-from tui.client import ConsoleError
+from tui.errors import ConsoleError
 from tui.link import GatewayLink, LinkState
-from tui.messages import RefreshServer, RemoveServer, ToggleServer
+from tui.messages import RefreshServer, RemoveServer, ToggleServer, TryTool
 from tui.models import REFRESH, REMOVE, TOGGLE, ServerContents, Service, Snapshot
 from tui.screens.live import LiveScreen
 from tui.widgets.connection import ConnectionBar
@@ -33,6 +33,18 @@ class DetailScreen(LiveScreen):
     }
     DetailScreen #reasons {
         color: $text-muted;
+    }
+    DetailScreen #last-error-box {
+        height: auto;
+        max-height: 8;
+        padding: 0 1;
+        display: none;
+    }
+    DetailScreen #last-error-box.-shown {
+        display: block;
+    }
+    DetailScreen #last-error {
+        color: $error;
     }
     DetailScreen #actions {
         height: 1;
@@ -76,6 +88,8 @@ class DetailScreen(LiveScreen):
         yield Header()
         yield ConnectionBar().data_bind(state=DetailScreen.link_state)
         yield Static(id="summary")
+        with VerticalScroll(id="last-error-box"):
+            yield Static(id="last-error")
         with Horizontal(id="actions"):
             yield Button("Disable", id="toggle_server", action="screen.toggle_server", compact=True)
             yield Button("Refresh", id="refresh", action="screen.refresh", compact=True)
@@ -114,6 +128,7 @@ class DetailScreen(LiveScreen):
                 button.disabled = True
             return
         summary.update(_summary(service))
+        self._show_last_error(service.last_error)
         reasons = []
         for button_id, tool in BUTTONS.items():
             button = self.query_one(f"#{button_id}", Button)
@@ -128,6 +143,11 @@ class DetailScreen(LiveScreen):
         if listed != self._listed:
             self._listed = listed
             self.load()
+
+    def _show_last_error(self, error: str | None) -> None:
+        """The whole of `last_error`: it may carry the command, its exit status and its last stderr lines."""
+        self.query_one("#last-error-box").set_class(bool(error), "-shown")
+        self.query_one("#last-error", Static).update(Text(f"Last error:\n{error}" if error else ""))
 
     @work(exclusive=True, group="contents")
     async def load(self) -> None:
@@ -168,6 +188,12 @@ class DetailScreen(LiveScreen):
             chosen = event.option.id
             self.query_one(ToolDetail).tool = next((t for t in self.contents.tools if t.name == chosen), None)
 
+    @on(OptionList.OptionSelected, "#tool-list")
+    def _try_tool(self, event: OptionList.OptionSelected) -> None:
+        chosen = next((t for t in self.contents.tools if t.name == event.option.id), None) if self.contents else None
+        if chosen is not None:
+            self.post_message(TryTool(chosen))
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         tool = BUTTONS.get(action)
         if tool is None:
@@ -198,6 +224,4 @@ def _summary(service: Service) -> Text:
     ]
     if service.description:
         parts.append(f"\n{formatting.one_line(service.description, 76)}")
-    if service.last_error:
-        parts.append(("\n" + formatting.one_line(service.last_error, 76), "red"))
     return Text.assemble(*parts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
 
 from tui.link import GatewayLink, LinkState
 from tui.models import Progress, Snapshot
@@ -58,6 +58,10 @@ class MainScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one(ServersTable).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys typed into a field are text, never tab switches (`/`, `1`, `3` in the search box)."""
+        return not (action in ("show", "search") and isinstance(self.focused, Input))
 
     def action_show(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab

@@ -1,8 +1,12 @@
-"""The registration form: checked field by field as it is typed; the gateway's refusal shown as it is."""
+"""The registration form: checked field by field as it is typed; the gateway's refusal shown as it is.
+
+A stdio server is registered as the gateway allows it: the name of one of the operator's
+`stdio_templates` and a value for each of its slots, never a command line (the gateway's refusal
+lists the templates it offers).
+"""
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from textual import on, work
@@ -14,13 +18,13 @@ from textual.screen import ModalScreen
 from textual.validation import ValidationResult
 from textual.widgets import Button, Input, Label, Select, Static
 
-from tui.client import Refused, Unreachable
+from tui.errors import Refused, Unreachable
 from tui.link import GatewayLink
-from tui.validation import HttpUrl, Required, ServerName, ShellWords
+from tui.validation import HttpUrl, Required, ServerName, SlotValues, slot_values
 
 TRANSPORTS = ("streamable-http", "sse", "stdio")
 HTTP_FIELDS = ("url",)
-STDIO_FIELDS = ("command", "args")
+STDIO_FIELDS = ("template", "values")
 
 
 class RegisterScreen(ModalScreen[str | None]):
@@ -97,9 +101,12 @@ class RegisterScreen(ModalScreen[str | None]):
                 yield Select(options, value=TRANSPORTS[0], allow_blank=False, id="transport", compact=True)
             url = Input(placeholder="http://127.0.0.1:8101/mcp", id="url", validators=[HttpUrl()], compact=True)
             yield from _field("URL", url)
-            yield from _field("Command", Input(id="command", validators=[Required("A command")], compact=True))
-            arguments = Input(placeholder="--flag value", id="args", validators=[ShellWords()], compact=True)
-            yield from _field("Arguments", arguments)
+            template = Input(placeholder="an operator's stdio template", id="template", compact=True)
+            template.validators = [Required("A template")]
+            yield from _field("Template", template)
+            values = Input(placeholder='slot=value "title=two words"', id="values", compact=True)
+            values.validators = [SlotValues()]
+            yield from _field("Values", values)
             yield from _field("Description", Input(id="description", compact=True))
             yield from _field("Tags", Input(placeholder="comma, separated", id="tags", compact=True))
             yield from _field("Prefix", Input(placeholder="default: the name", id="prefix", compact=True))
@@ -167,7 +174,7 @@ class RegisterScreen(ModalScreen[str | None]):
 
         arguments: dict[str, Any] = {"service_name": value("name"), "transport": self.transport}
         if self.transport == "stdio":
-            arguments |= {"command": value("command"), "args": shlex.split(value("args"))}
+            arguments |= {"template": value("template"), "values": slot_values(value("values"))}
         else:
             arguments["url"] = value("url")
         if description := value("description"):

@@ -1,4 +1,9 @@
-"""The activity tab: headline numbers per upstream and a live tail of the audit log (newest first)."""
+"""The activity tab: headline numbers per upstream and a live tail of the audit log (newest first).
+
+The tail fits 80 columns: one result column (allowed and ok, the error, or denied and why), the
+call (the tool, prompt or resource; else the method), who, and the latency; long values are cut.
+The gateway leaves the console's own calls out of the headline numbers (by its client name).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,20 @@ from textual.widgets import Static
 
 from tui import formatting
 from tui.models import ACTIVITY, LIST, Activity, AuditEntry, Headline, Snapshot
+from tui.target import CLIENT_NAME
 from tui.widgets.rows import Row, RowsTable
 
 POLLING_TOOLS = frozenset({LIST, ACTIVITY, "healthcheck"})
 """What the console itself calls on every poll; hidden from the tail unless asked for."""
+WIDTHS = {"result": 20, "call": 24, "who": 12}
+"""The widest each column of the tail gets, so that all of it fits an 80-column terminal."""
 
 
 def is_polling(entry: AuditEntry, you: str) -> bool:
-    """Whether `entry` is this console's own polling (lists and read-only admin calls by the same principal)."""
-    if entry.principal != you:
-        return False
-    return entry.method != "tools/call" or entry.name in POLLING_TOOLS
+    """Whether `entry` is a console's own polling (lists and read-only admin calls by it; by this
+    principal where the gateway does not record the client)."""
+    ours = entry.client.partition("/")[0] == CLIENT_NAME if entry.client else entry.principal == you
+    return ours and (entry.method != "tools/call" or entry.name in POLLING_TOOLS)
 
 
 def headline(activity: Activity) -> str:
@@ -67,7 +75,7 @@ class ActivityPane(Vertical):
         yield Static(id="headline")
         yield RowsTable("Upstream", "Calls", "Calls/s", "Errors", "p95", id="upstreams", cursor=False)
         yield Static(id="tail-title")
-        yield RowsTable("Time", "Who", "Method", "Name", "Decision", "Outcome", "ms", id="tail")
+        yield RowsTable("Time", "Result", "Call", "Who", "ms", id="tail")
 
     def watch_snapshot(self) -> None:
         self._show()
@@ -109,15 +117,25 @@ def _upstream_cells(name: str, item: Headline) -> Row:
     )
 
 
+def result(entry: AuditEntry) -> Text:
+    """`ok`, the error (`UpstreamUnavailable`), or `denied` and why: one column, coloured by how it went."""
+    outcome = entry.outcome.removesuffix("Error") if entry.outcome not in ("", "ok") else ""
+    if entry.decision != "allow":
+        return Text(_cut(f"denied {outcome}".strip(), WIDTHS["result"]), style="bold red")
+    if outcome:
+        return Text(_cut(outcome, WIDTHS["result"]), style="yellow")
+    return Text("ok", style="green")
+
+
 def _cells(entry: AuditEntry) -> Row:
-    decision = Text(entry.decision, style="green" if entry.decision == "allow" else "bold red")
-    outcome = Text(entry.outcome, style="" if entry.outcome == "ok" else "yellow")
     return (
         formatting.audit_clock(entry.time),
-        entry.principal,
-        entry.method,
-        entry.name or "",
-        decision,
-        outcome,
+        result(entry),
+        _cut(entry.name or entry.method, WIDTHS["call"]),
+        _cut(entry.principal, WIDTHS["who"]),
         formatting.latency(entry.latency_ms).removesuffix(" ms"),
     )
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

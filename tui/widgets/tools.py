@@ -1,4 +1,8 @@
-"""The tools tab: search the tools this token can see, with the gateway's finder or locally."""
+"""The tools tab: search the tools this token can see, with the gateway's finder or locally; try one.
+
+`enter` on a result opens the try-it form for that tool (`TryTool`); `enter` in the search box
+moves to the results.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static
 
 from tui import formatting
-from tui.client import ConsoleError
+from tui.errors import ConsoleError
 from tui.link import GatewayLink
+from tui.messages import TryTool
 from tui.models import SearchResult, Snapshot, ToolMatch
 from tui.search import server_of
 from tui.widgets.rows import RowsTable
@@ -41,7 +46,10 @@ class ToolsPane(Vertical):
     }
     """
 
-    BINDINGS = [Binding("escape", "leave_search", "Clear / leave search", show=False)]
+    BINDINGS = [
+        Binding("escape", "leave_search", "Clear / leave search", show=False),
+        Binding("enter", "try_tool", "Try it"),
+    ]
 
     snapshot: reactive[Snapshot] = reactive(Snapshot)
     result: reactive[SearchResult | None] = reactive(None)
@@ -109,6 +117,22 @@ class ToolsPane(Vertical):
         index = int(str(event.row_key.value))
         if index < len(self._matches):
             self.query_one(ToolDetail).tool = self._matches[index].tool
+
+    @on(DataTable.RowSelected, "#matches")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_try_tool()
+
+    @on(Input.Submitted, "#search")
+    def _to_results(self) -> None:
+        self.query_one("#matches", RowsTable).focus()
+
+    def action_try_tool(self) -> None:
+        """Open the try-it form for the highlighted result."""
+        table = self.query_one("#matches", RowsTable)
+        row = table.cursor_row
+        if table.row_count and 0 <= row < len(self._matches) and (tool := self._matches[row].tool) is not None:
+            self.post_message(TryTool(tool))
 
     def action_leave_search(self) -> None:
         """Clear the search box; when it is already empty, move to the results (so 1-3 switch tabs again)."""
