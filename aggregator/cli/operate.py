@@ -36,11 +36,9 @@ def login(args: argparse.Namespace) -> int:
 
 
 def tui(args: argparse.Namespace) -> int:
-    from tui.app import OperatorApp  # Textual loads only for this command
-    from tui.client import HttpTarget
+    from tui.launch import launch  # Textual loads only for this command
 
-    OperatorApp(HttpTarget(args.url, args.token or os.environ.get(TOKEN_VARIABLE))).run()
-    return 0
+    return launch(args.url, args.token or os.environ.get(TOKEN_VARIABLE))
 
 
 def token_mint(args: argparse.Namespace) -> int:
