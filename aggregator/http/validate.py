@@ -175,11 +175,13 @@ class PassthroughValidator:
         """Answer one `auth_request` subrequest."""
         server = request.headers.get("x-mcp-server", "")
         method = request.headers.get("x-original-method", request.method).upper()
+        # Taken before the token is checked: a reload or a revocation from here on gives nginx a
+        # generation other than this one, so the allow below is not kept (aggregator.nginx.cache).
+        policy, generation = self._marks.snapshot() if self._marks else (self._guard.policy.current, "")
         try:
             principal = await authenticate(request, self._verifier)
         except AuthenticationError as error:
             return self._unauthenticated(request, error.reason)
-        policy = self._guard.policy.current
         messages: list[Message] = []  # a GET stream or a DELETE carries none: server-level access decides
         try:
             body = await self._read_body(request)
@@ -200,7 +202,7 @@ class PassthroughValidator:
         )
         headers = identity_values(principal, policy.scopes_of(principal), server, tools)  # as the gateway's own
         if self._marks is not None:
-            headers |= self._marks.allow_headers(request.headers, principal, time.time())
+            headers |= self._marks.allow_headers(request.headers, principal, generation, time.time())
         return JSONResponse({"allowed": True}, headers=headers)
 
     async def _read_body(self, request: Request) -> bytes:

@@ -129,24 +129,31 @@ class CacheMarks:
         self._generation = ""
         self._mismatch: tuple[str, str] | None = None
 
-    def current(self) -> str:
-        """The generation of the policy in force and the revocation list as the token checks read it."""
+    def snapshot(self) -> tuple[Policy, str]:
+        """The policy in force and its generation (with the revocation list as it is now), read together.
+
+        The caller decides under this very policy and takes the snapshot before checking the token:
+        whatever changes later shows as a generation other than nginx's.
+        """
         seen = (self._policy.current, stamp(self._revocations))
         if self._seen is None or seen[0] is not self._seen[0] or seen[1] != self._seen[1]:
             self._generation = generation(self._auth, seen[0].file, _read(self._revocations))
             self._seen = seen
-        return self._generation
+        return seen[0], self._generation
 
-    def allow_headers(self, headers: Mapping[str, str], principal: Principal, now: float) -> dict[str, str]:
-        """`X-Accel-Expires` for an allow, when nginx asked (`X-Mcp-Cache-Ttl`); 0 unless the generations agree."""
+    def allow_headers(
+        self, headers: Mapping[str, str], principal: Principal, decided_under: str, now: float
+    ) -> dict[str, str]:
+        """`X-Accel-Expires` for an allow when nginx asked (`X-Mcp-Cache-Ttl`): 0 unless it was decided under
+        the generation nginx keys it with."""
         requested = headers.get(TTL_HEADER)
         if requested is None:
             return {}
-        theirs, ours = headers.get(GENERATION_HEADER, ""), self.current()
-        if theirs != ours:
-            if self._mismatch != (theirs, ours):  # once per pair: a reload in progress, or a config out of date
-                self._mismatch = (theirs, ours)
-                logger.info("passthrough.cache_generation_differs", extra={"nginx": theirs, "gateway": ours})
+        theirs = headers.get(GENERATION_HEADER, "")
+        if theirs != decided_under:
+            if self._mismatch != (theirs, decided_under):  # once per pair: a reload under way, or a stale config
+                self._mismatch = (theirs, decided_under)
+                logger.info("passthrough.cache_generation_differs", extra={"nginx": theirs, "gateway": decided_under})
             return {"X-Accel-Expires": "0"}
         return {"X-Accel-Expires": str(lifetime(requested, principal.expires_at, now))}
 

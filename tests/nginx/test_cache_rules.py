@@ -63,41 +63,57 @@ def stage(directory: Path, ttl: int = 5) -> tuple[Settings, CacheMarks]:
 ALICE = Principal("alice", "alice", "tests", AuthMethod.GATEWAY_TOKEN, expires_at=int(NOW) + 600)
 
 
-def marks_for(marks: CacheMarks, generation: str) -> dict[str, str]:
-    return marks.allow_headers({"x-mcp-cache-ttl": "5", "x-mcp-cache-generation": generation}, ALICE, NOW)
+def marks_for(marks: CacheMarks, nginx: str) -> dict[str, str]:
+    """What the gateway tells an nginx keying with generation `nginx` about an allow decided now."""
+    _, decided_under = marks.snapshot()
+    return marks.allow_headers({"x-mcp-cache-ttl": "5", "x-mcp-cache-generation": nginx}, ALICE, decided_under, NOW)
+
+
+def generation_of(marks: CacheMarks) -> str:
+    return marks.snapshot()[1]
 
 
 def test_nginx_and_the_gateway_agree_on_the_generation_until_a_file_changes(tmp_path: Path) -> None:
     settings, marks = stage(tmp_path)
     first = rendered_generation(settings)
-    assert marks.current() == first
+    assert generation_of(marks) == first
     assert marks_for(marks, first) == {"X-Accel-Expires": "5"}
 
     RevocationList(settings.data_dir / "revoked.json").revoke("some-jti")
     revoked = rendered_generation(settings)
     assert revoked != first
-    assert marks.current() == revoked  # the gateway reads the list the token checks read
+    assert generation_of(marks) == revoked  # the gateway reads the list the token checks read
     assert marks_for(marks, first) == {"X-Accel-Expires": "0"}  # an old nginx config: nothing stored
 
     (tmp_path / "scopes.yml").write_text(SCOPES.replace("[echo]", "[echo, add]"))
     edited = rendered_generation(settings)
     assert edited not in (first, revoked)
-    assert marks.current() == revoked  # the gateway has not reloaded its policy yet...
+    assert generation_of(marks) == revoked  # the gateway has not reloaded its policy yet...
     assert marks_for(marks, edited) == {"X-Accel-Expires": "0"}  # ...so what it decides now is not stored
     holder = PolicyHolder(settings.scopes_file)
     reloaded = CacheMarks(settings.auth, holder, settings.data_dir / "revoked.json")
-    assert reloaded.current() == edited
+    assert generation_of(reloaded) == edited
 
 
 def test_a_broken_scopes_file_renders_a_generation_no_gateway_has(tmp_path: Path) -> None:
     settings, marks = stage(tmp_path)
     (tmp_path / "scopes.yml").write_text("echo/call: [unclosed\n")
-    assert rendered_generation(settings) != marks.current()
+    assert rendered_generation(settings) != generation_of(marks)
 
 
 def test_nginx_does_not_ask_for_marks_when_the_cache_is_off(tmp_path: Path) -> None:
     _, marks = stage(tmp_path)
-    assert marks.allow_headers({}, ALICE, NOW) == {}
+    assert marks.allow_headers({}, ALICE, generation_of(marks), NOW) == {}
+
+
+def test_an_allow_decided_before_a_change_is_not_kept_under_the_new_generation(tmp_path: Path) -> None:
+    """A revocation between the snapshot and the answer: nginx, already reloaded, must not keep the allow."""
+    settings, marks = stage(tmp_path)
+    _, decided_under = marks.snapshot()
+    RevocationList(settings.data_dir / "revoked.json").revoke("alice-jti")
+    nginx = rendered_generation(settings)
+    headers = {"x-mcp-cache-ttl": "5", "x-mcp-cache-generation": nginx}
+    assert marks.allow_headers(headers, ALICE, decided_under, NOW) == {"X-Accel-Expires": "0"}
 
 
 @pytest.mark.parametrize("ttl", [0, 5])
