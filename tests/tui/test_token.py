@@ -1,0 +1,87 @@
+"""`mcp-aggregator tui` with a missing or refused token says what is wrong in one line and exits 2,
+before the full-screen console starts; with a good token (or no gateway yet) there is no complaint."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+import jwt
+import pytest
+
+from aggregator.policy.vending import mint_token
+from tests.harness import AUTH, ERAS, KID, SECRET, Era, LiveGateway, serve_gateway
+from tests.tui.conftest import SCOPES
+from tui.launch import REFUSED, token_problem
+from tui.target import HttpTarget, admin_url
+
+pytestmark = pytest.mark.anyio
+
+
+def signed(claims_change: dict[str, object], secret: str = SECRET) -> str:
+    _, claims = mint_token(AUTH, "admins-user", [], 600, groups=["admins"])
+    return jwt.encode({**claims, **claims_change}, secret, algorithm="HS256", headers={"kid": KID})
+
+
+TOKENS: dict[str, tuple[str | None, str | None]] = {
+    "missing": (None, "no token: the gateway at {url} requires one (A bearer token is required.); "
+                "pass --token or set $MCP_AGGREGATOR_TOKEN"),
+    "garbage": ("not-a-jwt", "the gateway at {url} rejected the token: token is not a well-formed JWT"),
+    "expired": (signed({"exp": int(time.time()) - 120}), "the gateway at {url} rejected the token: token has expired"),
+    "forged": (signed({}, secret="x" * 40), "the gateway at {url} rejected the token: "),
+    "good": (signed({}), None),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveGateway]:
+    async with serve_gateway(tmp_path_factory.mktemp("tokens"), servers={}, scopes=SCOPES) as gateway:
+        yield gateway
+
+
+@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize("case", list(TOKENS))
+async def test_the_token_is_checked_before_the_console_starts(live: LiveGateway, case: str, era: Era) -> None:
+    bearer, expected = TOKENS[case]
+    problem = await token_problem(HttpTarget(live.url, bearer, mode=era))
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None and problem.startswith(expected.format(url=live.url)), problem
+        assert "\n" not in problem
+
+
+async def test_an_unreachable_gateway_is_for_the_console_to_show() -> None:
+    assert await token_problem(HttpTarget("http://127.0.0.1:9/mcp", None)) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "admin"),
+    [
+        ("http://gw:8000/mcp", "http://gw:8000/mcp"),
+        ("http://gw:8000", "http://gw:8000/mcp"),
+        ("http://gw:8000/", "http://gw:8000/mcp"),
+        ("https://proxy.example/team/gateway/mcp", "https://proxy.example/team/gateway/mcp"),
+    ],
+)
+def test_the_admin_endpoint_is_found_from_the_gateways_address(given: str, admin: str) -> None:
+    assert admin_url(given) == admin
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "expired"])
+async def test_the_command_says_it_in_one_line_and_exits_non_zero(live: LiveGateway, case: str) -> None:
+    bearer, expected = TOKENS[case]
+    assert expected is not None
+    environment = {key: value for key, value in os.environ.items() if key != "MCP_AGGREGATOR_TOKEN"}
+    command = [sys.executable, "-m", "aggregator", "tui", "--url", live.url]
+    if bearer is not None:
+        environment["MCP_AGGREGATOR_TOKEN"] = bearer
+    with anyio.fail_after(60):
+        finished = await anyio.run_process(command, env=environment, check=False)
+    assert finished.returncode == REFUSED
+    lines = finished.stderr.decode().splitlines()
+    assert lines == [f"mcp-aggregator tui: {expected.format(url=live.url)}"], lines
+    assert finished.stdout == b""
