@@ -23,7 +23,8 @@ from a cache of the gateway's earlier *allows* instead (`nginx.auth_cache_ttl` s
   list it checked) is the same, so an entry never holds a decision made under other files. A
   change to either file renders a different config; a managed nginx (`nginx.manage`) is
   re-rendered and reloaded when they change, and its new workers never look up an older
-  generation's entries. Unmanaged, an entry outlives a change by the TTL at most.
+  generation's entries. Unmanaged, an entry outlives a change by the TTL at most, and nothing new
+  is kept until nginx is re-rendered (`mcp-aggregator nginx reload`).
 """
 
 from __future__ import annotations
