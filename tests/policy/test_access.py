@@ -106,7 +106,12 @@ async def secured(
     servers = {
         "weather": {"transport": "streamable-http", "url": weather_url},
         "echo": {"transport": "streamable-http", "url": echo_url},
-        "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", NOTES_SERVER], "cwd": str(REPOSITORY)},
+        "notes": {
+            "transport": "stdio",
+            "command": sys.executable,
+            "args": ["-m", NOTES_SERVER],
+            "cwd": str(REPOSITORY),
+        },
     }
     issuer = OidcIssuerSettings(issuer=provider.issuer, audiences=(AUDIENCE,), algorithms=("RS256",))
     async with serve_gateway(
