@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ class Upstream:
             spec, timings.connect_timeout, timings.max_result_bytes, addresses, upstream=name, folder=folder
         )
         self._requests = self._request_path(self._transport.per_request_streams)
-        updated = None if on_resource_updated is None else _bound(on_resource_updated, self)
+        updated = None if on_resource_updated is None else partial(on_resource_updated, self)
         self._following = ResourceFollowing(name, self._requests, updated, self._probe_now)
         self.lean = LeanRoute(spec, auth, timings, self._request_path(True), self._requests, self._on_message)
 
@@ -321,12 +322,3 @@ class Upstream:
         """Ask the upstream to complete an argument of one of its prompts or resource templates."""
         request = types.CompleteRequest(params=params)
         return await self._requests.send("completion/complete", request, COMPLETE_RESULT)
-
-
-def _bound(
-    on_resource_updated: Callable[[Upstream, str], Awaitable[None]], upstream: Upstream
-) -> Callable[[str], Awaitable[None]]:
-    async def updated(uri: str) -> None:
-        await on_resource_updated(upstream, uri)
-
-    return updated
