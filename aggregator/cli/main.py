@@ -17,6 +17,9 @@ from pathlib import Path
 from aggregator.cli.common import EXIT_CONFIG, TOKEN_VARIABLE
 from aggregator.errors import AccessDeniedError, ConfigError
 
+HOST_FORMATS = ("claude-desktop", "claude-code", "cursor", "vscode", "fastmcp")
+"""`import --from` values (aggregator.registry.hosts.HOSTS; not imported here, to keep parsing cheap)."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mcp-aggregator` console script."""
@@ -93,8 +96,14 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--token", help=f"with --url: bearer token (default: ${TOKEN_VARIABLE})")
     search.set_defaults(command="finder:search")
 
-    seed = configured("import", "Import mcp-gateway-registry server records (DIR/*.json, server_state.json).")
-    seed.add_argument("directory", type=Path, metavar="DIR", help="the seed's registry/servers folder")
+    seed = configured(
+        "import",
+        "Import servers into servers.yaml: mcp-gateway-registry records (DIR/*.json, server_state.json), "
+        "or with --from a host's JSON (mcpServers / servers), its credentials as ${VAR} references.",
+    )
+    seed.add_argument("directory", type=Path, metavar="SOURCE", help="the seed's registry/servers folder, or FILE")
+    seed.add_argument("--from", dest="host", choices=HOST_FORMATS, help="FILE is this host's MCP server config")
+    seed.add_argument("--env-file", type=Path, help="with --from: write the credentials taken out to this file (0600)")
     seed.add_argument("--replace", action="store_true", help="overwrite servers that are already registered")
     seed.add_argument("--dry-run", action="store_true", help="report what would be imported; write nothing")
     seed.set_defaults(command="operate:import_records")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import anyio
 import yaml
@@ -92,6 +93,8 @@ def import_records(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, servers_file=args.servers)
     configure_logging(settings.log_level)
     reserved = frozenset({settings.gateway_server_name})
+    if args.host:
+        return _import_host(args, settings.servers_file, reserved)
     if args.dry_run:
         seed = importer.read_seed(args.directory)
         report = importer.dry_run(seed, settings.servers_file, replace=args.replace, reserved=reserved)
@@ -112,6 +115,27 @@ def show_config(args: argparse.Namespace) -> int:
         return 0
     settings = load_settings(args.config)
     print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def _import_host(args: argparse.Namespace, servers_file: Path, reserved: frozenset[str]) -> int:
+    """`import --from HOST FILE`: the host's servers into servers.yaml, credentials into the environment."""
+    from aggregator.registry import host_import
+
+    if args.dry_run:
+        result = host_import.dry_run(args.directory, args.host, servers_file, replace=args.replace, reserved=reserved)
+    else:
+        result = anyio.run(
+            lambda: host_import.import_host_file(
+                args.directory, args.host, servers_file, replace=args.replace, reserved=reserved
+            )
+        )
+        if args.env_file is not None and result.secrets:
+            host_import.write_env_file(args.env_file, result.secrets)
+    print("\n".join(importer.describe(result.report, servers_file, dry_run=args.dry_run)))
+    environment = host_import.describe_environment(result, None if args.dry_run else args.env_file)
+    if environment:
+        print("\n".join(environment))
     return 0
 
 

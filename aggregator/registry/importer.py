@@ -26,6 +26,7 @@ import copy
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -122,7 +123,7 @@ def _read_states(path: Path) -> dict[str, bool] | None:
 
 def plan(seed: Seed, raw: RawServers, *, replace: bool, reserved: frozenset[str], source: Path) -> ImportReport:
     """Add every importable record to `raw` (in place), each validated with what is already there."""
-    _validate(raw, source)  # a file that is already broken is refused whole, not blamed on a record
+    validate_entry(raw, source)  # a file that is already broken is refused whole, not blamed on a record
     report = ImportReport(list(seed.unreadable))
     seen: dict[str, str] = {}
     for file_name, record in seed.records:
@@ -139,7 +140,7 @@ def plan(seed: Seed, raw: RawServers, *, replace: bool, reserved: frozenset[str]
                 raise _Skip(f"'{name}' is already registered (use --replace to overwrite it)")
             entry, notes = entry_for(record, _enabled(record, seed.states))
             candidate = {**raw, name: entry}
-            problems = _validate(candidate, source, name)
+            problems = validate_entry(candidate, source, name)
             if problems:
                 raise _Skip("; ".join(problems))
         except _Skip as skip:
@@ -147,7 +148,7 @@ def plan(seed: Seed, raw: RawServers, *, replace: bool, reserved: frozenset[str]
             continue
         raw[name] = entry
         seen[name] = file_name
-        report.outcomes.append(Outcome(file_name, name, "replaced" if existed else "imported", _summary(entry), notes))
+        report.outcomes.append(Outcome(file_name, name, "replaced" if existed else "imported", summary(entry), notes))
     return report
 
 
@@ -288,10 +289,15 @@ def _enabled(record: dict[str, Any], states: dict[str, bool] | None) -> bool:
     return bool(record.get("is_enabled", True))
 
 
-def _validate(raw: RawServers, source: Path, name: str | None = None) -> list[str]:
-    """Problems of `raw` as a servers file; with `name`, only that entry's are returned."""
+def validate_entry(
+    raw: RawServers, source: Path, name: str | None = None, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Problems of `raw` as a servers file; with `name`, only that entry's are returned.
+
+    `environ` fills `${VAR}` references (default: this process's environment).
+    """
     try:
-        validate_servers(YamlDocument(source, {"servers": raw}))
+        validate_servers(YamlDocument(source, {"servers": raw}), environ)
     except ConfigError as error:
         if name is None:
             raise
@@ -304,7 +310,8 @@ def _normal_path(path: str) -> str:
     return path.strip().strip("/")
 
 
-def _summary(entry: dict[str, Any]) -> str:
+def summary(entry: dict[str, Any]) -> str:
+    """`stdio npx -y server, enabled`: one entry on one line, for reports."""
     where = entry.get("url") or " ".join([entry.get("command", ""), *entry.get("args", [])])
     state = "enabled" if entry.get("enabled", True) else "disabled"
     return f"{entry['transport']} {where}, {state}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +47,22 @@ class Registry:
         self._lock = anyio.Lock()
         self._stamp = stamp(path)
 
-    async def change(self, edit: Callable[[RawServers], None]) -> ServersFile:
+    async def change(self, edit: Callable[[RawServers], None], environ: Mapping[str, str] | None = None) -> ServersFile:
         """Apply `edit` to the raw `servers:` mapping, validate, write atomically, then apply it.
 
         `edit` raises a `GatewayError` to refuse; a result that does not validate raises
-        `ConfigError` and leaves the file untouched.
+        `ConfigError` and leaves the file untouched. `environ` fills `${VAR}` references while
+        validating (default: this process's environment; the CLI's importer passes placeholders
+        for variables the gateway's environment will hold).
         """
         async with self._lock:
-            servers = await anyio.to_thread.run_sync(self._change_file, edit)
+            servers = await anyio.to_thread.run_sync(self._change_file, edit, environ)
             self.current = servers
             self.error = None
         await self._on_change(servers)
         return servers
 
-    def _change_file(self, edit: Callable[[RawServers], None]) -> ServersFile:
+    def _change_file(self, edit: Callable[[RawServers], None], environ: Mapping[str, str] | None) -> ServersFile:
         with locked(self.path):
             text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
             document = read_yaml(self.path) if text else YamlDocument(self.path, {})
@@ -68,7 +70,7 @@ class Registry:
             raw: RawServers = copy.deepcopy(dict(data.get("servers") or {}))
             edit(raw)
             updated = {**data, "servers": raw}
-            servers = validate_servers(YamlDocument(self.path, updated))
+            servers = validate_servers(YamlDocument(self.path, updated), environ)
             write_atomically(self.path, self._edited(text, data, updated))
             self._stamp = stamp(self.path)
         return servers
