@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -268,10 +267,9 @@ async def test_a_large_public_spec_loads_within_its_bound_and_the_name_budget_wa
             "names": {operation_id: f"op_{index}" for index, operation_id in enumerate(long_ids)},
         },
     }
-    started = time.perf_counter()
     async with serve_gateway(tmp_path, servers=servers, scopes=SCOPES) as live:
+        # The bound is the deadline of the wait (no timed assertion): past it, the test fails.
         await live.wait_until(connected("github", "short"), GITHUB_LOAD_BOUND)
-        elapsed = time.perf_counter() - started
         async with admin(live, "auto") as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         warned = {
@@ -280,7 +278,6 @@ async def test_a_large_public_spec_loads_within_its_bound_and_the_name_budget_wa
     github = {name for name in tools if name.startswith("github__")}
     assert len(github) == GITHUB_OPERATIONS
     assert len({name for name in tools if name.startswith("short__")}) == GITHUB_OPERATIONS
-    assert elapsed < GITHUB_LOAD_BOUND, f"{elapsed:.1f} s"
     too_long = {name for name in github if len(host_name("aggregator", name)) > budget}
     assert too_long and warned & github == too_long  # every over-long name is named, once
     assert not {name for name in warned if name.startswith("short__")}  # `names` shortened them all
