@@ -93,7 +93,7 @@ SERVED: dict[str, tuple[set[str], dict[str, str], str, str]] = {
     "vscode": ({"echo-server", "weather"}, {"ECHO_KEY": "k"}, "echo-server__echo", "moved over"),
     "fastmcp": ({"weather", "echo", "clock"}, {}, "weather__get_forecast", "Lisbon"),
 }
-ARGUMENTS = {
+ARGUMENTS: dict[str, dict[str, Any]] = {
     "echo": {"text": "moved over"},
     "get_forecast": {"city": "Lisbon", "days": 1},
     "get_current_time": {"timezone": "UTC"},
