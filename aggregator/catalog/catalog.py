@@ -20,6 +20,7 @@ import mcp_types as types
 
 from aggregator.errors import UnknownNameError
 from aggregator.registry.models import exported_prefix
+from aggregator.trust.gate import Gate
 from aggregator.upstreams.upstream import Upstream
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ def _everything(entry: Entry[_ItemT]) -> bool:
 class Catalog:
     """Every upstream's capabilities under their exported names; rebuilt whenever an upstream changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: Gate | None = None) -> None:
+        self.gate = gate
+        """Decides which listed tools are served (`aggregator.trust`); None serves every tool as listed."""
         self._prefixes: dict[str, str] = {}
         self._tools: dict[str, Entry[types.Tool]] = {}
         self._prompts: dict[str, Entry[types.Prompt]] = {}
@@ -72,12 +75,13 @@ class Catalog:
         """Recompute the maps from the upstreams' last known listings, in registration order.
 
         An upstream that is down keeps its last known capabilities listed, so a request for one of
-        them fails with an error naming the upstream rather than an unknown name.
+        them fails with an error naming the upstream rather than an unknown name. Tools the gate holds
+        are left out here, the one place every list, call, finder index and lean path reads from.
         """
         upstreams = list(upstreams)
         self._prefixes = {u.name: exported_prefix(u.name, u.spec) for u in upstreams}
         maps = (
-            self._build(upstreams, lambda u: u.listing.tools, "name", exported_name),
+            self._build(upstreams, self._served_tools, "name", exported_name),
             self._build(upstreams, lambda u: u.listing.prompts, "name", exported_name),
             self._build(upstreams, lambda u: u.listing.resources, "uri", exported_uri),
             self._build(upstreams, lambda u: u.listing.templates, "uri_template", exported_uri),
@@ -107,6 +111,11 @@ class Catalog:
                 exported = item if name == original else item.model_copy(update={key: name})
                 entries[name] = Entry(exported, upstream.name, original)
         return entries
+
+    def _served_tools(self, upstream: Upstream) -> tuple[types.Tool, ...]:
+        if self.gate is None:
+            return upstream.listing.tools
+        return self.gate.admit(upstream.name, upstream.spec, upstream.listing.tools)
 
     def prefix_of(self, server: str) -> str:
         """The prefix under which `server` exports its capabilities."""

@@ -127,6 +127,11 @@ class _UpstreamBase(BaseModel):
         description="The principal that registered this server through register_service (written by the gateway). "
         "Such an entry is data: never expanded from the environment; its addresses are checked at connect time.",
     )
+    on_change: Literal["hold", "warn", "accept"] | None = Field(
+        default=None,
+        description="When a tool's definition changes or a tool is added: hold it until an operator approves it, "
+        "serve it with an alert (warn), or serve it (accept). Default: hold for registered entries, else warn.",
+    )
 
 
 class StdioUpstream(_UpstreamBase):

@@ -7,6 +7,8 @@
     mcp_aggregator_upstream_tools{upstream}                             gauge: tools as last listed
     mcp_aggregator_upstream_probe_seconds{upstream}                     gauge: how long the last listing took
     mcp_aggregator_finder_duration_seconds{mode}                        histogram: the tool finder reports here
+    mcp_aggregator_tool_definition_changes_total{upstream,change,action}  counter: pinning decisions (trust.gate)
+    mcp_aggregator_tools_held{upstream}                                 gauge: tool definitions awaiting approval
 
 Requests are recorded by `edge.answer`. Label values come from the catalog, never from what a
 caller typed: a tool the catalog does not know is counted under `tool=""`, so callers cannot grow
@@ -23,6 +25,7 @@ from typing import Any
 
 from aggregator.catalog.catalog import Catalog, Entry
 from aggregator.errors import UnknownNameError
+from aggregator.trust.gate import Gate
 from aggregator.upstreams.state import UpstreamState
 from aggregator.upstreams.upstream import Upstream
 
@@ -114,8 +117,9 @@ Family = Counter | Histogram
 class Metrics:
     """The gateway's metrics: request counters and latencies, upstream health, the finder hook."""
 
-    def __init__(self, labels_of: RequestLabels | None = None) -> None:
+    def __init__(self, labels_of: RequestLabels | None = None, gate: Gate | None = None) -> None:
         self._labels_of = labels_of or (lambda method, name: ("", ""))
+        self._gate = gate
         request = ("method", "upstream", "tool")
         self.requests = Counter("mcp_aggregator_requests_total", "MCP requests answered.", (*request, "outcome"))
         self.errors = Counter(
@@ -142,7 +146,25 @@ class Metrics:
 
     def render(self, upstreams: Iterable[Upstream]) -> str:
         """Every metric in the Prometheus text format, upstream gauges read from `upstreams` now."""
-        return exposition([self.requests, self.errors, self.latency, self.finder, *upstream_gauges(upstreams)])
+        pinning = pinning_families(self._gate) if self._gate is not None else []
+        return exposition(
+            [self.requests, self.errors, self.latency, self.finder, *upstream_gauges(upstreams), *pinning]
+        )
+
+
+def pinning_families(gate: Gate) -> list[Family]:
+    """Pinning decisions so far, and the definitions held now, per upstream."""
+    changes = Counter(
+        "mcp_aggregator_tool_definition_changes_total",
+        "New or changed tool definitions, by what the gateway or an operator did with them.",
+        ("upstream", "change", "action"),
+    )
+    for labels, count in gate.counts.items():
+        changes.inc(*labels, amount=float(count))
+    held = Gauge("mcp_aggregator_tools_held", "Tool definitions held until an operator approves them.", ("upstream",))
+    for server, count in gate.held_counts().items():
+        held.set(server, value=float(count))
+    return [changes, held]
 
 
 def upstream_gauges(upstreams: Iterable[Upstream]) -> list[Family]:

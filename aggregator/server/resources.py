@@ -2,7 +2,8 @@
 
 Resource URIs are exported as `<prefix>+<uri>` (see `catalog`); reads and subscriptions go back to
 the owning upstream. `gateway://health` is the gateway's own resource: every server's state, for
-operators (UI `list_service`), updated whenever an upstream's state or listing changes.
+operators (UI `list_service`), updated whenever an upstream's state or listing changes; its `pinning`
+part lists the tool definitions held for approval and the latest alerts (`aggregator.trust`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aggregator.sdk import connection_of
 from aggregator.server.guard import Guard
 from aggregator.server.notify import Notifier
 from aggregator.tools.admin import describe
+from aggregator.tools.pinning import pinning_health
 from aggregator.upstreams.caller import interactive
 from aggregator.upstreams.pool import UpstreamPool
 
@@ -196,7 +198,12 @@ class ResourceHandlers:
     def _health(self, principal: Principal) -> types.ReadResourceResult:
         policy = self._server.guard.policy.current
         services = [describe(u) for u in self._server.pool if policy.may_administer(principal, "list_service", u.name)]
-        text = json.dumps({"services": services}, default=str)
+        health: dict[str, Any] = {"services": services}
+        if (gate := self._server.catalog.gate) is not None:
+            health["pinning"] = pinning_health(
+                gate, lambda name: policy.may_administer(principal, "list_service", name)
+            )
+        text = json.dumps(health, default=str)
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=HEALTH_URI, mime_type="application/json", text=text)]
         )
