@@ -36,6 +36,9 @@ from aggregator.server.handlers import GatewayServer
 from aggregator.server.metrics import Metrics, catalog_labels
 from aggregator.tools.admin import Admin
 from aggregator.tools.finder import FINDER, CallTool, DescribeTool, Finder
+from aggregator.tools.pinning import PinningAdmin
+from aggregator.trust.gate import Gate
+from aggregator.trust.store import PinStore
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import Timings
 from aggregator.upstreams.upstream import Upstream
@@ -68,6 +71,8 @@ class Gateway:
             background.start_soon(_announce_connected, self.pool)
             background.start_soon(self.registry.watch, self.settings.servers_reload_interval)
             background.start_soon(self.finder.run)
+            if self.catalog.gate is not None:
+                background.start_soon(self.catalog.gate.watch, self.settings.servers_reload_interval)
             if self.settings.nginx.manage:
                 await background.start(self._manage_nginx)
             try:
@@ -91,7 +96,9 @@ class Gateway:
 
 def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     """Create (without starting) the policy, pool, catalog and downstream server for `servers`."""
-    catalog = Catalog()
+    audit = AuditLog(settings.data_dir / "audit.log" if settings.audit_log else None)
+    gate = Gate(PinStore(settings.data_dir / "pins.json"), audit)
+    catalog = Catalog(gate)
     timings = Timings(
         connect_timeout=settings.connect_timeout,
         health_interval=settings.health_interval,
@@ -108,8 +115,8 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     guard = Guard(
         policy=PolicyHolder(settings.scopes_file),
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-        audit=AuditLog(settings.data_dir / "audit.log" if settings.audit_log else None),
-        metrics=Metrics(catalog_labels(catalog, settings.gateway_server_name, is_gateway_tool)),
+        audit=audit,
+        metrics=Metrics(catalog_labels(catalog, settings.gateway_server_name, is_gateway_tool), gate),
         principal_slots=ConcurrencyLimiter(settings.limits.max_calls_per_principal, "for"),
         upstream_slots=ConcurrencyLimiter(settings.limits.max_calls_per_upstream, "to upstream"),
         max_argument_bytes=settings.limits.max_argument_bytes,
@@ -138,6 +145,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         addresses=AddressPolicy.from_settings(settings),
         folder=settings.servers_file.resolve().parent,
     )
+    gate.on_change = lambda: changed(pool)
     renderers: list[NginxRenderer] = []  # the running one, when `nginx.manage` is on
 
     async def registry_changed(servers: ServersFile) -> None:
@@ -167,6 +175,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         return await server.call_upstream_tool(principal, arguments.name, arguments.arguments)
 
     handlers.admin.add(finder.tools(describe, call), visible_as=FINDER)
+    handlers.admin.add(PinningAdmin(gate, guard.policy).tools())
     catalog.rebuild(pool)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None
