@@ -4,6 +4,7 @@ serve, stdio                                              aggregator.cli.serve
 token, nginx, import, check-config, config, tui, login    aggregator.cli.operate
 index                                                     aggregator.cli.connect
 search                                                    aggregator.cli.finder
+tools diff|approve|reject                                 aggregator.cli.tools
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--dry-run", action="store_true", help="report what would be imported; write nothing")
     seed.set_defaults(command="operate:import_records")
 
+    _tools_parser(commands)
+
     settings = commands.add_parser(
         "config", help="Print the settings in effect (secrets masked), or with --reference every setting there is."
     )
@@ -148,3 +151,26 @@ def _parser() -> argparse.ArgumentParser:
     sign_in.add_argument("--refresh", action="store_true", help="only refresh the stored tokens (no browser)")
     sign_in.set_defaults(command="operate:login")
     return parser
+
+
+def _tools_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tools = commands.add_parser(
+        "tools", help="Held tool definitions (data_dir/pins.json): diff, approve, reject; running gateways follow."
+    )
+    actions = tools.add_subparsers(required=True, metavar="ACTION")
+    diff = actions.add_parser("diff", help="show held definitions: why held, fingerprint, diff against the pinned one")
+    diff.add_argument("server", nargs="?", help="only this server's held tools")
+    diff.add_argument("tool", nargs="?", help="only this tool (its name as the server lists it)")
+    diff.add_argument("--json", action="store_true", help="print JSON")
+    diff.set_defaults(command="tools:diff")
+    for action, help in (
+        ("approve", "pin a held definition: it is served"),
+        ("reject", "keep it out until it changes"),
+    ):
+        verdict = actions.add_parser(action, help=help, description=help)
+        verdict.add_argument("server", help="the server that offers the tool")
+        verdict.add_argument("tool", help="the tool's name as the server lists it")
+        verdict.add_argument("--fingerprint", help="apply only if the held definition still has this fingerprint")
+        verdict.set_defaults(command=f"tools:{action}")
+    for sub in (diff, *(actions.choices[name] for name in ("approve", "reject"))):
+        sub.add_argument("--config", type=Path, help="gateway settings YAML (for data_dir)")
