@@ -1,184 +1,225 @@
-"""How well `intelligent_tool_finder` ranks: LiveMCPBench tasks against their labelled tools.
+"""How well `intelligent_tool_finder` ranks, cross-validated by server, with paired bootstrap intervals.
 
 Run from the repository root::
 
-    python bench/finder_quality.py                 # ~2 minutes on 2 cores (embeds ~3,300 tools once)
-    python bench/finder_quality.py --ablation      # also the finder without each of its parts
-    python bench/finder_quality.py --no-distractors
+    python bench/finder_quality.py            # ~2-4 minutes on 2 cores once vectors are cached
+    python bench/finder_quality.py --folds 5 --cache /tmp/finder-bench-cache
 
-Everything goes through the real `ToolIndex` and `Embedder`: the catalog is synced into a LanceDB
-directory, then each of the 94 labelled tasks is searched with `method="full-text"`, `"vector"`
-and `"hybrid"` (the finder). A second catalog adds the MCP-Zero tools as distractors, skipping any
-whose tool name equals a gold tool's or whose server is one of LiveMCPBench's (see the data
-README). Metrics: Recall@k is the share of a task's gold tools in the top k, averaged over tasks;
-NDCG@10 uses binary relevance. Targets: the finder beats both single methods on every metric, and
-reaches Recall@5 >= 0.45 and NDCG@10 >= 0.47 on LiveMCPBench alone.
+Three catalogs, each through the real `ToolIndex` and `Embedder`:
+
+* dev: LiveMCPBench (527 tools, 94 labelled multi-step tasks);
+* dev + distractors: the same tasks over LiveMCPBench plus the MCP-Zero pool (~3.3k tools), minus
+  distractors whose tool name equals a gold tool's or whose server is one of LiveMCPBench's;
+* own: `bench/data/mcpzero_prompts.jsonl`, 106 single-tool prompts written over the MCP-Zero pool
+  before the finder was run on them, with LiveMCPBench as distractors. Report-only: nothing is
+  chosen on it.
+
+Each task's evidence (dense, server and full-text scores of every tool, `ToolIndex.evidence`) is
+gathered once; rankings are then fused offline with the same `fuse_evidence` the index uses.
+Rankings with constants are judged by 5-fold cross-validation over folds split by server
+(`_crossval.py`): each fold's constants are chosen on the other folds. Every row shows its mean
+difference from today's ranking (`ranking.TODAY`) with a 95% paired bootstrap interval; `+` means
+the interval clears zero. Vectors of the tool texts are cached under `--cache` (content-addressed,
+so a changed text is the only one embedded again). Finally the shipped default `Ranking()` is run
+end to end through `ToolIndex.search` and must agree with the offline fusion.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import anyio
+import numpy as np
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from aggregator.search import Embedder, Ranking, SearchMode, ToolDocument, ToolIndex  # noqa: E402
+from aggregator.search import Embedder, Ranking, ToolIndex  # noqa: E402
+from aggregator.search.query import ValueMode  # noqa: E402
+from aggregator.search.ranking import TODAY, Evidence, fuse_evidence, top  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
+from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, server_folds  # noqa: E402
+from bench._finder_data import Catalog, load_catalogs, seeded_index  # noqa: E402
 
-TOP = 10
-RECALL_TARGET = 0.45
-NDCG_TARGET = 0.47
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    query: str
-    gold: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Scores:
-    recall_1: float
-    recall_5: float
-    recall_10: float
-    ndcg_10: float
-
-    def row(self) -> list[float]:
-        return [self.recall_1, self.recall_5, self.recall_10, self.ndcg_10]
-
-
-def exported(server: str, tool: str) -> str:
-    return f"{server}__{tool}"
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def document(record: dict[str, Any]) -> ToolDocument:
-    return ToolDocument(
-        name=exported(record["server"], record["tool"]),
-        server=record["server"],
-        title=None,
-        description=record.get("description") or "",
-        input_schema=record.get("input_schema") or {},
-        server_description=record.get("server_description") or "",
-    )
-
-
-def load(data: Path) -> tuple[list[ToolDocument], list[ToolDocument], list[Task]]:
-    """The LiveMCPBench catalog, the filtered MCP-Zero distractors, and the labelled tasks."""
-    tools = read_jsonl(data / "livemcpbench" / "tools.jsonl")
-    tasks = [
-        Task(record["query"], frozenset(exported(*gold.split("/", 1)) for gold in record["gold"]))
-        for record in read_jsonl(data / "livemcpbench" / "queries.jsonl")
-        if record["gold"]
-    ]
-    gold_tools = {name.split("__", 1)[1] for task in tasks for name in task.gold}
-    servers = {record["server"] for record in tools}
-    distractors = [
-        record
-        for record in read_jsonl(data / "mcpzero_tools" / "tools.jsonl")
-        if record["tool"] not in gold_tools and record["server"] not in servers
-    ]
-    return unique(map(document, tools)), unique(map(document, distractors)), tasks
-
-
-def unique(documents: Any) -> list[ToolDocument]:
-    seen: dict[str, ToolDocument] = {}
-    for item in documents:
-        seen.setdefault(item.name, item)
-    return list(seen.values())
-
-
-def score(rankings: Sequence[Sequence[str]], tasks: Sequence[Task]) -> Scores:
-    totals = [0.0, 0.0, 0.0, 0.0]
-    for ranking, task in zip(rankings, tasks, strict=True):
-        for position, k in enumerate((1, 5, 10)):
-            totals[position] += len(task.gold & set(ranking[:k])) / len(task.gold)
-        gain = sum(1 / math.log2(rank + 2) for rank, name in enumerate(ranking[:TOP]) if name in task.gold)
-        ideal = sum(1 / math.log2(rank + 2) for rank in range(min(len(task.gold), TOP)))
-        totals[3] += gain / ideal
-    return Scores(*(total / len(tasks) for total in totals))
-
-
-async def evaluate(index: ToolIndex, tasks: Sequence[Task], names: frozenset[str], method: SearchMode) -> Scores:
-    rankings = []
-    for task in tasks:
-        result = await index.search(task.query, allowed=names, top_k=TOP, method=method)
-        rankings.append([hit.name for hit in result.hits])
-    return score(rankings, tasks)
-
-
-def table(rows: list[tuple[str, str, Scores]]) -> str:
-    lines = ["| catalog | method | R@1 | R@5 | R@10 | NDCG@10 |", "|---|---|---|---|---|---|"]
-    for catalog, method, scores in rows:
-        lines.append(f"| {catalog} | {method} | " + " | ".join(f"{value:.3f}" for value in scores.row()) + " |")
-    return "\n".join(lines)
-
-
-ABLATIONS = {
-    "finder fused by RRF (k=60)": Ranking(rrf_k=60),
-    "finder without step splitting": Ranking(split_steps=False),
-    "finder without server similarity": Ranking(server_weight=0.0),
-    "vector, whole query, no server": Ranking(split_steps=False, server_weight=0.0),
+HALVES = {"full-text only": TODAY, "vector only": TODAY}
+VALUE_MODES: tuple[ValueMode, ...] = ("kind for both", "kind for dense", "kind for dense, dropped from full-text")
+SINGLE_CHANGES = {
+    "today without server similarity": replace(TODAY, server_weight=0.0),
+    **{f"today + values: {mode}": replace(TODAY, values=mode) for mode in VALUE_MODES},
 }
+FUSIONS = ("weighted", "rrf", "minmax")
+GUARD = 0.02  # the finder may trail its better half by at most this much R@5
+
+
+def grid() -> dict[str, Ranking]:
+    """Every ranking the cross-validation may pick, simplest first."""
+    configs: dict[str, Ranking] = {"today": TODAY}
+    for server in (0.0, 0.15, 0.3):
+        for weight in (0.1, 0.2, 0.3, 0.5, 0.8):
+            configs[f"weighted s={server} t={weight}"] = replace(TODAY, server_weight=server, full_text_weight=weight)
+        for weight in (0.1, 0.2, 0.3, 0.4, 0.5):
+            for depth in (10, 30, 100):
+                configs[f"minmax d={depth} s={server} t={weight}"] = replace(
+                    TODAY, fusion="minmax", minmax_depth=depth, server_weight=server, full_text_weight=weight
+                )
+        for k in (5, 10, 20, 40, 60):
+            for weight in (0.5, 0.75, 1.0):
+                configs[f"rrf k={k} s={server} t={weight}"] = replace(
+                    TODAY, fusion="rrf", rrf_k=k, server_weight=server, full_text_weight=weight
+                )
+    return configs
+
+
+class Bench:
+    """Gathers evidence per catalog and plan setting once, then scores any ranking offline."""
+
+    def __init__(self, catalogs: Sequence[Catalog]) -> None:
+        self.catalogs = catalogs
+        self.evidence: dict[tuple[str, ValueMode, bool], list[Evidence]] = {}
+        self.names: dict[str, tuple[str, ...]] = {}
+        self._cache: dict[tuple[str, str, str], Metrics] = {}
+
+    async def gather(self, catalog: Catalog, index: ToolIndex, settings: Sequence[tuple[ValueMode, bool]]) -> None:
+        self.names[catalog.label] = index.names
+        allowed = frozenset(index.names)
+        for values, split in settings:
+            index.ranking = replace(TODAY, values=values, split_steps=split)
+            found = [await index.evidence(task.query, allowed=allowed, top_k=TOP) for task in catalog.tasks]
+            self.evidence[(catalog.label, values, split)] = found
+
+    def metrics(self, catalog: Catalog, label: str, ranking: Ranking, half: str | None = None) -> Metrics:
+        key = (catalog.label, label, half or "")
+        if key not in self._cache:
+            rows = {name: row for row, name in enumerate(self.names[catalog.label])}
+            evidences = self.evidence[(catalog.label, ranking.values, ranking.split_steps)]
+            table = []
+            for task, evidence in zip(catalog.tasks, evidences, strict=True):
+                if half == "full-text only":
+                    evidence = replace(evidence, dense=None, server=None)
+                elif half == "vector only":
+                    evidence = replace(evidence, full_text=None)
+                ranked = rank(evidence, ranking)
+                table.append(task.metrics(ranked, rows))
+            self._cache[key] = np.asarray(table, dtype=np.float64)
+        return self._cache[key]
+
+
+def rank(evidence: Evidence, ranking: Ranking) -> list[int]:
+    scores = fuse_evidence(evidence, ranking)
+    rows = evidence.rows
+    if evidence.dense is None:
+        rows, scores = rows[scores > 0], scores[scores > 0]
+    return [int(rows[i]) for i in top(scores, TOP)]
+
+
+def summary(table: Metrics) -> str:
+    return " | ".join(f"{value:.3f}" for value in table.mean(axis=0))
 
 
 async def run(arguments: argparse.Namespace) -> int:
-    base, distractors, tasks = load(arguments.data)
     embedder = Embedder()
     started = time.perf_counter()
     await embedder.load()
-    print(f"model loaded in {time.perf_counter() - started:.1f} s; {len(tasks)} tasks", file=sys.stderr)
-    catalogs = [("LiveMCPBench", base)]
-    if not arguments.no_distractors:
-        catalogs.append((f"+ MCP-Zero distractors ({len(base) + len(distractors)} tools)", base + distractors))
-    rows: list[tuple[str, str, Scores]] = []
+    print(f"model loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    catalogs = load_catalogs(arguments.data, REPOSITORY / "bench" / "data" / "mcpzero_prompts.jsonl")
+    configs = grid()
+    rankings = [*configs.values(), *SINGLE_CHANGES.values(), Ranking()]
+    settings = sorted({(r.values, r.split_steps) for r in rankings})
+    bench = Bench(catalogs)
     checks: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="finder-quality-") as scratch:
-        for position, (label, documents) in enumerate(catalogs):
-            uri = Path(arguments.db or scratch) / f"catalog-{position}"
-            async with ToolIndex(uri, embedder) as index:
-                report = await index.sync(documents)
-                print(f"{label}: {report}", file=sys.stderr)
-                names = frozenset(item.name for item in documents)
-                results = {m: await evaluate(index, tasks, names, m) for m in ("full-text", "vector", "hybrid")}
-                rows += [(label, "full-text", results["full-text"]), (label, "vector", results["vector"])]
-                rows.append((label, "finder (hybrid)", results["hybrid"]))
-                if arguments.ablation:
-                    for name, ranking in ABLATIONS.items():
-                        index.ranking = ranking
-                        method: SearchMode = "vector" if name.startswith("vector") else "hybrid"
-                        rows.append((label, name, await evaluate(index, tasks, names, method)))
-                    index.ranking = replace(Ranking())
-                columns = zip(results["hybrid"].row(), results["full-text"].row(), results["vector"].row(), strict=True)
-                beats = all(finder > max(text, vector) for finder, text, vector in columns)
-                checks.append((f"{label}: finder beats full-text and vector on every metric", beats))
-                if position == 0:
-                    checks.append((f"Recall@5 >= {RECALL_TARGET}", results["hybrid"].recall_5 >= RECALL_TARGET))
-                    checks.append((f"NDCG@10 >= {NDCG_TARGET}", results["hybrid"].ndcg_10 >= NDCG_TARGET))
-    print(table(rows))
+        for catalog in catalogs:
+            started = time.perf_counter()
+            async with seeded_index(Path(scratch) / catalog.label, catalog, embedder, arguments.cache) as index:
+                await bench.gather(catalog, index, settings)
+                online = await end_to_end(index, catalog, bench)
+            checks.append((f"{catalog.label}: ToolIndex.search agrees with the offline fusion", online))
+            print(
+                f"{catalog.label}: {len(catalog.documents)} tools, evidence in {time.perf_counter() - started:.0f} s",
+                file=sys.stderr,
+            )
+    dev = [catalog for catalog in catalogs if not catalog.report_only]
+    own = [catalog for catalog in catalogs if catalog.report_only]
+    folds = server_folds([task.servers for task in dev[0].tasks], arguments.folds)
+    print(f"\nFolds by server: {arguments.folds} folds of {np.bincount(folds).tolist()} tasks\n")
+    families = {f"{fusion} (CV)": [label for label in configs if label.startswith(fusion)] for fusion in FUSIONS}
+    families["any (CV)"] = list(configs)
+    baseline = [bench.metrics(catalog, "today", TODAY) for catalog in dev]
+    header = (
+        "| ranking | catalog | " + " | ".join(METRICS) + " | " + " | ".join(f"Δ{m} [95% CI]" for m in METRICS) + " |"
+    )
+    lines = [header, "|" + "---|" * (2 + 2 * len(METRICS))]
+    for catalog, table in zip(dev, baseline, strict=True):
+        lines.append(f"| today | {catalog.label} | {summary(table)} |" + " |" * len(METRICS))
+        for half, ranking in HALVES.items():
+            lines.append(row(half, catalog.label, bench.metrics(catalog, half, ranking, half), table))
+    for family, labels in families.items():
+        tables, picks = cross_validate(
+            labels, lambda label: [bench.metrics(c, label, configs[label]) for c in dev], folds
+        )
+        print(f"{family}: fold picks {picks}")
+        for catalog, table, base in zip(dev, tables, baseline, strict=True):
+            lines.append(row(family, catalog.label, table, base))
+    shipped = Ranking()
+    for label, ranking in SINGLE_CHANGES.items():
+        for catalog in catalogs:
+            base = bench.metrics(catalog, "today", TODAY)
+            lines.append(row(label, catalog.label, bench.metrics(catalog, label, ranking), base))
+    for catalog, base in zip(dev, baseline, strict=True):
+        lines.append(row("shipped Ranking()", catalog.label, bench.metrics(catalog, "shipped", shipped), base))
+    for catalog in own:
+        base = bench.metrics(catalog, "today", TODAY)
+        lines.append(f"| today | {catalog.label} | {summary(base)} |" + " |" * len(METRICS))
+        for half, ranking in HALVES.items():
+            lines.append(row(half, catalog.label, bench.metrics(catalog, half, ranking, half), base))
+        lines.append(row("shipped Ranking()", catalog.label, bench.metrics(catalog, "shipped", shipped), base))
+    print("\n" + "\n".join(lines))
+    for catalog in catalogs:
+        finder = bench.metrics(catalog, "shipped", shipped).mean(axis=0)[1]
+        better = max(bench.metrics(catalog, h, r, h).mean(axis=0)[1] for h, r in HALVES.items())
+        checks.append(
+            (
+                f"{catalog.label}: finder R@5 {finder:.3f} >= better half {better:.3f} - {GUARD}",
+                finder >= better - GUARD,
+            )
+        )
+    for catalog, base in zip(dev, baseline, strict=True):
+        intervals = paired_interval(bench.metrics(catalog, "shipped", shipped), base)
+        checks.append(
+            (f"{catalog.label}: no metric worse than today at the 95% level", all(i.high >= 0 for i in intervals))
+        )
     return print_checks(checks)
+
+
+def row(label: str, catalog: str, table: Metrics, baseline: Metrics) -> str:
+    intervals = paired_interval(table, baseline)
+    return f"| {label} | {catalog} | {summary(table)} | " + " | ".join(i.cell() for i in intervals) + " |"
+
+
+async def end_to_end(index: ToolIndex, catalog: Catalog, bench: Bench) -> bool:
+    """Whether `ToolIndex.search` with the default ranking returns what the offline fusion ranks."""
+    index.ranking = Ranking()
+    evidences = bench.evidence[(catalog.label, index.ranking.values, index.ranking.split_steps)]
+    allowed = frozenset(index.names)
+    for task, evidence in zip(catalog.tasks, evidences, strict=True):
+        result = await index.search(task.query, allowed=allowed, top_k=TOP)
+        if [hit.name for hit in result.hits] != [index.names[row] for row in rank(evidence, index.ranking)]:
+            print(f"offline and online rankings differ for {task.query!r}", file=sys.stderr)
+            return False
+    return True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPOSITORY.parent / "shared" / "data")
-    parser.add_argument("--db", type=Path, help="keep the LanceDB directories here (re-runs skip embedding)")
-    parser.add_argument("--no-distractors", action="store_true", help="only the LiveMCPBench catalog")
-    parser.add_argument("--ablation", action="store_true", help="also rank without each part of the finder")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "finder-bench-cache")
+    parser.add_argument("--folds", type=int, default=5)
     arguments = parser.parse_args()
     sys.exit(anyio.run(run, arguments))
 

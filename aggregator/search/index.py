@@ -31,7 +31,7 @@ from aggregator.search.documents import ToolDocument
 from aggregator.search.embedder import Embedder, Vectors
 from aggregator.search.errors import DuplicateToolError, EmbedderUnavailableError, IndexClosedError
 from aggregator.search.query import plan_query
-from aggregator.search.ranking import Ranking, dense_scores, full_text_scores, fuse, top
+from aggregator.search.ranking import Evidence, Ranking, full_text_scores, fuse_evidence, top, view_scores
 from aggregator.search.results import SearchHit, SearchMode, SearchResult, SyncReport
 from aggregator.search.snapshot import EMPTY, Snapshot, build_snapshot, used_keys
 from aggregator.search.store import ToolStore
@@ -103,6 +103,11 @@ class ToolIndex:
         return len(self._snapshot.names)
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """The indexed tools' names in row order: `Evidence.rows` index into it."""
+        return self._snapshot.names
+
+    @property
     def pending(self) -> int:
         """How many texts still wait for the model (0 once everything is embedded)."""
         return self._snapshot.pending
@@ -166,37 +171,61 @@ class ToolIndex:
         `method` is for diagnostics and benchmarks: "vector" or "full-text" ranks by one half only.
         A "hybrid" search falls back to "full-text" while the model is not loaded, and says so in `note`.
         """
-        store = self._require_open()
         snapshot = self._snapshot
         mode, note = self._mode(method, snapshot)
-        rows = snapshot.eligible_rows(allowed, servers, tags)
-        plan = plan_query(query, split_steps=self.ranking.split_steps)
-        if rows.size == 0 or top_k <= 0 or not plan.text:
+        if top_k <= 0:
             return SearchResult((), mode, note)
-        dense = full_text = None
+        evidence = await self.evidence(query, allowed=allowed, servers=servers, tags=tags, mode=mode, top_k=top_k)
+        rows = evidence.rows
+        if rows.size == 0:
+            return SearchResult((), mode, note)
+        scores = fuse_evidence(evidence, self.ranking)
+        if evidence.dense is None:  # full-text only: a tool that matched no word is no answer
+            rows, scores = rows[scores > 0], scores[scores > 0]
+        hits = tuple(_hit(snapshot.documents[snapshot.names[rows[i]]], float(scores[i])) for i in top(scores, top_k))
+        return SearchResult(tuple(hit for hit in hits if hit.name in allowed), mode, note)
+
+    async def evidence(
+        self,
+        query: str,
+        *,
+        allowed: Collection[str],
+        servers: Collection[str] | None = None,
+        tags: Collection[str] | None = None,
+        mode: SearchMode = "hybrid",
+        top_k: int = 0,
+    ) -> Evidence:
+        """What every eligible tool scored for `query`, before fusion (for `search`, and for benchmarks).
+
+        `mode` says which halves run: "hybrid" both, "vector" or "full-text" one. The halves run
+        concurrently: the query encodes while LanceDB searches.
+        """
+        store = self._require_open()
+        snapshot = self._snapshot
+        rows = snapshot.eligible_rows(allowed, servers, tags)
+        plan = plan_query(query, split_steps=self.ranking.split_steps, values=self.ranking.values)
+        if rows.size == 0 or not plan.text:
+            return Evidence(rows[:0], None, None, None)
+        dense = server = full_text = None
 
         async def rank_dense() -> None:
-            nonlocal dense
+            nonlocal dense, server
             vectors = await self._embedder.encode_queries(plan.texts)
-            dense = await anyio.to_thread.run_sync(dense_scores, snapshot, rows, vectors, self.ranking)
+            dense, server = await anyio.to_thread.run_sync(view_scores, snapshot, rows, vectors)
 
         async def rank_full_text() -> None:
             nonlocal full_text
             names = None if rows.size == len(snapshot.names) else frozenset(snapshot.names[row] for row in rows)
             limit = max(self.ranking.full_text_candidates, top_k)
-            hits = await store.full_text(plan.text, names, len(snapshot.names), limit)
+            hits = await store.full_text(plan.keywords, names, len(snapshot.names), limit)
             full_text = full_text_scores(snapshot, rows, hits)
 
-        async with anyio.create_task_group() as group:  # the query encodes while LanceDB searches
+        async with anyio.create_task_group() as group:
             if mode != "full-text":
                 group.start_soon(rank_dense)
             if mode != "vector":
                 group.start_soon(rank_full_text)
-        scores = fuse(dense, full_text, self.ranking)
-        if dense is None:  # full-text only: a tool that matched no word is no answer
-            rows, scores = rows[scores > 0], scores[scores > 0]
-        hits = tuple(_hit(snapshot.documents[snapshot.names[rows[i]]], float(scores[i])) for i in top(scores, top_k))
-        return SearchResult(tuple(hit for hit in hits if hit.name in allowed), mode, note)
+        return Evidence(rows, dense, server, full_text)
 
     def _mode(self, method: SearchMode, snapshot: Snapshot) -> tuple[SearchMode, str | None]:
         if method == "full-text":

@@ -1,57 +1,89 @@
 """How evidence becomes one ranking: dense similarity (query texts x tool views, plus the tool's
-server), full-text BM25, fused by a weighted sum of scores.
+server) and full-text BM25, gathered per eligible tool as `Evidence`, then fused.
 
-Why a weighted sum and not RRF: both halves carry information in their scores, not only in their
-ranks. Cosine similarities are on one scale for every query; BM25 is divided by the query's best
-BM25 score. With reciprocal rank fusion (k=60) of the same two lists the finder scores NDCG@10
-0.459 instead of 0.472 and Recall@10 0.509 instead of 0.529 on LiveMCPBench (`Ranking(rrf_k=60)`
-in `bench/finder_quality.py --ablation`). The weights are round values chosen on that benchmark:
-the ranking is flat around them (+-0.1 moves NDCG@10 by about 0.01), weights picked by a grid on
-one half of its tasks did worse on the other half than these, and nothing is tuned per query.
+Two fusions are kept, chosen by `Ranking.fusion`:
+
+* "weighted": dense + `server_weight` x server + `full_text_weight` x BM25 / best BM25. Cosine
+  similarities are on one scale for every query, so scores are added as they are. This was the
+  finder's ranking until the held-out sets of issue 17 showed that its constants, fitted on the
+  94 LiveMCPBench tasks, do not carry over: on one held-out set full-text alone beat it at R@5.
+* "rrf": reciprocal rank fusion of the dense ranking and the full-text ranking. It reads ranks
+  only, so no half can swamp the other with its scale, and a tool ranked first by either half is
+  near the top of the fusion: the fusion cannot be much worse than its better half. Its `rrf_k`
+  and weights were chosen by cross-validation over folds split by server (`bench/finder_quality.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from aggregator.search.embedder import Vectors
+from aggregator.search.query import ValueMode
 from aggregator.search.snapshot import Rows, Snapshot
 
 Scores = npt.NDArray[np.float32]
+Fusion = Literal["weighted", "rrf", "minmax"]
 
 
 @dataclass(frozen=True, slots=True)
 class Ranking:
-    """The knobs of the finder's ranking; the defaults are what the benchmarks support.
+    """The knobs of the finder's ranking; the defaults are what the cross-validated benchmark supports.
 
     `split_steps`: search a multi-step request as a whole and step by step (`query.plan_query`).
-    `server_weight`: weight of the best similarity between the query and the tool's server
-    (without it: NDCG@10 0.458 instead of 0.472 on LiveMCPBench; equal with distractors).
-    `full_text_weight`: weight of the tool's BM25 score, divided by the query's best BM25 score.
+    `values`: how paths, URLs, ids and placeholders in a query are read (`query.ValueMode`).
+    `fusion`: "weighted" (scores), "rrf" (ranks) or "minmax"; see the module docstring.
+    `server_weight`: weight of the best similarity between the query and the tool's server,
+    added to the tool's own dense score before either fusion.
+    `full_text_weight`: weight of the full-text half (of its BM25 / best BM25, or of its RRF term).
+    `rrf_k`: the k of reciprocal rank fusion; larger flattens the head of each ranking.
+    `minmax_depth`: "minmax" rescales the dense half so its best tool scores 1 and its
+    `minmax_depth`-th best 0, then mixes it with BM25 / best BM25 as `(1 - w) dense + w full-text`.
     `full_text_candidates`: how many full-text hits take part in a fusion.
-    `rrf_k`: fuse by reciprocal rank fusion with this k instead (kept for comparison; it ranks worse).
     """
 
     split_steps: bool = True
+    values: ValueMode = "as written"
+    fusion: Fusion = "weighted"
     server_weight: float = 0.3
     full_text_weight: float = 0.3
+    rrf_k: int = 60
+    minmax_depth: int = 20
     full_text_candidates: int = 100
-    rrf_k: int | None = None
 
 
-def dense_scores(snapshot: Snapshot, rows: Rows, queries: Vectors, ranking: Ranking) -> Scores:
-    """Dense score of each eligible row: its best view against the query's best text, plus its server's.
+TODAY = Ranking(values="as written", fusion="weighted", server_weight=0.3, full_text_weight=0.3)
+"""The ranking before issue 17, kept as the baseline every change is measured against."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What each eligible row scored, aligned with `rows`; a half that did not run is `None`.
+
+    `dense`: the tool's best view against the query's best text; `server`: its server's best
+    similarity; `full_text`: its BM25 divided by the best among the rows (0 when not matched).
+    """
+
+    rows: Rows
+    dense: Scores | None
+    server: Scores | None
+    full_text: Scores | None
+
+
+def view_scores(snapshot: Snapshot, rows: Rows, queries: Vectors) -> tuple[Scores, Scores]:
+    """Each eligible row's best view against the query's best text, and its server's best similarity.
 
     Every view is scored (a matrix product over all views costs less than copying the eligible
     ones out), then only eligible rows are kept. A tool without any vector yet scores 0 here and is
     found by full-text until its embedding is done.
     """
     if rows.size == 0 or snapshot.view_vectors.shape[1] == 0:
-        return np.zeros(rows.size, dtype=np.float32)
+        zeros = np.zeros(rows.size, dtype=np.float32)
+        return zeros, zeros
     views = (queries @ snapshot.view_vectors.T).max(axis=0)
     views = np.where(snapshot.view_embedded, views, np.float32(-np.inf))
     starts, ends = snapshot.view_start[rows], snapshot.view_start[rows + 1]
@@ -59,12 +91,19 @@ def dense_scores(snapshot: Snapshot, rows: Rows, queries: Vectors, ranking: Rank
     first = np.cumsum(lengths) - lengths
     gathered = views[np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))]
     tools = np.maximum.reduceat(gathered, first)
-    tools = np.where(np.isfinite(tools), tools, np.float32(0.0))
-    if ranking.server_weight and snapshot.server_vectors.shape[0]:
-        servers = (queries @ snapshot.server_vectors.T).max(axis=0)
-        servers = np.where(snapshot.server_embedded, servers, np.float32(0.0))
-        tools = tools + np.float32(ranking.server_weight) * servers[snapshot.tool_server[rows]]
-    return tools.astype(np.float32, copy=False)
+    tools = np.where(np.isfinite(tools), tools, np.float32(0.0)).astype(np.float32)
+    servers = np.zeros(rows.size, dtype=np.float32)
+    if snapshot.server_vectors.shape[0]:
+        by_server = (queries @ snapshot.server_vectors.T).max(axis=0)
+        by_server = np.where(snapshot.server_embedded, by_server, np.float32(0.0))
+        servers = by_server[snapshot.tool_server[rows]].astype(np.float32)
+    return tools, servers
+
+
+def dense_scores(snapshot: Snapshot, rows: Rows, queries: Vectors, ranking: Ranking) -> Scores:
+    """The dense half of the ranking: best view plus `server_weight` x the server's similarity."""
+    tools, servers = view_scores(snapshot, rows, queries)
+    return _dense(tools, servers, ranking)
 
 
 def full_text_scores(snapshot: Snapshot, rows: Rows, hits: Mapping[str, float]) -> Scores:
@@ -81,20 +120,48 @@ def full_text_scores(snapshot: Snapshot, rows: Rows, hits: Mapping[str, float]) 
     return scores / np.float32(best) if best > 0 else scores
 
 
+def fuse_evidence(evidence: Evidence, ranking: Ranking) -> Scores:
+    """The final score of each row of `evidence` under `ranking`."""
+    dense = None
+    if evidence.dense is not None:
+        servers = evidence.server if evidence.server is not None else np.zeros_like(evidence.dense)
+        dense = _dense(evidence.dense, servers, ranking)
+    return fuse(dense, evidence.full_text, ranking)
+
+
 def fuse(dense: Scores | None, full_text: Scores | None, ranking: Ranking) -> Scores:
-    """The final score: dense plus weighted full-text (or their RRF if `ranking.rrf_k`), or whichever half is there."""
+    """Fuse the two halves (or return whichever is there): their RRF, or dense plus weighted full-text."""
     if full_text is None:
         if dense is None:
             raise ValueError("fuse() needs at least one kind of score")
         return dense
     if dense is None:
         return full_text
-    if ranking.rrf_k:
+    weight = np.float32(ranking.full_text_weight)
+    if ranking.fusion == "minmax":
+        return ((1 - weight) * _rescaled(dense, ranking.minmax_depth) + weight * full_text).astype(np.float32)
+    if ranking.fusion == "rrf":
         matched = full_text > 0
-        return _reciprocal_rank(dense, ranking.rrf_k) + np.where(
-            matched, _reciprocal_rank(full_text, ranking.rrf_k), np.float32(0.0)
-        )
-    return dense + np.float32(ranking.full_text_weight) * full_text
+        text_term = np.where(matched, _reciprocal_rank(full_text, ranking.rrf_k), np.float32(0.0))
+        return (_reciprocal_rank(dense, ranking.rrf_k) + weight * text_term).astype(np.float32)
+    return (dense + weight * full_text).astype(np.float32)
+
+
+def _dense(tools: Scores, servers: Scores, ranking: Ranking) -> Scores:
+    if not ranking.server_weight:
+        return tools
+    return (tools + np.float32(ranking.server_weight) * servers).astype(np.float32)
+
+
+def _rescaled(scores: Scores, depth: int) -> Scores:
+    """`scores` shifted and scaled so the best is 1 and the `depth`-th best is 0 (lower ones go negative)."""
+    if scores.size == 0:
+        return scores
+    depth = min(depth, scores.size)
+    best = float(scores.max())
+    floor = float(scores[np.argpartition(-scores, depth - 1)[depth - 1]])
+    spread = best - floor
+    return ((scores - floor) / spread).astype(np.float32) if spread > 0 else np.zeros_like(scores)
 
 
 def _reciprocal_rank(scores: Scores, k: int) -> Scores:

@@ -57,5 +57,7 @@ def test_full_text_scores_keep_only_eligible_rows_and_fusion_orders_stably() -> 
     assert scores == {"mail__send_email": 1.0, "files__read_file": 0.0}
     fused = fuse(np.array([0.2, 0.2], dtype=np.float32), np.array([0.0, 0.0], dtype=np.float32), Ranking())
     assert top(fused, 5).tolist() == [0, 1]
-    rrf = fuse(np.array([0.1, 0.9], dtype=np.float32), np.array([1.0, 0.0], dtype=np.float32), Ranking(rrf_k=60))
+    rrf = fuse(
+        np.array([0.1, 0.9], dtype=np.float32), np.array([1.0, 0.0], dtype=np.float32), Ranking(fusion="rrf", rrf_k=60)
+    )
     assert rrf[0] > rrf[1]  # first in full-text, second in dense, unmatched in full-text
