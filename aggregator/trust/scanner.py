@@ -68,7 +68,8 @@ def scan(definition: Definition, rules: tuple[Rule, ...] | None = None) -> list[
         if rule.pattern is not None:
             for where, text in texts:
                 if (match := rule.pattern.search(text)) is not None:
-                    findings.append(Finding(rule.id, rule.reason, where, _excerpt(text, match.start())))
+                    place = ascii(where)[1:-1]  # a key can hold invisible characters too
+                    findings.append(Finding(rule.id, rule.reason, place, _excerpt(text, match.start())))
                     break
         elif rule.field is not None and rule.max is not None:
             value = definition.get(rule.field)
