@@ -37,9 +37,9 @@ def decide(
                 held = entry["rejected"].get(tool)
         if entry is None or held is None:
             # Suggest only the same server's held tools: the caller was checked for that server alone.
-            waiting = [f"{server}/{t}" for t in (entry["held"] if entry is not None else ())]
-            name = f"{server}/{tool}"
-            raise UnknownNameError("held tool", name, difflib.get_close_matches(name, waiting, n=3, cutoff=0.6))
+            waiting = list(entry["held"]) if entry is not None else []
+            close = difflib.get_close_matches(tool, waiting, n=3, cutoff=0.6)
+            raise UnknownNameError("held tool", f"{server}/{tool}", [f"{server}/{name}" for name in close])
         if expected is not None and held["fingerprint"] != expected:
             raise UnknownNameError(f"held definition of {server}/{tool} with fingerprint", expected, [])
         change = "changed" if tool in entry["pinned"] else "new"
