@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPOSITORY
+from tests.commands import run_command
 
 
 def closed_port() -> int:
@@ -27,8 +25,7 @@ def test_unreachable_upstreams_fail_the_check_and_are_each_named(tmp_path: Path)
     )
     config = tmp_path / "gateway.yaml"
     config.write_text(f"servers_file: {servers}\ndata_dir: {tmp_path / 'data'}\nconnect_timeout: 10\n")
-    command = [sys.executable, "-m", "aggregator", "check-config", "--config", str(config), "--connect"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, timeout=60, check=False)
+    result = run_command("check-config", "--config", str(config), "--connect")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "  gone: not reachable: " in result.stdout
     assert "  closed: not reachable: " in result.stdout

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 from aggregator.config.settings import load_settings
 from aggregator.errors import ConfigError
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
+from tests.commands import run_command
 from tests.conftest import REPOSITORY
 from tests.harness import write_files
 
@@ -35,14 +34,8 @@ def test_the_demo_configuration_is_valid() -> None:
 
 def test_the_secure_example_configuration_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MCP_AGGREGATOR_KEY_2026", "x" * 64)
-    result = subprocess.run(
-        [sys.executable, "-m", "aggregator", "check-config", "--config", "configs/gateway.secure.yaml"],
-        capture_output=True,
-        text=True,
-        cwd=REPOSITORY,
-        timeout=60,
-        check=False,
-    )
+    monkeypatch.chdir(REPOSITORY)
+    result = run_command("check-config", "--config", "configs/gateway.secure.yaml")
     assert result.returncode == 0, result.stderr
     assert "configs/scopes.yml: OK, 2 groups, 2 scopes, 5 rules" in result.stdout
     assert "auth: 3 token verifiers" in result.stdout
@@ -153,18 +146,14 @@ def test_settings_come_from_file_then_environment_then_overrides(
     assert {issue.path for issue in caught.value.issues} == {"port", "unknown_key"}
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "aggregator", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, timeout=60, check=False)
-
-
-def test_check_config_reports_ok_or_every_error(tmp_path: Path) -> None:
-    good = run_cli("check-config", "--config", "configs/gateway.yaml")
+def test_check_config_reports_ok_or_every_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPOSITORY)
+    good = run_command("check-config", "--config", "configs/gateway.yaml")
     assert good.returncode == 0, good.stderr
     assert "OK, 3 servers (3 enabled)" in good.stdout
 
     bad = write(tmp_path, "servers:\n  x:\n    transport: stdio\n  y:\n    transport: sse\n    url: nope\n")
-    result = run_cli("check-config", str(bad))
+    result = run_command("check-config", str(bad))
     assert result.returncode == 2
     assert "2 configuration problems" in result.stderr
     assert f"{bad}:2: servers.x.command: Field required" in result.stderr
@@ -173,7 +162,7 @@ def test_check_config_reports_ok_or_every_error(tmp_path: Path) -> None:
 
 def test_serve_refuses_to_start_with_a_bad_file(tmp_path: Path) -> None:
     bad = write(tmp_path, "servers:\n  x:\n    transport: stdio\n")
-    result = run_cli("serve", "--servers", str(bad), "--port", "0")
+    result = run_command("serve", "--servers", str(bad), "--port", "0")
     assert result.returncode == 2
     assert "servers.x.command: Field required" in result.stderr
     assert "READY" not in result.stderr
@@ -183,20 +172,8 @@ def test_check_config_connect_reports_names_over_the_host_budget(tmp_path: Path)
     clock = {"transport": "stdio", "command": "mcp-server-time"}
     named = {"time-zones-and-clocks-for-agents": clock, "short": {**clock, "prefix": "t"}}
     servers = write_files(tmp_path, named, None)
-    result = run_cli("check-config", str(servers), "--connect")
+    result = run_command("check-config", str(servers), "--connect")
     assert result.returncode == 1, result.stderr
     assert "tools: 4 exported; 1 over the 64-character host budget" in result.stdout
     assert "mcp__aggregator__time-zones-and-clocks-for-agents__get_current_time (67 chars)" in result.stdout
     assert "t__convert_time" not in result.stdout
-
-
-def test_index_and_search_commands_use_the_live_catalog(tmp_path: Path) -> None:
-    servers = write(tmp_path, "servers:\n  time:\n    transport: stdio\n    command: mcp-server-time\n")
-    config = write(tmp_path, f"servers_file: {servers}\ndata_dir: {tmp_path / 'data'}\n", "gateway.yaml")
-    built = run_cli("index", "--config", str(config))
-    assert built.returncode == 0, built.stderr
-    assert "2 tools (2 added, 0 updated, 0 removed, 0 unchanged" in built.stdout
-    found = run_cli("search", "--config", str(config), "convert a time between time zones", "--top-k", "1")
-    assert found.returncode == 0, found.stderr
-    assert "2 stored tools, every one (operator view)" in found.stdout  # the stored index: nothing reconnected
-    assert "time__convert_time" in found.stdout

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 import yaml
 
 from aggregator.errors import ConfigError
 from aggregator.registry.host_import import plan, write_env_file
 from aggregator.registry.hosts import Secret, convert, read_host_file, server_name
-from tests.conftest import REPOSITORY
+from tests.commands import run_command_in_thread
 from tests.harness import ERAS, serve_gateway, serve_mcp, text_of, tool_names
 from tests.servers.headers import create_server as headers_server
 
@@ -111,12 +109,9 @@ def host_file(directory: Path, host: str, urls: dict[str, str]) -> Path:
 
 
 async def run_import(*args: str) -> tuple[int, str, str]:
-    """The real CLI, as a child process (the command is what is under test)."""
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "aggregator", "import", *args], cwd=REPOSITORY, check=False
-        )
-    return done.returncode, done.stdout.decode(), done.stderr.decode()
+    """The real CLI's `import` command, run in-process."""
+    done = await run_command_in_thread("import", *args)
+    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.mark.anyio

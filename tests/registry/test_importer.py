@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import anyio
 import mcp_types as types
 import pytest
 import yaml
@@ -16,6 +13,7 @@ from mcp import Client
 
 from aggregator.registry.importer import import_into
 from aggregator.registry.models import SseUpstream, StdioUpstream, StreamableHttpUpstream, load_servers
+from tests.commands import Ran, run_command, run_command_in_thread
 from tests.conftest import REPOSITORY
 from tests.harness import connected, serve_gateway
 
@@ -23,9 +21,8 @@ SEED = REPOSITORY / "tests" / "data" / "seed_registry"
 EXISTING = {"currenttime": {"transport": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}
 
 
-def run_import(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "aggregator", "import", *args]
-    return subprocess.run(argv, cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=False)
+def run_import(*args: str) -> Ran:
+    return run_command("import", *args)
 
 
 def servers_file(directory: Path, servers: dict[str, object] | None = None) -> Path:
@@ -139,12 +136,8 @@ async def test_a_running_gateway_serves_what_was_imported(tmp_path: Path, echo_u
         record = {"server_name": "Echo", "path": "/echo/", "proxy_pass_url": echo_url.removesuffix("mcp")}
         (seed / "echo.json").write_text(json.dumps({**record, "supported_transports": ["streamable-http"]}))
         (seed / "server_state.json").write_text(json.dumps({"/echo/": True}))
-        result = await anyio.run_process(
-            [sys.executable, "-m", "aggregator", "import", str(seed), "--servers", str(live.servers_file)],
-            cwd=REPOSITORY,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr.decode()
+        result = await run_command_in_thread("import", str(seed), "--servers", str(live.servers_file))
+        assert result.returncode == 0, result.stderr
         await live.wait_until(connected("echo"))
         async with Client(live.url) as client:
             answer = await client.call_tool("echo__echo", {"text": "imported"})
