@@ -3,17 +3,16 @@
 `index` connects to the upstreams once and shows each step (upstreams, model, embedding counts);
 `search` then answers from the stored index with every upstream gone, and with `--url` asks a
 running gateway with the caller's token, which never shows a tool that token may not call.
+The commands run in-process (`main()`), except where the process is what is looked at: the
+hybrid search (the model's own progress bar stays off its stderr) and `serve` with stdio children.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import pytest
 import yaml
 from pydantic import SecretStr
@@ -21,11 +20,11 @@ from pydantic import SecretStr
 from aggregator.cli.finder import FINDER as CLI_FINDER
 from aggregator.config.settings import AuthSettings, GatewayKeySettings
 from aggregator.tools.finder import FINDER
-from tests.conftest import REPOSITORY, gateway_process, wait_connected
+from tests.commands import Ran, run_command_in_thread, run_command_process
+from tests.conftest import gateway_process, wait_connected
 from tests.harness import LiveGateway, serve_gateway, token_for
 
 pytestmark = pytest.mark.anyio
-COMMAND_DEADLINE = 240.0  # a model load on two busy cores
 SCOPES = """
 finder: [{server: mcpgw, methods: [tools/list, tools/call], tools: [intelligent_tool_finder]}]
 echo-only: [{server: echo, methods: [tools/list, tools/call], tools: ["*"]}]
@@ -34,24 +33,6 @@ everything: [{server: "*", methods: [tools/list, tools/call], tools: ["*"]}]
 FORGER = AuthSettings(gateway_keys=(GatewayKeySettings(kid="tests", secret=SecretStr("another-secret-" * 4)),))
 """Signs tokens the test gateways do not accept."""
 WEATHER_TOOLS = ("weather__get_forecast", "weather__get_current_conditions", "weather__list_weather_alerts")
-
-
-@dataclass(frozen=True, slots=True)
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def run_cli(*args: str, environment: dict[str, str] | None = None) -> Ran:
-    """`python -m aggregator ARGS` as a child process (the command is what is under test)."""
-    env = {key: value for key, value in os.environ.items() if key != "MCP_AGGREGATOR_TOKEN"}
-    env.update(environment or {})
-    with anyio.fail_after(COMMAND_DEADLINE):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "aggregator", *args], cwd=REPOSITORY, env=env, check=False
-        )
-    return Ran(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +54,7 @@ async def stored(tmp_path_factory: pytest.TempPathFactory, weather_url: str, ech
     servers.write_text(yaml.safe_dump({"servers": upstreams}))
     config = directory / "gateway.yaml"
     config.write_text(f"servers_file: servers.yaml\ndata_dir: {directory / 'data'}\n")
-    indexed = await run_cli("index", "--config", str(config))
+    indexed = await run_command_in_thread("index", "--config", str(config))
     assert indexed.returncode == 0, indexed.stderr
     return Stored(config, servers, indexed)
 
@@ -106,7 +87,7 @@ async def test_search_answers_from_the_stored_index_with_every_upstream_gone(
     gone.write_text(
         f"servers_file: {tmp_path / 'none.yaml'}\ndata_dir: {stored.config.parent / 'data'}\nconnect_timeout: 0.1\n"
     )
-    found = await run_cli("search", "--config", str(gone), query, "--full-text", "--top-k", "3")
+    found = await run_command_in_thread("search", "--config", str(gone), query, "--full-text", "--top-k", "3")
     assert found.returncode == 0, found.stderr
     lines = found.stdout.splitlines()
     assert lines[0].endswith("7 stored tools, every one (operator view); full-text search")
@@ -115,7 +96,8 @@ async def test_search_answers_from_the_stored_index_with_every_upstream_gone(
 
 
 async def test_search_ranks_by_meaning_once_the_model_loads(stored: Stored) -> None:
-    found = await run_cli("search", "--config", str(stored.config), "will it rain in Lisbon tomorrow", "--top-k", "2")
+    query = "will it rain in Lisbon tomorrow"
+    found = await run_command_process("search", "--config", str(stored.config), query, "--top-k", "2")
     assert found.returncode == 0, found.stderr
     lines = found.stdout.splitlines()
     assert lines[0].endswith("; hybrid search"), found.stdout
@@ -126,7 +108,7 @@ async def test_search_ranks_by_meaning_once_the_model_loads(stored: Stored) -> N
 async def test_search_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\n")
-    found = await run_cli("search", "--config", str(config), "anything")
+    found = await run_command_in_thread("search", "--config", str(config), "anything")
     assert found.returncode == 1
     assert f"no tool index at {tmp_path / 'data' / 'index'}: run `mcp-aggregator index --config FILE`" in found.stderr
 
@@ -158,9 +140,9 @@ async def test_a_gateway_is_asked_as_the_tokens_caller_and_shows_only_what_it_ma
     token = token_for("searcher", scopes=scopes)
     arguments = ["search", "weather forecast or echo text", "--url", gateway.url, "--top-k", "4"]
     if how == "--token":
-        found = await run_cli(*arguments, "--token", token)
+        found = await run_command_in_thread(*arguments, "--token", token)
     else:
-        found = await run_cli(*arguments, environment={"MCP_AGGREGATOR_TOKEN": token})
+        found = await run_command_in_thread(*arguments, environment={"MCP_AGGREGATOR_TOKEN": token})
     assert found.returncode == 0, found.stderr
     assert found.stdout.startswith(f"{gateway.url}: the tools this token may call;"), found.stdout
     for name in shown:
@@ -180,7 +162,7 @@ async def test_a_gateway_is_asked_as_the_tokens_caller_and_shows_only_what_it_ma
 )
 async def test_a_refused_search_says_why_and_fails(gateway: LiveGateway, token: str | None, message: str) -> None:
     arguments = ["search", "weather", "--url", gateway.url]
-    found = await run_cli(*arguments, *(["--token", token] if token else []))
+    found = await run_command_in_thread(*arguments, *(["--token", token] if token else []))
     assert found.returncode == 1
     assert f"mcp-aggregator: {gateway.url} refused the search: " in found.stderr
     assert message in found.stderr, found.stderr
