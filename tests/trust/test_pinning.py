@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import mcp_types as types
@@ -44,10 +44,17 @@ ADMIN: str = getattr(harness, "ADMIN", "/mcp")
 
 
 @asynccontextmanager
-async def gateway(directory: Path, shop_url: str, **shop: Any) -> AsyncIterator[LiveGateway]:
+async def gateway(
+    directory: Path, shop_url: str, settings: dict[str, Any] | None = None, **shop: Any
+) -> AsyncIterator[LiveGateway]:
     servers = {"shop": {"transport": "streamable-http", "url": shop_url, **shop}}
     async with serve_gateway(
-        directory, servers=servers, scopes=SCOPES, servers_reload_interval=0.1, rate_limit_per_second=0
+        directory,
+        servers=servers,
+        scopes=SCOPES,
+        servers_reload_interval=0.1,
+        rate_limit_per_second=0,
+        **(settings or {}),
     ) as live:
         await live.wait_until(connected("shop"))
         yield live
@@ -256,3 +263,21 @@ async def test_an_operator_server_warns_and_serves_changes_by_default(tmp_path: 
             ("refund", "warned"),
         }
         await live.log.wait_for(r"trust\.tool_definition_warned", DEADLINE)
+
+
+@pytest.mark.parametrize("era", ["legacy", "auto"])
+async def test_the_lean_path_serves_the_same_filtered_catalog(tmp_path: Path, era: Literal["legacy", "auto"]) -> None:
+    shop = Shop()
+    async with (
+        serve_mcp(shop.server) as shop_url,
+        gateway(tmp_path, shop_url, {"lean_path": True}, on_change="hold") as live,
+        live.member("callers", era=era) as caller,
+        live.member("admins", path=ADMIN) as admin,
+    ):
+        shop.change()
+        await call_structured(admin, "refresh_service", {"service_name": "shop"})
+        assert not CHANGED & await tool_names(caller)
+        await assert_unknown(caller, "shop__refund")
+        await call_structured(admin, "approve_tool", {"service_name": "shop", "tool_name": "refund"})
+        assert "shop__refund" in await tool_names(caller)
+        assert text_of(await caller.call_tool("shop__refund", {"order": "7"})) == "refunded 7"
