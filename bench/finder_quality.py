@@ -30,7 +30,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,17 +41,16 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from aggregator.search import Embedder, Ranking, ToolIndex  # noqa: E402
-from aggregator.search.query import ValueMode  # noqa: E402
 from aggregator.search.ranking import TODAY, Evidence, fuse_evidence, top  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
 from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, server_folds  # noqa: E402
 from bench._finder_data import Catalog, load_catalogs, seeded_index  # noqa: E402
 
+WHOLE_WORDS = (12, 20, 30)
 HALVES = {"full-text only": TODAY, "vector only": TODAY}
-VALUE_MODES: tuple[ValueMode, ...] = ("kind for both", "kind for dense", "kind for dense, dropped from full-text")
 SINGLE_CHANGES = {
     "today without server similarity": replace(TODAY, server_weight=0.0),
-    **{f"today + values: {mode}": replace(TODAY, values=mode) for mode in VALUE_MODES},
+    **{f"today, steps only past {n} words": replace(TODAY, whole_query_words=n) for n in WHOLE_WORDS},
 }
 FUSIONS = ("weighted", "rrf", "minmax")
 GUARD = 0.02  # the finder may trail its better half by at most this much R@5
@@ -81,23 +80,23 @@ class Bench:
 
     def __init__(self, catalogs: Sequence[Catalog]) -> None:
         self.catalogs = catalogs
-        self.evidence: dict[tuple[str, ValueMode, bool], list[Evidence]] = {}
+        self.evidence: dict[tuple[str, PlanSettings], list[Evidence]] = {}
         self.names: dict[str, tuple[str, ...]] = {}
         self._cache: dict[tuple[str, str, str], Metrics] = {}
 
-    async def gather(self, catalog: Catalog, index: ToolIndex, settings: Sequence[tuple[ValueMode, bool]]) -> None:
+    async def gather(self, catalog: Catalog, index: ToolIndex, settings: Collection[PlanSettings]) -> None:
         self.names[catalog.label] = index.names
         allowed = frozenset(index.names)
-        for values, split in settings:
-            index.ranking = replace(TODAY, values=values, split_steps=split)
+        for split, whole_words in settings:
+            index.ranking = replace(TODAY, split_steps=split, whole_query_words=whole_words)
             found = [await index.evidence(task.query, allowed=allowed, top_k=TOP) for task in catalog.tasks]
-            self.evidence[(catalog.label, values, split)] = found
+            self.evidence[(catalog.label, (split, whole_words))] = found
 
     def metrics(self, catalog: Catalog, label: str, ranking: Ranking, half: str | None = None) -> Metrics:
         key = (catalog.label, label, half or "")
         if key not in self._cache:
             rows = {name: row for row, name in enumerate(self.names[catalog.label])}
-            evidences = self.evidence[(catalog.label, ranking.values, ranking.split_steps)]
+            evidences = self.evidence[(catalog.label, plan_settings(ranking))]
             table = []
             for task, evidence in zip(catalog.tasks, evidences, strict=True):
                 if half == "full-text only":
@@ -108,6 +107,14 @@ class Bench:
                 table.append(task.metrics(ranked, rows))
             self._cache[key] = np.asarray(table, dtype=np.float64)
         return self._cache[key]
+
+
+PlanSettings = tuple[bool, int | None]
+
+
+def plan_settings(ranking: Ranking) -> PlanSettings:
+    """The settings of `ranking` that change what is searched, not how the evidence is fused."""
+    return ranking.split_steps, ranking.whole_query_words
 
 
 def rank(evidence: Evidence, ranking: Ranking) -> list[int]:
@@ -130,7 +137,7 @@ async def run(arguments: argparse.Namespace) -> int:
     catalogs = load_catalogs(arguments.data, REPOSITORY / "bench" / "data" / "mcpzero_prompts.jsonl")
     configs = grid()
     rankings = [*configs.values(), *SINGLE_CHANGES.values(), Ranking()]
-    settings = sorted({(r.values, r.split_steps) for r in rankings})
+    settings = {plan_settings(ranking) for ranking in rankings}
     bench = Bench(catalogs)
     checks: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="finder-quality-") as scratch:
@@ -205,7 +212,7 @@ def row(label: str, catalog: str, table: Metrics, baseline: Metrics) -> str:
 async def end_to_end(index: ToolIndex, catalog: Catalog, bench: Bench) -> bool:
     """Whether `ToolIndex.search` with the default ranking returns what the offline fusion ranks."""
     index.ranking = Ranking()
-    evidences = bench.evidence[(catalog.label, index.ranking.values, index.ranking.split_steps)]
+    evidences = bench.evidence[(catalog.label, plan_settings(index.ranking))]
     allowed = frozenset(index.names)
     for task, evidence in zip(catalog.tasks, evidences, strict=True):
         result = await index.search(task.query, allowed=allowed, top_k=TOP)

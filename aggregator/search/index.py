@@ -103,6 +103,11 @@ class ToolIndex:
         return len(self._snapshot.names)
 
     @property
+    def snapshot(self) -> Snapshot:
+        """The matrices the current searches read (for benchmarks and diagnostics; immutable)."""
+        return self._snapshot
+
+    @property
     def names(self) -> tuple[str, ...]:
         """The indexed tools' names in row order: `Evidence.rows` index into it."""
         return self._snapshot.names
@@ -203,7 +208,7 @@ class ToolIndex:
         store = self._require_open()
         snapshot = self._snapshot
         rows = snapshot.eligible_rows(allowed, servers, tags)
-        plan = plan_query(query, split_steps=self.ranking.split_steps, values=self.ranking.values)
+        plan = plan_query(query, split_steps=self.ranking.split_steps, whole_words=self.ranking.whole_query_words)
         if rows.size == 0 or not plan.text:
             return Evidence(rows[:0], None, None, None)
         dense = server = full_text = None
@@ -217,7 +222,7 @@ class ToolIndex:
             nonlocal full_text
             names = None if rows.size == len(snapshot.names) else frozenset(snapshot.names[row] for row in rows)
             limit = max(self.ranking.full_text_candidates, top_k)
-            hits = await store.full_text(plan.keywords, names, len(snapshot.names), limit)
+            hits = await store.full_text(plan.text, names, len(snapshot.names), limit)
             full_text = full_text_scores(snapshot, rows, hits)
 
         async with anyio.create_task_group() as group:

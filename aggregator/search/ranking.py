@@ -23,7 +23,6 @@ import numpy as np
 import numpy.typing as npt
 
 from aggregator.search.embedder import Vectors
-from aggregator.search.query import ValueMode
 from aggregator.search.snapshot import Rows, Snapshot
 
 Scores = npt.NDArray[np.float32]
@@ -35,7 +34,8 @@ class Ranking:
     """The knobs of the finder's ranking; the defaults are what the cross-validated benchmark supports.
 
     `split_steps`: search a multi-step request as a whole and step by step (`query.plan_query`).
-    `values`: how paths, URLs, ids and placeholders in a query are read (`query.ValueMode`).
+    `whole_query_words`: a multi-step request longer than this many words is encoded as its steps
+    only, without the whole text (`None`: always with it).
     `fusion`: "weighted" (scores), "rrf" (ranks) or "minmax"; see the module docstring.
     `server_weight`: weight of the best similarity between the query and the tool's server,
     added to the tool's own dense score before either fusion.
@@ -47,7 +47,7 @@ class Ranking:
     """
 
     split_steps: bool = True
-    values: ValueMode = "as written"
+    whole_query_words: int | None = None
     fusion: Fusion = "weighted"
     server_weight: float = 0.3
     full_text_weight: float = 0.3
@@ -56,7 +56,7 @@ class Ranking:
     full_text_candidates: int = 100
 
 
-TODAY = Ranking(values="as written", fusion="weighted", server_weight=0.3, full_text_weight=0.3)
+TODAY = Ranking(fusion="weighted", server_weight=0.3, full_text_weight=0.3)
 """The ranking before issue 17, kept as the baseline every change is measured against."""
 
 

@@ -54,30 +54,3 @@ def test_a_task_is_split_into_steps_and_a_short_query_is_not() -> None:
     assert plan.steps == ("Find the trending repositories", "read the top one's wiki", "write a summary to /tmp/a.md")
     assert plan.texts[0] == plan.text
     assert plan_query("a, b and c", split_steps=False).steps == ()
-
-
-def test_values_in_a_query_can_be_read_as_their_kind_while_the_steps_keep_them() -> None:
-    query = "Fetch https://example.com/a?ids=1,2 and then transcribe /root/music/alarm.wav, save it to <target>"
-    plan = plan_query(query, values="kind for dense")
-    assert plan.steps == (
-        "Fetch https://example.com/a?ids=1,2",
-        "transcribe /root/music/alarm.wav",
-        "save it to <target>",
-    )
-    assert plan.texts == (
-        "Fetch an example URL and then transcribe an audio file, save it to",
-        "Fetch an example URL",
-        "transcribe an audio file",
-        "save it to",
-    )
-    assert plan.keywords == plan.text
-    assert plan.kinds == ("placeholder", "url", "path")
-    assert plan_query(query, values="kind for both").keywords == plan.texts[0]
-    dropped = plan_query("open ENG-4121 and 5KsDBWseXY6QegucYAoacS", values="kind for dense, dropped from full-text")
-    assert (dropped.texts[0], dropped.keywords) == ("open an id and an id", "open and")
-    assert plan_query("hash it with sha256 in base64", values="kind for both").kinds == ()
-
-
-def test_a_query_that_is_only_a_value_is_still_searched() -> None:
-    plan = plan_query("<query>", values="kind for both")
-    assert (plan.texts, plan.keywords) == (("<query>",), "<query>")
