@@ -5,19 +5,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import CompletedProcess
 from typing import Any
 
-import anyio
 import pytest
 
 from aggregator.config.settings import Settings
 from aggregator.nginx import NginxPaths
+from tests.commands import Ran, run_command_in_thread
 from tests.conftest import REPOSITORY, STARTUP_DEADLINE
 from tests.harness import free_port as free_port  # nginx cannot report the port it bound
 from tests.processes import RunningProcess, run_process
@@ -37,10 +35,9 @@ def nginx_settings(port: int, **overrides: Any) -> dict[str, Any]:
     }
 
 
-async def nginx_command(action: str, config: Path, env: dict[str, str] | None = None) -> CompletedProcess[bytes]:
-    """Run `mcp-aggregator nginx <action> --config <config>` (render, reload) to completion."""
-    command = [sys.executable, "-m", "aggregator", "nginx", action, "--config", str(config)]
-    return await anyio.run_process(command, cwd=REPOSITORY, env={**os.environ, **(env or {})}, check=False)
+async def nginx_command(action: str, config: Path, env: dict[str, str] | None = None) -> Ran:
+    """Run `mcp-aggregator nginx <action> --config <config>` (render, reload) to completion, in-process."""
+    return await run_command_in_thread("nginx", action, "--config", str(config), environment=env)
 
 
 @dataclass

@@ -87,8 +87,8 @@ async def passthrough(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -
             nginx["gateway_replicas"] = [live.address]
             config = write_gateway_config(directory, key_env="TEST_GATEWAY_KEY", kid=KID, nginx=nginx)
             rendered = await nginx_command("render", config, {"TEST_GATEWAY_KEY": SECRET})
-            assert rendered.returncode == 0, rendered.stderr.decode()
-            assert b"passthrough: /echo/, /echo-sse/, /who/, /who-token/" in rendered.stdout
+            assert rendered.returncode == 0, rendered.stderr
+            assert "passthrough: /echo/, /echo-sse/, /who/, /who-token/" in rendered.stdout
             settings = Settings.model_validate({"data_dir": directory / "data", "nginx": nginx})
             async with running_nginx(settings) as running:
                 yield Passthrough(running, live.audit_log)
