@@ -18,6 +18,7 @@ through `watch`, which re-reads the pin store whenever its stamp changes.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -91,6 +92,7 @@ class Gate:
         """The latest changes served under `warn` and the latest holds, for gateway://health."""
         self.on_change: Callable[[], None] = lambda: None
         """Called after the pins changed (an approval, a rejection, a write by another process)."""
+        self._missed = False  # another process wrote between our read and our write: rebuild at the next poll
 
     def admit(self, server: str, spec: AnyUpstream, tools: tuple[types.Tool, ...]) -> tuple[types.Tool, ...]:
         """The tools of `server`'s listing that may be served now; records every new decision."""
@@ -102,7 +104,8 @@ class Gate:
             self._write(writes)
         for event in events:
             self._record(event)
-        self._admitted[server] = (self._generation, tools, served)
+        if not self._missed:  # else `served` came from pins older than the store's: decide again soon
+            self._admitted[server] = (self._generation, tools, served)
         return served
 
     def _decide(
@@ -151,12 +154,18 @@ class Gate:
         return tuple(served), events, writes
 
     def _write(self, writes: Iterable[Callable[[Pins], None]]) -> None:
-        def apply(pins: Pins) -> None:
+        def apply(pins: Pins) -> Pins | None:
+            external = copy.deepcopy(pins) if pins != self._pins else None
             for write in writes:
                 write(pins)
+            return external
 
         # Blocking, but only when a decision is new (rare), and the decision must be stored before it is served.
-        _, self._pins = self.store.update(apply)
+        external, pins = self.store.update(apply)
+        if external is not None:
+            self._count_verdicts(external)
+            self._missed = True
+        self._pins = pins
         self._stamp = self.store.stamp()
         self._generation += 1
 
@@ -192,19 +201,26 @@ class Gate:
 
     def changed(self, pins: Pins) -> None:
         """Take `pins` as current (just written, or re-read) and let the catalog rebuild."""
-        for server, tool, verdict in transitions(self._pins, pins):
-            change = "changed" if tool in self._pins[server]["pinned"] else "new"
-            self.counts[(server, change, verdict)] += 1
-            logger.info("trust.tool_definition_" + verdict, extra={"server": server, "tool": tool})
+        self._count_verdicts(pins)
         self._pins = pins
         self._stamp = self.store.stamp()
         self._generation += 1
         self.on_change()
 
+    def _count_verdicts(self, pins: Pins) -> None:
+        for server, tool, verdict in transitions(self._pins, pins):
+            change = "changed" if tool in self._pins[server]["pinned"] else "new"
+            self.counts[(server, change, verdict)] += 1
+            logger.info("trust.tool_definition_" + verdict, extra={"server": server, "tool": tool})
+
     async def watch(self, interval: float) -> None:
         """Re-read the pin store whenever another process writes it (its stamp is polled every `interval` s)."""
         while True:
             await anyio.sleep(interval)
+            if self._missed:
+                self._missed = False
+                self._generation += 1
+                self.on_change()
             current = self.store.stamp()
             if current == self._stamp:
                 continue

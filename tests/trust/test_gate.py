@@ -124,3 +124,22 @@ async def test_the_gate_follows_verdicts_written_by_another_process_and_survives
         assert names(gate.admit("shop", spec(on_change="hold"), CHANGED)) == {"c"}
         tasks.cancel_scope.cancel()
     assert gate.counts[("shop", "new", "approved")] == 1
+
+
+async def test_a_verdict_written_while_the_gateway_writes_its_own_decision_is_not_lost(tmp_path: Path) -> None:
+    gate = gate_in(tmp_path)
+    gate.admit("shop", spec(on_change="hold"), FIRST)
+    gate.admit("shop", spec(on_change="hold"), CHANGED)
+    decide(PinStore(tmp_path / "pins.json"), "approved", "shop", "c", "cli:root")  # not yet seen by the gate
+    grown = (*CHANGED, tool("d"))
+    assert names(gate.admit("shop", spec(on_change="hold"), grown)) == set()  # its write merges the approval
+    assert gate.held_counts() == {"shop": 3}
+    heard = anyio.Event()
+    gate.on_change = heard.set
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(gate.watch, 0.01)
+        with anyio.fail_after(10):
+            await heard.wait()
+        tasks.cancel_scope.cancel()
+    assert names(gate.admit("shop", spec(on_change="hold"), grown)) == {"c"}
+    assert gate.counts[("shop", "new", "approved")] == 1
