@@ -23,6 +23,36 @@ from tests.processes import RunningProcess, run_process
 requires_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (make setup)")
 RELOAD_DEADLINE = 30.0
 
+SCOPES = """
+echo/call:
+- server: echo
+  methods: [tools/list, tools/call]
+  tools: [echo, add, slow]
+- server: echo-sse
+  methods: [tools/list, tools/call]
+  tools: [echo, slow]
+echo/fail:
+- server: echo
+  methods: [tools/call]
+  tools: [fail]
+who/call:
+- server: who
+  methods: [tools/list, tools/call]
+  tools: [whoami]
+- server: who-token
+  methods: [tools/list, tools/call]
+  tools: [whoami]
+aggregate/all:
+- server: "*"
+  methods: [tools/list, tools/call]
+  tools: ["*"]
+weather/only:
+- server: weather
+  methods: [tools/call]
+  tools: ["*"]
+"""
+"""The passthrough tests' policy: echo (streamable HTTP and SSE), who (identity headers), everything, weather."""
+
 
 def nginx_settings(port: int, **overrides: Any) -> dict[str, Any]:
     """The `nginx` section of a test gateway.yaml: one worker, on loopback, workers as root when we are."""

@@ -40,7 +40,7 @@ from tests.harness import (
     text_of,
     token_for,
 )
-from tests.nginx.harness import RunningNginx, nginx_settings, requires_nginx, running_nginx
+from tests.nginx.harness import SCOPES, RunningNginx, nginx_settings, requires_nginx, running_nginx
 from tests.servers import headers as headers_server
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
@@ -51,24 +51,6 @@ POLICY_INTERVAL = 0.1
 DEBOUNCE = 0.3
 FLUSH_BOUND = POLICY_INTERVAL + DEBOUNCE + 10.0
 """The documented bound (watch interval + reload_debounce + the reload), with room for a loaded machine."""
-SCOPES = """
-echo/call:
-- server: echo
-  methods: [tools/list, tools/call]
-  tools: [echo, add]
-echo/fail:
-- server: echo
-  methods: [tools/call]
-  tools: [fail]
-who/call:
-- server: who
-  methods: [tools/list, tools/call]
-  tools: [whoami]
-weather/only:
-- server: weather
-  methods: [tools/call]
-  tools: ["*"]
-"""
 JUDGED = re.compile(r"passthrough\.(allowed|denied)|auth\.rejected")
 """A gateway log line for one passthrough request it judged."""
 MODERN = "2026-07-28"
@@ -102,6 +84,14 @@ class Stage:
             sent.setdefault("Authorization", f"Bearer {bearer}")
         async with httpx2.AsyncClient(trust_env=False) as http:
             return await http.post(self.url(), content=content, headers=sent)
+
+    async def kept(self, body: dict[str, Any], bearer: str) -> bool:
+        """Send an echo call twice (the second with another id), both answered; whether nginx kept the first allow."""
+        text = body["params"]["arguments"]["text"]
+        assert echoed(await self.post(body, bearer, **modern_headers("echo"))) == text
+        decided = self.decisions()
+        assert echoed(await self.post(body | {"id": 99}, bearer, **modern_headers("echo"))) == text
+        return self.decisions() == decided
 
     async def revoke(self, bearer: str) -> None:
         jti = jwt.decode(bearer, options={"verify_signature": False})["jti"]
@@ -215,10 +205,8 @@ OTHER_CALLERS = {
 
 @pytest.mark.parametrize("other", OTHER_CALLERS)
 async def test_two_tokens_never_share_an_entry(stage: Stage, other: str) -> None:
-    assert echoed(await stage.post(call("echo", 1), ALICE, **modern_headers("echo"))) == "x"
+    assert await stage.kept(call("echo"), ALICE)  # alice's entry is in the cache
     decided = stage.decisions()
-    assert echoed(await stage.post(call("echo", 2), ALICE, **modern_headers("echo"))) == "x"
-    assert stage.decisions() == decided  # alice's entry is in the cache
     authorization, status = OTHER_CALLERS[other]
     response = await stage.post(call("echo", 3), None, Authorization=authorization, **modern_headers("echo"))
     assert response.status_code == status, response.text
@@ -247,13 +235,12 @@ async def test_a_refusal_is_never_cached_and_a_grant_takes_effect_at_once(stage:
     assert stage.decisions() == decided + 2  # both judged by the gateway: the first refusal was not kept
     if refusal == "a forbidden tool":
         mark = len(stage.live.log.lines)
-        stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add]", "tools: [echo, add, fail]"))
+        stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add, slow]", "tools: [echo, add, slow, fail]"))
         await stage.live.log.wait_for("policy.reloaded", after=mark)
         granted = await stage.post(call("fail"), ALICE, **modern_headers("fail"))
         assert granted.status_code == 200  # at once: nginx had no refusal to serve
 
 
-HONEST = (call("echo", 1), modern_headers("echo"))
 DISHONEST_BODIES: dict[str, bytes] = {
     "another tool": json.dumps(call("fail", 7)).encode(),
     "a batch adding a forbidden call": json.dumps([call("echo", 7), call("fail", 8)]).encode(),
@@ -268,12 +255,9 @@ DISHONEST_BODIES: dict[str, bytes] = {
 @pytest.mark.parametrize("body", DISHONEST_BODIES)
 async def test_a_body_dependent_decision_is_never_served_from_a_shape_only_key(stage: Stage, body: str) -> None:
     """An honest request is cached; the same headers with a body the gateway refuses are still refused."""
-    honest, headers = HONEST
-    assert echoed(await stage.post(honest, ALICE, **headers)) == "x"
+    assert await stage.kept(call("echo"), ALICE)  # only the id differs: a hit
     decided = stage.decisions()
-    assert echoed(await stage.post(honest | {"id": 99}, ALICE, **headers)) == "x"  # only the id differs: a hit
-    assert stage.decisions() == decided
-    refused = await stage.post(DISHONEST_BODIES[body], ALICE, **headers)
+    refused = await stage.post(DISHONEST_BODIES[body], ALICE, **modern_headers("echo"))
     assert refused.status_code == 403, refused.text
     assert stage.decisions() == decided + 1
 
@@ -314,7 +298,7 @@ async def test_a_reloaded_scopes_file_that_removes_access_takes_effect(stage: St
         body, headers = era_request(era, request_id)
         assert got_through(await stage.post(body, bearer, **headers))
     mark = len(stage.nginx.process.lines)
-    stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add]", "tools: [add]"))
+    stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add, slow]", "tools: [add, slow]"))
     await stage.wait_flushed(mark)
     body, headers = era_request(era, 3)
     refused = await stage.post(body, bearer, **headers)
@@ -325,19 +309,12 @@ async def test_a_reloaded_scopes_file_that_removes_access_takes_effect(stage: St
 @pytest.mark.parametrize(("lifetime", "kept"), [(1, False), (2, False), (60, True), (TTL * 2, True)])
 async def test_an_allow_is_never_kept_past_its_tokens_expiry(stage: Stage, lifetime: int, kept: bool) -> None:
     """nginx keeps an allow until two seconds before the token's exp at most: a token about to expire is never kept."""
-    bearer = token_for("alice", scopes=["echo/call"], ttl=lifetime)
-    assert echoed(await stage.post(call("echo", 1), bearer, **modern_headers("echo"))) == "x"
-    decided = stage.decisions()
-    assert echoed(await stage.post(call("echo", 2), bearer, **modern_headers("echo"))) == "x"
-    assert (stage.decisions() == decided) is kept
+    assert await stage.kept(call("echo"), token_for("alice", scopes=["echo/call"], ttl=lifetime)) is kept
 
 
 @pytest.mark.parametrize(("length", "kept"), [(10, True), (3000, True), (5000, False), (200_000, False)])
 async def test_only_small_bodies_are_kept(stage: Stage, length: int, kept: bool) -> None:
     """A body of 4000 bytes or more is decided by the gateway every time, and nginx does not complain of it."""
     body = call("echo", 1) | {"params": call("echo")["params"] | {"arguments": {"text": "y" * length}}}
-    assert echoed(await stage.post(body, ALICE, **modern_headers("echo"))) == "y" * length
-    decided = stage.decisions()
-    assert echoed(await stage.post(body | {"id": 2}, ALICE, **modern_headers("echo"))) == "y" * length
-    assert (stage.decisions() == decided) is kept
+    assert await stage.kept(body, ALICE) is kept
     assert not [line for line in stage.nginx.process.lines if "cache key" in line or "buffer_size" in line]

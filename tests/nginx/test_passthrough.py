@@ -22,39 +22,11 @@ from mcp.client.streamable_http import streamable_http_client
 
 from aggregator.config.settings import Settings
 from tests.harness import KID, SECRET, connected, free_port, serve_gateway, serve_mcp, text_of, token_for
-from tests.nginx.harness import RunningNginx, nginx_command, nginx_settings, requires_nginx, running_nginx
+from tests.nginx.harness import SCOPES, RunningNginx, nginx_command, nginx_settings, requires_nginx, running_nginx
 from tests.processes import write_gateway_config
 from tests.servers import headers
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
-SCOPES = """
-echo/call:
-- server: echo
-  methods: [tools/list, tools/call]
-  tools: [echo, add, slow]
-- server: echo-sse
-  methods: [tools/list, tools/call]
-  tools: [echo, slow]
-echo/fail:
-- server: echo
-  methods: [tools/call]
-  tools: [fail]
-who/call:
-- server: who
-  methods: [tools/list, tools/call]
-  tools: [whoami]
-- server: who-token
-  methods: [tools/list, tools/call]
-  tools: [whoami]
-aggregate/all:
-- server: "*"
-  methods: [tools/list, tools/call]
-  tools: ["*"]
-weather/only:
-- server: weather
-  methods: [tools/call]
-  tools: ["*"]
-"""
 
 
 @dataclass
