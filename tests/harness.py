@@ -253,8 +253,9 @@ async def serve_gateway(
 
     `secured` gateways accept tokens from `token_for` (pass `auth=...` for other verifiers); others
     treat every caller as unrestricted (what `--insecure-dev` does). Extra keyword arguments are
-    settings. By default the gateway is yielded once every upstream's first connection attempt has
-    settled (connected, or failed once).
+    settings; a `port` setting is also the port it is served on (default: a free one, and the
+    setting's own default). By default the gateway is yielded once every upstream's first connection
+    attempt has settled (connected, or failed once).
     """
     servers_file = write_files(directory, servers, scopes)
     if scopes is not None:
@@ -266,7 +267,7 @@ async def serve_gateway(
     gateway = build_gateway(configured, load_servers(servers_file))
     ready = anyio.Event()
     with captured_logs() as log:
-        async with serve_asgi(create_app(gateway, on_ready=ready.set)) as url:
+        async with serve_asgi(create_app(gateway, on_ready=ready.set), port=settings.get("port", 0)) as url:
             with anyio.fail_after(STARTUP_DEADLINE):
                 await ready.wait()
                 if wait_for_upstreams:
