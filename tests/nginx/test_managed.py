@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
-import yaml
 from mcp import Client
 
 from aggregator.config.settings import Settings
 from aggregator.nginx import NginxControl, NginxPaths, apply
 from aggregator.registry.models import load_servers
-from tests.conftest import gateway_process, http_upstream, wait_connected
+from tests.harness import connected, serve_gateway, write_files
 from tests.nginx.harness import free_port, nginx_settings, requires_nginx, running_nginx
 
 pytestmark = [pytest.mark.anyio, requires_nginx]
@@ -27,41 +23,36 @@ async def served(base: str, server: str) -> bool:
         return (await http.get(f"{base}/{server}/mcp")).status_code != 404
 
 
-async def test_registered_servers_appear_in_nginx_and_removed_ones_go(tmp_path: Path) -> None:
-    async with http_upstream("echo") as (echo_url, _):
-        gateway_port = free_port()
-        nginx: dict[str, Any] = nginx_settings(free_port(), gateway_replicas=[f"127.0.0.1:{gateway_port}"], manage=True)
-        config = {
-            "servers_file": "servers.yaml",
-            "data_dir": "data",
-            "nginx": nginx,
-            "admin_allowed_networks": ["127.0.0.0/8"],  # registrations reach the loopback echo upstream
-        }
-        (tmp_path / "gateway.yaml").write_text(json.dumps(config))
-        (tmp_path / "servers.yaml").write_text(
-            yaml.safe_dump({"servers": {"first": {"transport": "streamable-http", "url": echo_url}}})
-        )
-        settings = Settings.model_validate({"data_dir": tmp_path / "data", "nginx": nginx})
-        control = NginxControl(settings.nginx.binary, NginxPaths.from_settings(settings))
-        apply(settings, load_servers(tmp_path / "servers.yaml"), control, reload=False)
-        async with (
-            running_nginx(settings) as proxy,
-            gateway_process(
-                tmp_path / "servers.yaml", "--config", str(tmp_path / "gateway.yaml"), "--port", str(gateway_port)
-            ) as (url, gateway),
-        ):
-            await wait_connected(gateway, "first")
-            assert await served(proxy.url, "first")
-            assert not await served(proxy.url, "second")
-            async with Client(url) as admin:
-                mark = len(proxy.process.lines)
-                await admin.call_tool("register_service", {"service_name": "second", "url": echo_url})
-                await proxy.wait_reloaded(mark)
-                assert await served(proxy.url, "second")
-                mark = len(proxy.process.lines)
-                await admin.call_tool("remove_service", {"service_name": "first"})
-                await proxy.wait_reloaded(mark)
-            assert not await served(proxy.url, "first")
+async def test_registered_servers_appear_in_nginx_and_removed_ones_go(tmp_path: Path, echo_url: str) -> None:
+    gateway_port = free_port()  # nginx's config names the gateway before the gateway runs
+    nginx = nginx_settings(free_port(), gateway_replicas=[f"127.0.0.1:{gateway_port}"], manage=True)
+    servers = {"first": {"transport": "streamable-http", "url": echo_url}}
+    settings = Settings.model_validate({"data_dir": tmp_path / "data", "nginx": nginx})
+    control = NginxControl(settings.nginx.binary, NginxPaths.from_settings(settings))
+    apply(settings, load_servers(write_files(tmp_path, servers, None)), control, reload=False)
+    async with (
+        running_nginx(settings) as proxy,
+        serve_gateway(
+            tmp_path,
+            servers=servers,
+            secured=False,
+            port=gateway_port,
+            nginx=nginx,
+            admin_allowed_networks=["127.0.0.0/8"],  # registrations reach the loopback echo upstream
+        ) as live,
+    ):
+        await live.wait_until(connected("first"))
+        assert await served(proxy.url, "first")
+        assert not await served(proxy.url, "second")
+        async with Client(live.url) as admin:
+            mark = len(proxy.process.lines)
+            await admin.call_tool("register_service", {"service_name": "second", "url": echo_url})
+            await proxy.wait_reloaded(mark)
             assert await served(proxy.url, "second")
-            assert proxy.problems() == []
-            assert re.search(r"nginx\.reloaded", gateway.output)
+            mark = len(proxy.process.lines)
+            await admin.call_tool("remove_service", {"service_name": "first"})
+            await proxy.wait_reloaded(mark)
+        assert not await served(proxy.url, "first")
+        assert await served(proxy.url, "second")
+        assert proxy.problems() == []
+        assert "nginx.reloaded" in live.log.output
