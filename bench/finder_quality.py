@@ -50,6 +50,7 @@ WHOLE_WORDS = (12, 20, 30)
 HALVES = {"full-text only": TODAY, "vector only": TODAY}
 SINGLE_CHANGES = {
     "today without server similarity": replace(TODAY, server_weight=0.0),
+    "today without steps": replace(TODAY, split_steps=False),
     **{f"today, steps only past {n} words": replace(TODAY, whole_query_words=n) for n in WHOLE_WORDS},
 }
 FUSIONS = ("weighted", "rrf", "minmax")

@@ -40,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
@@ -192,6 +192,7 @@ async def real_catalog(arguments: argparse.Namespace, embedder: Embedder) -> lis
     checks = []
     with tempfile.TemporaryDirectory(prefix="finder-speed-") as scratch:
         async with seeded_index(Path(scratch) / "real", catalog, embedder, arguments.cache) as index:
+            index.ranking = replace(index.ranking, whole_query_words=arguments.whole_query_words)
             names = [document.name for document in catalog.documents]
             callers = {"all allowed": frozenset(names), "100 allowed": frozenset(random.Random(3).sample(names, 100))}
             print(f"\n{len(names):,} real tools; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
@@ -270,6 +271,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPOSITORY.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "finder-bench-cache")
     parser.add_argument("--no-real", action="store_true", help="skip the real ~3.3k-tool catalog")
+    parser.add_argument(
+        "--whole-query-words", type=int, help="encode long tasks as their steps only past this many words (Ranking)"
+    )
     parser.add_argument("--queries", type=int, default=200, help="timed queries per caller (after 20 warm-up)")
     arguments = parser.parse_args()
     sys.exit(anyio.run(run, arguments))
