@@ -47,6 +47,8 @@ SECRET = "tests-only-signing-secret-0123456789abcdef"
 KID = "tests"
 AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid=KID, secret=SecretStr(SECRET)),))
 STARTUP_DEADLINE = 60.0
+ADMIN = "/mcp/admin"
+"""The path of the management endpoint: `live.client(..., path=ADMIN)`, `live.member(..., path=ADMIN)`."""
 LIVE_STATES = frozenset({UpstreamState.HEALTHY, UpstreamState.DEGRADED})
 
 Era = Literal["auto", "legacy"]
@@ -170,6 +172,13 @@ class LiveGateway:
     gateway: Gateway
     directory: Path
     log: LogLines
+    app: ASGIApp | None = None
+    """The gateway's HTTP application (its routes: `/mcp` is the lean path's app when `lean_path` is on)."""
+
+    @property
+    def admin_url(self) -> str:
+        """The management endpoint's URL, `http://127.0.0.1:PORT/mcp/admin`."""
+        return self.base + ADMIN
 
     @property
     def base(self) -> str:
@@ -267,9 +276,10 @@ async def serve_gateway(
     gateway = build_gateway(configured, load_servers(servers_file))
     ready = anyio.Event()
     with captured_logs() as log:
-        async with serve_asgi(create_app(gateway, on_ready=ready.set), port=settings.get("port", 0)) as url:
+        app = create_app(gateway, on_ready=ready.set)
+        async with serve_asgi(app, port=settings.get("port", 0)) as url:
             with anyio.fail_after(STARTUP_DEADLINE):
                 await ready.wait()
                 if wait_for_upstreams:
                     await gateway.pool.wait_until(UpstreamPool.all_settled)
-            yield LiveGateway(url, gateway, directory, log)
+            yield LiveGateway(url, gateway, directory, log, app)

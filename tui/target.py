@@ -1,7 +1,8 @@
 """Where the console's gateway is, and how a session to it is opened.
 
-The admin tools are served at `ADMIN_PATH` on the gateway's origin: the one place to change if
-they move (e.g. to `/mcp/admin`). A `Target` opens an MCP `Client` session: `HttpTarget` over
+The management tools are served on the gateway's `/mcp/admin` endpoint (`/mcp` offers agents the
+upstream tools and the finder only): `admin_url` finds it from whatever address the operator gives
+(the origin, the `/mcp` URL, or the admin URL itself). A `Target` opens an MCP `Client` session: `HttpTarget` over
 streamable HTTP with the operator's bearer token; tests may open one to an in-process server.
 
 The MCP SDK turns an HTTP 401 into a bare "Server returned an error response", so `HttpTarget`
@@ -29,10 +30,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tui.errors import TokenRejected
 
-ADMIN_PATH = "/mcp"
-"""The path of the gateway's MCP endpoint that serves the admin tools."""
-GATEWAY_PATHS = ("", "/", "/mcp")
-"""Paths an operator may give that mean "the gateway" rather than a path of its own (behind a proxy)."""
+ADMIN_PATH = "/mcp/admin"
+"""The path of the gateway's MCP endpoint that serves the management tools."""
+AGENT_ENDPOINT = "/mcp"
+"""The agents' endpoint: given as the address (also behind a proxy's prefix), its `/admin` is the console's."""
 CLIENT_NAME = "mcp-aggregator-tui"
 """The console's `clientInfo` name: the audit log records it as `client`, and `recent_activity`
 leaves these calls out of its statistics (`aggregator.tools.activity.CONSOLE_CLIENT`)."""
@@ -45,11 +46,17 @@ Notified = MessageHandlerFnT
 
 
 def admin_url(url: str) -> str:
-    """The admin endpoint of the gateway at `url` (its origin, or its MCP URL); another path is kept."""
+    """The management endpoint of the gateway at `url`: given its origin or its `/mcp` URL (under any
+    proxy prefix), the `/mcp/admin` beside it; an admin URL, or any other path, is kept as given."""
     parts = urlsplit(url)
-    if parts.path.rstrip("/") in (path.rstrip("/") for path in GATEWAY_PATHS):
-        return urlunsplit((parts.scheme, parts.netloc, ADMIN_PATH, parts.query, ""))
-    return url
+    path = parts.path.rstrip("/")
+    if path == "":
+        path = ADMIN_PATH
+    elif path.endswith(AGENT_ENDPOINT):
+        path += ADMIN_PATH.removeprefix(AGENT_ENDPOINT)
+    else:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 class Target(Protocol):

@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     search_uri: str | None = Field(default=None, description="LanceDB URI of the tool index; default data_dir/index.")
     search_model: str | None = Field(default=None, description="sentence-transformers model name or path.")
     discovery_mode: bool = Field(default=False, description="List only the finder tools (also: /mcp?tools=discover).")
+    management_tools_on_mcp: bool = Field(
+        default=False,
+        description="Also offer the management tools (register_service, generate_token...) on /mcp, /sse and stdio, "
+        "for clients that predate /mcp/admin; by default they are served on /mcp/admin only, away from agents' models.",
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings, description="Who may call, and how tokens are checked.")
     limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Request, call and session bounds.")
     rate_limit_per_second: float = Field(default=50.0, ge=0, description="Per principal; 0 turns limits off.")

@@ -1,13 +1,14 @@
 """The ASGI application: the routes and middleware in front of one assembled `Gateway`.
 
-/mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless)
+/mcp        streamable HTTP, both protocol eras (2025-11-25 sessions, 2026-07-28 stateless): for agents
+/mcp/admin  the same, plus the management tools (`aggregator.server.endpoints`): for operators, the TUI
 /sse        legacy HTTP+SSE stream (+ /messages/ for its POSTs)
 /healthz    liveness: the process answers
 /readyz     readiness: 200 once the gateway can serve (policy loaded, listening, every upstream's first
             connection attempt settled, the upstreams marked `required: true` connected), else 503;
             `{"ready": bool}` for anyone, upstream states and errors only for operators (UI
             list_service for `all`)
-/.well-known/oauth-protected-resource[/mcp]   RFC 9728 metadata for OAuth-capable hosts
+/.well-known/oauth-protected-resource[/mcp[/admin]]   RFC 9728 metadata for OAuth-capable hosts
 /auth/validate   nginx auth_request: the policy decision on one passthrough request
 /v0.1/servers[/{name}/versions[/{version}]]   registry read API (official MCP registry format, CORS)
 /metrics    Prometheus metrics (public only with `metrics_public`)
@@ -43,6 +44,7 @@ from aggregator.http.registry_api import registry_routes
 from aggregator.http.validate import validate_routes
 from aggregator.nginx.cache import REVOCATIONS, CacheMarks
 from aggregator.policy.limits import BodyInspector, BodyLimits, RequestLimitsMiddleware, printable
+from aggregator.server.endpoints import ADMIN_PATH, MCP_PATH, AdminEndpoint
 from aggregator.server.gateway import Gateway
 from aggregator.server.lean import lean_app
 
@@ -144,11 +146,13 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
                 startup.cancel_scope.cancel()
 
     mcp: ASGIApp = StreamableHTTPASGIApp(sessions)
+    admin = AdminEndpoint(mcp)  # management traffic is light: always the SDK path
     if settings.lean_path:  # tools/call and tools/list below the SDK's session layers (aggregator.server.lean)
         revocations = settings.data_dir / "revoked.json" if gateway.verifier is not None else None
         mcp = lean_app(mcp, gateway.handlers, gateway.server, sessions, security, revocations)
     routes = [
-        Route("/mcp", mcp),
+        Route(MCP_PATH, mcp),
+        Route(ADMIN_PATH, admin),
         Route("/sse", _AsgiEndpoint(sse_stream), methods=["GET"]),
         Mount("/messages/", app=sse.handle_post_message),
         Route("/healthz", healthz, methods=["GET"]),

@@ -24,6 +24,7 @@ from aggregator.errors import AuthenticationError
 from aggregator.policy.limits import mark_refusal_logged, printable
 from aggregator.policy.principal import AuthMethod, Principal, current_principal
 from aggregator.policy.tokens import TokenVerifier
+from aggregator.server.endpoints import ADMIN_PATH, MCP_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class BearerAuthMiddleware:
         app: ASGIApp,
         verifier: TokenVerifier | None,
         origin: PublicOrigin,
-        protected: tuple[str, ...] = ("/mcp", "/sse", "/messages/"),
+        protected: tuple[str, ...] = (MCP_PATH, ADMIN_PATH, "/sse", "/messages/"),
     ) -> None:
         self._app = app
         self._verifier = verifier
@@ -135,7 +136,11 @@ class PublicOrigin:
 
     def mcp_url(self, scope: Scope) -> str:
         """The aggregated MCP endpoint's URL."""
-        return self.public_url or f"{self.origin(scope)}/mcp"
+        return self.public_url or f"{self.origin(scope)}{MCP_PATH}"
+
+    def admin_url(self, scope: Scope) -> str:
+        """The management endpoint's URL: beside the aggregated one (`<mcp url>/admin`), as nginx routes it."""
+        return self.mcp_url(scope).rstrip("/") + ADMIN_PATH.removeprefix(MCP_PATH)
 
 
 def _bound_origin(scope: Scope) -> str:
@@ -204,7 +209,9 @@ def _fingerprint(scope: Scope) -> str:
 
 
 def resource_url(request: Request, origin: PublicOrigin) -> str:
-    """The MCP URL clients use (see `PublicOrigin`)."""
+    """The URL clients use for the MCP endpoint `request` came to (see `PublicOrigin`): /mcp/admin or /mcp."""
+    if request.scope.get("path") in (ADMIN_PATH, METADATA_PATH + ADMIN_PATH):
+        return origin.admin_url(request.scope)
     return origin.mcp_url(request.scope)
 
 
@@ -217,7 +224,7 @@ def metadata_url(request: Request, origin: PublicOrigin) -> str:
 
 
 def metadata_routes(origin: PublicOrigin, authorization_servers: tuple[str, ...]) -> list[Route]:
-    """`/.well-known/oauth-protected-resource[/mcp]`: how a host finds where to log in (RFC 9728)."""
+    """`/.well-known/oauth-protected-resource[/mcp[/admin]]`: how a host finds where to log in (RFC 9728)."""
 
     async def metadata(request: Request) -> JSONResponse:
         body = {
@@ -228,4 +235,5 @@ def metadata_routes(origin: PublicOrigin, authorization_servers: tuple[str, ...]
         }
         return JSONResponse(body, headers={"Cache-Control": "max-age=300"})
 
-    return [Route(METADATA_PATH, metadata, methods=["GET"]), Route(METADATA_PATH + "/mcp", metadata, methods=["GET"])]
+    paths = (METADATA_PATH, METADATA_PATH + MCP_PATH, METADATA_PATH + ADMIN_PATH)
+    return [Route(path, metadata, methods=["GET"]) for path in paths]

@@ -159,6 +159,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         settings, registry, pool, catalog, guard.policy, guard.audit, on_policy_change=handlers.notifier.changed
     )
     handlers.discovery_mode = settings.discovery_mode
+    handlers.management_on_mcp = settings.management_tools_on_mcp
     server = handlers
     finder = Finder(
         settings.search_uri or settings.data_dir / "index",

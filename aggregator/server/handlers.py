@@ -26,11 +26,11 @@ from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnav
 from aggregator.policy.principal import Principal
 from aggregator.sdk import connection_of
 from aggregator.server.edge import answer
+from aggregator.server.endpoints import AGENT_TOOLS, is_management, on_admin_endpoint, served_elsewhere
 from aggregator.server.guard import Guard
 from aggregator.server.notify import Fingerprints, Notifier, digest
 from aggregator.server.resources import ResourceHandlers
 from aggregator.tools.admin import Admin
-from aggregator.tools.finder import CALL, DESCRIBE, FINDER
 from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.upstream import Upstream
@@ -39,7 +39,6 @@ SERVER_NAME = "mcp-aggregator"
 SERVER_VERSION = "0.1.0"
 
 _ResultT = TypeVar("_ResultT")
-DISCOVERY_TOOLS = frozenset({FINDER, DESCRIBE, CALL})
 Context = ServerRequestContext[Any, Any]
 
 
@@ -52,6 +51,7 @@ class GatewayServer:
         self.guard = guard
         self.admin: Admin | None = None
         self.discovery_mode = False
+        self.management_on_mcp = False  # `management_tools_on_mcp`: offered on every endpoint, not only /mcp/admin
         self.notifier = Notifier(self.fingerprint)
         self.resources = ResourceHandlers(self)
         self.notifier.after_change = self.resources.health_changed
@@ -63,10 +63,8 @@ class GatewayServer:
             return self._build()
 
     def input_schema(self, name: str) -> dict[str, Any] | None:
-        """A tool's input schema by exported name, for the SDK's 2026-07-28 header checks.
-
-        Without it the SDK would run the whole (filtered, audited) tools/list before every call.
-        """
+        """A tool's input schema by exported name, for the SDK's 2026-07-28 header checks (without it
+        the SDK would run the whole filtered, audited tools/list before every call)."""
         if self.admin is not None and name in self.admin.tools:
             return dict(self.admin.tools[name].tool().input_schema)
         try:
@@ -117,6 +115,10 @@ class GatewayServer:
             if (only is None or name in only) and self.admin.visible(principal, name)
         ]
 
+    def offers_management(self, request: Any) -> bool:
+        """Whether the endpoint `request` came to offers the management tools (`aggregator.server.endpoints`)."""
+        return self.management_on_mcp or on_admin_endpoint(request)
+
     def discovery(self, ctx: Context) -> bool:
         """Discovery mode: set for the whole gateway, or per request with `?tools=discover`."""
         request = ctx.request
@@ -144,10 +146,9 @@ class GatewayServer:
     async def list_tools(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         async def handle(principal: Principal) -> types.ListToolsResult:
             if self.discovery(ctx):
-                return types.ListToolsResult(tools=self._admin_tools(principal, only=DISCOVERY_TOOLS))
-            return types.ListToolsResult(
-                tools=self._admin_tools(principal) + [e.item for e in self.catalog.tools(self._sees_tool(principal))]
-            )
+                return types.ListToolsResult(tools=self._admin_tools(principal, only=AGENT_TOOLS))
+            own = self._admin_tools(principal, only=None if self.offers_management(ctx.request) else AGENT_TOOLS)
+            return types.ListToolsResult(tools=own + [e.item for e in self.catalog.tools(self._sees_tool(principal))])
 
         return await self.serve(ctx, "tools/list", None, handle)
 
@@ -156,12 +157,11 @@ class GatewayServer:
     ) -> types.CallToolResult | types.InputRequiredResult:
         async def handle(principal: Principal) -> types.CallToolResult | types.InputRequiredResult:
             self.guard.limiter.check(principal)
-            if (
-                self.admin is not None
-                and params.name in self.admin.tools
-                and self.admin.visible(principal, params.name)
-            ):
-                return await self.admin.call(principal, params.name, params.arguments)
+            if self.admin is not None and params.name in self.admin.tools:
+                if is_management(params.name) and not self.offers_management(ctx.request):
+                    self._management_elsewhere(principal, params.name)
+                elif self.admin.visible(principal, params.name):
+                    return await self.admin.call(principal, params.name, params.arguments)
             progress = ctx.session.report_progress if _wants_progress(params) else None
             return await self.call_upstream_tool(
                 principal, params.name, params.arguments, progress, params.input_responses, params.request_state
@@ -296,6 +296,13 @@ class GatewayServer:
                 ):
                     raise UpstreamUnavailableError(upstream.name, upstream.last_error or "") from None
             raise
+
+    def _management_elsewhere(self, principal: Principal, name: str) -> None:
+        """Refuse a management tool here (naming /mcp/admin), unless an upstream exports the name (no prefix)."""
+        try:
+            self.catalog.resolve_tool(name, self._sees_tool(principal))
+        except UnknownNameError:
+            raise served_elsewhere(name) from None
 
     def _never_listed(self, upstream: Upstream, name: str) -> bool:
         prefix = self.catalog.prefix_of(upstream.name)

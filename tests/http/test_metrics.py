@@ -11,7 +11,7 @@ import pytest
 from mcp import MCPError
 
 from aggregator.server.metrics import CONTENT_TYPE, Metrics, exposition, upstream_gauges
-from tests.harness import LiveGateway, free_port, member_token, serve_gateway
+from tests.harness import ADMIN, LiveGateway, free_port, member_token, serve_gateway
 from tests.http.conftest import SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -62,8 +62,8 @@ async def scraped(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> As
 
 
 async def call(live: LiveGateway, tool: str, arguments: dict[str, object]) -> MCPError | None:
-    """Call `tool` as an admin; the MCP error it was answered with, if any."""
-    async with live.member("admins") as client:
+    """Call `tool` as an admin (on /mcp/admin: every tool); the MCP error it was answered with, if any."""
+    async with live.member("admins", path=ADMIN) as client:
         try:
             await client.call_tool(tool, arguments)
         except MCPError as error:

@@ -44,7 +44,7 @@ async def test_registered_servers_appear_in_nginx_and_removed_ones_go(tmp_path: 
         await live.wait_until(connected("first"))
         assert await served(proxy.url, "first")
         assert not await served(proxy.url, "second")
-        async with Client(live.url) as admin:
+        async with Client(proxy.url + "/mcp/admin") as admin:  # the management endpoint, through nginx
             mark = len(proxy.process.lines)
             await admin.call_tool("register_service", {"service_name": "second", "url": echo_url})
             await proxy.wait_reloaded(mark)

@@ -99,3 +99,14 @@ def test_the_stdout_render_is_the_text_that_gets_installed(tmp_path: Path) -> No
     again, _ = apply(settings, SERVERS, control, reload=False)
     assert not again.changed
     assert json.dumps(again.skipped)  # reported every time, not only on change
+
+
+def test_the_management_endpoint_is_routed_to_the_gateway_like_the_aggregated_one(tmp_path: Path) -> None:
+    text = render(settings_for(tmp_path), SERVERS).text
+
+    def location(path: str) -> list[str]:
+        block = text.split(f"location = {path} {{", 1)[1].split("}", 1)[0]
+        return [line.strip() for line in block.strip().splitlines() if not line.strip().startswith("#")]
+
+    assert location("/mcp/admin") == location("/mcp")
+    assert "proxy_pass http://mcp_gateway;" in location("/mcp/admin")

@@ -134,11 +134,11 @@ def token(subject: str, scopes: list[str] = [], groups: list[str] = []) -> str: 
 async def principals(provider: OidcProvider) -> dict[str, tuple[str, set[str]]]:
     """Each principal's token and exactly the tools scopes.yml lets it call."""
     return {
-        # server "*" includes the gateway's own server (mcpgw): the finder tools and generate_token need no
-        # UI permission; list_services and the other management tools do.
+        # server "*" includes the gateway's own server (mcpgw): the finder tools need no UI permission; the
+        # management tools (generate_token too) are served on /mcp/admin only.
         "platform via OIDC groups": (
             await provider.token("platform-app", "platform-secret", "mcp"),
-            ALL | {"generate_token", "intelligent_tool_finder", "describe_tool", "call_tool"},
+            ALL | {"intelligent_tool_finder", "describe_tool", "call_tool"},
         ),
         "notes via OIDC groups": (await provider.token("notes-app", "notes-secret", "mcp"), NOTES),
         "forecast only": (token("fc", ["weather/forecast"]), {"weather__get_forecast"}),

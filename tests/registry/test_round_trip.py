@@ -22,7 +22,7 @@ import yaml
 
 from aggregator.registry.models import ServersFile, StdioUpstream, load_servers
 from aggregator.registry.store import RawServers, Registry
-from tests.harness import ERAS, Era, call_structured, serve_gateway, serve_upstream
+from tests.harness import ADMIN, ERAS, Era, call_structured, serve_gateway, serve_upstream
 from tests.policies import admins_policy
 
 pytestmark = pytest.mark.anyio
@@ -268,7 +268,7 @@ async def test_edits_through_the_admin_tools_keep_the_operators_file(tmp_path: P
     ):
         commented = f"# Team servers; ask #platform before removing one.\nservers:\n{' ' * 4}# nothing yet\n"
         live.servers_file.write_text(commented)
-        async with live.client("root", groups=["admins"], era=era) as admin:
+        async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
             arguments = {"service_name": "weather", "url": weather_url, "description": "${HOME}"}
             await call_structured(admin, "register_service", arguments)
             await call_structured(admin, "toggle_service", {"service_name": "weather", "enabled": False})

@@ -33,7 +33,7 @@ from aggregator.policy.vending import mint_token
 from aggregator.upstreams.identity import MAX_HEADER_BYTES, MAX_TOTAL_BYTES, encode_header_value
 from aggregator.upstreams.state import UpstreamState
 from examples.servers._http import http_app
-from tests.harness import AUTH, ERAS, Era, LiveGateway, serve_asgi, serve_gateway
+from tests.harness import ADMIN, AUTH, ERAS, Era, LiveGateway, serve_asgi, serve_gateway
 from tests.servers.headers import HeaderRecorder, Received, create_server
 
 pytestmark = pytest.mark.anyio
@@ -204,7 +204,7 @@ async def assert_nothing_shared_was_damaged(shared: Shared, markers: Sequence[st
             readiness = await http.get("/readyz")
         assert readiness.status_code == 200
         texts.append(readiness.text)
-    async with live.client(token=WELL_BEHAVED.token()) as client:
+    async with live.client(token=WELL_BEHAVED.token(), path=ADMIN) as client:
         services = await client.call_tool("list_services", {})
         texts.append(json.dumps(services.model_dump(mode="json")))
         health = await client.read_resource("gateway://health")

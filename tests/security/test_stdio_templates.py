@@ -20,7 +20,7 @@ from mcp import Client, MCPError
 
 from aggregator.registry.models import StdioUpstream, load_servers
 from aggregator.upstreams.state import UpstreamState
-from tests.harness import ERAS, Era, LiveGateway, serve_gateway
+from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_gateway
 from tests.policies import admins_policy
 
 pytestmark = pytest.mark.anyio
@@ -115,7 +115,7 @@ async def test_a_value_outside_its_slot_pattern_is_refused_naming_the_slot(
     live: LiveGateway, payload: str, era: Era
 ) -> None:
     before = live.servers_file.read_text()
-    async with live.client("root", groups=["admins"], era=era) as admin:
+    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
         failed, message = await register(admin, argv_values(label=payload))
     assert failed and "'label'" in message, message
     assert live.servers_file.read_text() == before
@@ -145,7 +145,7 @@ async def test_values_are_refused_by_the_gateways_own_rules_whatever_the_pattern
 ) -> None:
     values = {"path": payload} if template == "whole" else {"label": "ok", "title": payload}
     arguments = {"service_name": "lax", "transport": "stdio", "template": template, "values": values}
-    async with live.client("root", groups=["admins"], era=era) as admin:
+    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
         failed, message = await register(admin, arguments)
     assert failed and reason in message and f"'{slot}'" in message, message
 
@@ -174,7 +174,7 @@ SHAPES = [
 async def test_a_caller_never_gives_a_command_line(
     live: LiveGateway, arguments: dict[str, Any], expected: str, era: Era
 ) -> None:
-    async with live.client("root", groups=["admins"], era=era) as admin:
+    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
         failed, message = await register(admin, {"service_name": "shaped", **arguments})
     assert failed and expected in message, message
 
@@ -189,7 +189,7 @@ async def connected(live: LiveGateway, name: str) -> None:
 @pytest.mark.parametrize("era", ERAS)
 async def test_a_template_registers_and_runs_a_real_stdio_server(live: LiveGateway, era: Era) -> None:
     name = f"notes-{era}"
-    async with live.client("root", groups=["admins"], era=era) as admin:
+    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
         failed, message = await register(admin, {"service_name": name, "transport": "stdio", "template": "notes"})
         assert not failed, message
         await connected(live, name)
@@ -218,7 +218,7 @@ TITLES = [
 )
 async def test_each_value_arrives_as_one_whole_unexpanded_argument(live: LiveGateway, title: str, era: Era) -> None:
     name = f"argv-{era}"
-    async with live.client("root", groups=["admins"], era=era) as admin:
+    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
         failed, message = await register(admin, {**argv_values(label="alpha-1", title=title), "service_name": name})
         assert not failed, message
         await connected(live, name)
@@ -228,7 +228,7 @@ async def test_each_value_arrives_as_one_whole_unexpanded_argument(live: LiveGat
 
 
 async def test_the_file_records_the_templates_command_line_and_who_registered_it(live: LiveGateway) -> None:
-    async with live.client("ops-1", groups=["admins"]) as admin:
+    async with live.client("ops-1", groups=["admins"], path=ADMIN) as admin:
         failed, message = await register(admin, {**argv_values(label="b", title="c"), "service_name": "recorded"})
         assert not failed, message
         spec = load_servers(live.servers_file).servers["recorded"]

@@ -31,6 +31,7 @@ from aggregator.config.settings import AuthSettings, OidcIssuerSettings
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.vending import mint_token, token_id_of
 from tests.harness import (
+    ADMIN,
     AUTH,
     ERAS,
     SECRET,
@@ -85,7 +86,7 @@ def chain_gateway(
 
 async def mint(live: LiveGateway, parent: str, era: Era, ttl: int = 600, scopes: list[str] = CHILD_SCOPES) -> Any:
     """generate_token called with `parent` as the bearer: its structured result."""
-    async with live.client(token=parent, era=era) as client:
+    async with live.client(token=parent, era=era, path=ADMIN) as client:
         return (await client.call_tool("generate_token", {"scopes": scopes, "ttl_seconds": ttl})).structured_content
 
 
@@ -214,7 +215,7 @@ async def test_minting_stops_at_the_depth_limit(tmp_path: Path, weather: str, er
             token = (await mint(live, token, era))["access_token"]
             assert await works(live, token, era)
         assert len(claims_of(token).get("parent_jti", [])) == depth
-        async with live.client(token=token, era=era) as client:
+        async with live.client(token=token, era=era, path=ADMIN) as client:
             with pytest.raises(MCPError) as refused:
                 await client.call_tool("generate_token", {"scopes": [], "ttl_seconds": 60})
         assert refused.value.message == depth_refusal(depth)

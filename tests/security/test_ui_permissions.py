@@ -28,7 +28,7 @@ import yaml
 from mcp import Client, MCPError
 
 from aggregator.registry.models import load_servers
-from tests.harness import ERAS, Era, LiveGateway, serve_gateway, serve_upstream
+from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_gateway, serve_upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -323,7 +323,10 @@ async def test_every_admin_tool_checks_its_permission_on_the_server_it_touches(
 ) -> None:
     column = PRINCIPALS.index(principal)
     wrong: list[str] = []
-    async with gateway(tmp_path, upstreams) as live, live.client(principal, groups=[principal], era=era) as client:
+    async with (
+        gateway(tmp_path, upstreams) as live,
+        live.client(principal, groups=[principal], era=era, path=ADMIN) as client,
+    ):
         listed = {tool.name for tool in (await client.list_tools()).tools}
         resources = {str(resource.uri) for resource in (await client.list_resources()).resources}
         for cell in MATRIX:
@@ -498,7 +501,7 @@ async def test_scopes_edits_are_refused_unless_allowed_and_never_widen_the_calle
     reset(live)
     edit = EDITS[case]
     groups = [edit.principal, *edit.groups]
-    async with live.client(edit.principal, groups=groups, scopes=edit.scopes, era=era) as client:
+    async with live.client(edit.principal, groups=groups, scopes=edit.scopes, era=era, path=ADMIN) as client:
         if case.startswith("creating a group named after"):
             created = await client.call_tool("create_group", {"group_name": "newcomers"})
             assert not created.is_error, created.content  # an empty group gives nothing: allowed
@@ -513,7 +516,7 @@ async def test_scopes_edits_are_refused_unless_allowed_and_never_widen_the_calle
             await client.call_tool(edit.tool, edit.arguments)
         assert refused.value.message.startswith(edit.refusal), refused.value.message
         assert live.scopes_file.read_text() == before
-    async with live.client(edit.principal, groups=groups, scopes=edit.scopes, era=era) as client:
+    async with live.client(edit.principal, groups=groups, scopes=edit.scopes, era=era, path=ADMIN) as client:
         assert {tool.name for tool in (await client.list_tools()).tools} == tools
 
 
@@ -540,7 +543,7 @@ async def test_list_groups_shows_only_the_rules_of_servers_the_caller_may_list(
 ) -> None:
     live, era = edited
     reset(live)
-    async with live.client(principal, groups=[principal], era=era) as client:
+    async with live.client(principal, groups=[principal], era=era, path=ADMIN) as client:
         result = await client.call_tool("list_groups", {})
     listed = result.structured_content
     assert listed is not None

@@ -12,7 +12,7 @@ import pytest
 from mcp import MCPError
 
 from aggregator.tools.activity import SCAN_LIMIT, UNRESOLVED, read_tail, summarise
-from tests.harness import LiveGateway, call_structured, serve_gateway, tool_names
+from tests.harness import ADMIN, LiveGateway, call_structured, serve_gateway, tool_names
 from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +31,7 @@ async def test_admins_read_the_latest_entries_and_numbers_per_upstream(audited: 
         await user.call_tool("weather__get_forecast", {"city": "Paris"})
         with pytest.raises(MCPError, match="Unknown tool"):
             await user.call_tool("weather__get_forcast", {"city": "Paris"})
-    async with audited.member("admins") as admin:
+    async with audited.member("admins", path=ADMIN) as admin:
         activity = await call_structured(admin, "recent_activity", {})
         latest = await call_structured(admin, "recent_activity", {"limit": 1})
     assert activity["you"] == "user-admins" and activity["audit_log"] is True
@@ -47,13 +47,13 @@ async def test_admins_read_the_latest_entries_and_numbers_per_upstream(audited: 
 
 
 async def test_only_principals_who_may_list_every_server_read_the_audit_log(audited: LiveGateway) -> None:
-    async with audited.member("users") as user:
+    async with audited.member("users", path=ADMIN) as user:
         assert "recent_activity" not in await tool_names(user)
-    async with audited.member("operators") as operator:
+    async with audited.member("operators", path=ADMIN) as operator:
         assert "recent_activity" in await tool_names(operator)  # list_service for weather only: visible, but refused
         with pytest.raises(MCPError, match="needs the list_service permission for all servers"):
             await operator.call_tool("recent_activity", {})
-    async with audited.member("admins") as admin:
+    async with audited.member("admins", path=ADMIN) as admin:
         refused = await admin.call_tool("recent_activity", {"limit": 0})
     assert refused.is_error
     assert "Invalid arguments for recent_activity: limit: Input should be greater than or equal to 1" in str(

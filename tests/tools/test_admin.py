@@ -13,7 +13,7 @@ from mcp import MCPError
 from mcp.client.session import IncomingMessage
 
 from aggregator.registry.models import load_servers
-from tests.harness import LiveGateway, call_structured, connected, serve_gateway, token_for, tool_names
+from tests.harness import ADMIN, LiveGateway, call_structured, connected, serve_gateway, token_for, tool_names
 from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -33,10 +33,10 @@ async def managed(tmp_path_factory: pytest.TempPathFactory, weather_url: str) ->
 
 
 async def test_admin_tools_are_visible_only_with_ui_permissions(managed: LiveGateway) -> None:
-    async with managed.member("admins") as admin, managed.member("operators") as operator:
+    async with managed.member("admins", path=ADMIN) as admin, managed.member("operators", path=ADMIN) as operator:
         admin_tools = await tool_names(admin)
         operator_tools = await tool_names(operator)
-    async with managed.member("users") as user:
+    async with managed.member("users", path=ADMIN) as user:
         user_tools = await tool_names(user)
     management = {"list_services", "register_service", "remove_service", "toggle_service", "refresh_service"}
     assert management <= admin_tools
@@ -52,8 +52,8 @@ async def test_register_then_toggle_then_remove_changes_what_callers_see(managed
             heard.set()
 
     async with (
-        managed.member("admins") as admin,
-        managed.member("admins", era="legacy", message_handler=on_message) as watcher,
+        managed.member("admins", path=ADMIN) as admin,
+        managed.member("admins", era="legacy", message_handler=on_message, path=ADMIN) as watcher,
     ):
         await tool_names(watcher)  # the session is known to the gateway once it has made a request
         registered = await call_structured(
@@ -84,7 +84,7 @@ async def test_register_then_toggle_then_remove_changes_what_callers_see(managed
 
 async def test_refused_registrations_say_why_and_change_nothing(managed: LiveGateway, echo_url: str) -> None:
     before = managed.servers_file.read_text()
-    async with managed.member("admins") as admin, managed.member("operators") as operator:
+    async with managed.member("admins", path=ADMIN) as admin, managed.member("operators", path=ADMIN) as operator:
         cases = {
             "169.254.169.254": {"service_name": "meta", "url": "http://169.254.169.254/latest/mcp"},
             "command not accepted": {"service_name": "shell", "transport": "stdio", "command": "bash"},
@@ -106,7 +106,7 @@ async def test_refused_registrations_say_why_and_change_nothing(managed: LiveGat
 
 async def test_concurrent_registrations_all_land_in_a_valid_file(managed: LiveGateway, echo_url: str) -> None:
     async def register(index: int) -> None:
-        async with managed.member("admins") as admin:
+        async with managed.member("admins", path=ADMIN) as admin:
             await call_structured(
                 admin,
                 "register_service",
@@ -119,7 +119,7 @@ async def test_concurrent_registrations_all_land_in_a_valid_file(managed: LiveGa
                 burst.start_soon(register, index)
     servers = load_servers(managed.servers_file).servers
     assert {f"burst-{i}" for i in range(8)} <= servers.keys()
-    async with managed.member("admins") as admin:
+    async with managed.member("admins", path=ADMIN) as admin:
         for index in range(8):
             await call_structured(admin, "remove_service", {"service_name": f"burst-{index}"})
     assert not any(name.startswith("burst-") for name in load_servers(managed.servers_file).servers)
@@ -134,7 +134,7 @@ async def test_a_broken_hand_edit_keeps_the_last_good_state(managed: LiveGateway
         async with managed.http(token_for("ops", groups=["admins"])) as http:  # details need list_service: all
             ready = (await http.get("/readyz")).json()
         assert "servers.broken.command: Field required" in ready["registry_error"]
-        async with managed.member("users") as user:
+        async with managed.member("users", path=ADMIN) as user:
             assert "weather__get_forecast" in await tool_names(user)
     finally:
         mark = managed.log.mark()
@@ -143,13 +143,13 @@ async def test_a_broken_hand_edit_keeps_the_last_good_state(managed: LiveGateway
 
 
 async def test_generate_token_grants_only_a_subset_of_the_callers_scopes(managed: LiveGateway) -> None:
-    async with managed.member("users") as user:
+    async with managed.member("users", path=ADMIN) as user:
         assert "generate_token" not in await tool_names(user)
-    async with managed.member("admins") as admin:
+    async with managed.member("admins", path=ADMIN) as admin:
         minted = await call_structured(admin, "generate_token", {"scopes": ["weather-only"], "ttl_seconds": 120})
         with pytest.raises(MCPError, match="You may only grant scopes you hold; not: root"):
             await admin.call_tool("generate_token", {"scopes": ["weather-only", "root"]})
-    async with managed.client(token=minted["access_token"]) as narrowed:
+    async with managed.client(token=minted["access_token"], path=ADMIN) as narrowed:
         assert await tool_names(narrowed) == {
             "weather__get_forecast",
             "weather__get_current_conditions",
@@ -173,7 +173,7 @@ def test_a_crash_before_the_rename_leaves_the_old_file(tmp_path: Path, monkeypat
 
 
 async def test_group_tools_edit_scopes_and_take_effect_at_once(managed: LiveGateway) -> None:
-    async with managed.member("admins") as admin:
+    async with managed.member("admins", path=ADMIN) as admin:
         await call_structured(admin, "create_group", {"group_name": "ops-team"})
         await call_structured(
             admin,
@@ -183,17 +183,17 @@ async def test_group_tools_edit_scopes_and_take_effect_at_once(managed: LiveGate
         groups = await call_structured(admin, "list_groups", {})
         assert groups["groups"]["ops-team"] == ["ops-team"]
         assert groups["scopes"]["ops-team"][0]["tools"] == ["get_forecast"]
-        async with managed.member("ops-team") as ops:
+        async with managed.member("ops-team", path=ADMIN) as ops:
             assert await tool_names(ops) == {"weather__get_forecast"}
         await call_structured(
             admin, "remove_server_from_scopes_groups", {"server_name": "weather", "group_names": ["ops-team"]}
         )
-        async with managed.member("ops-team") as ops:
+        async with managed.member("ops-team", path=ADMIN) as ops:
             assert await tool_names(ops) == set()
         await call_structured(admin, "delete_group", {"group_name": "ops-team"})
         with pytest.raises(MCPError, match="Unknown scopes group 'ops-team'"):
             await admin.call_tool("delete_group", {"group_name": "ops-team"})
-    async with managed.member("users") as user:
+    async with managed.member("users", path=ADMIN) as user:
         assert "create_group" not in await tool_names(user)
 
 
@@ -204,7 +204,7 @@ async def test_health_is_a_resource_operators_can_read_and_follow(managed: LiveG
         if isinstance(message, types.ResourceUpdatedNotification) and message.params.uri == "gateway://health":
             updated.set()
 
-    async with managed.member("admins", era="legacy", message_handler=on_message) as operator:
+    async with managed.member("admins", era="legacy", message_handler=on_message, path=ADMIN) as operator:
         assert "gateway://health" in {r.uri for r in (await operator.list_resources()).resources}
         health = await operator.read_resource("gateway://health")
         content = health.contents[0]
@@ -219,5 +219,5 @@ async def test_health_is_a_resource_operators_can_read_and_follow(managed: LiveG
             await updated.wait()
         await call_structured(operator, "toggle_service", {"service_name": "weather", "enabled": True})
         await managed.wait_until(connected("weather"))
-    async with managed.member("users") as user:
+    async with managed.member("users", path=ADMIN) as user:
         assert "gateway://health" not in {r.uri for r in (await user.list_resources()).resources}

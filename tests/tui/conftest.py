@@ -25,7 +25,7 @@ from tests.conftest import gateway_process, http_upstream, wait_connected
 from tests.processes import RunningProcess
 from tui.app import OperatorApp
 from tui.link import Backoff
-from tui.target import HttpTarget
+from tui.target import HttpTarget, admin_url
 
 SECRET = "c" * 40
 AUTH = AuthSettings(gateway_keys=(GatewayKeySettings(kid="k", secret=SecretStr(SECRET)),))
@@ -101,16 +101,17 @@ def token(group: str) -> str:
 
 def console(url: str, group: str = "admins", interval: float = POLL_INTERVAL) -> OperatorApp:
     """The console as a member of `group` would start it, polling often so tests need not wait long."""
-    return OperatorApp(HttpTarget(url, token(group)), interval=interval, backoff=Backoff(0.1, 0.3))
+    return OperatorApp(HttpTarget(admin_url(url), token(group)), interval=interval, backoff=Backoff(0.1, 0.3))
 
 
 @asynccontextmanager
 async def bystander(url: str, group: str = "admins") -> AsyncIterator[Client]:
-    """A separate MCP client of the gateway, to check what the console did (or to act beside it)."""
+    """A separate MCP client of the gateway's management endpoint, to check what the console did (or to act
+    beside it)."""
     headers = {"Authorization": f"Bearer {token(group)}"}
     async with (
         httpx2.AsyncClient(headers=headers, trust_env=False) as http,
-        Client(streamable_http_client(url, http_client=http), cache=None) as client,
+        Client(streamable_http_client(admin_url(url), http_client=http), cache=None) as client,
     ):
         yield client
 

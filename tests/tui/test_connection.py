@@ -38,7 +38,7 @@ async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) 
     port = free_port()
     environment = {"MCP_AGGREGATOR_DATA_DIR": str(tmp_path / "data")}
     notes = Notes()
-    app = OperatorApp(HttpTarget(f"http://127.0.0.1:{port}/mcp"), interval=0.5, backoff=Backoff(0.1, 0.3))
+    app = OperatorApp(HttpTarget(f"http://127.0.0.1:{port}/mcp/admin"), interval=0.5, backoff=Backoff(0.1, 0.3))
     async with app.run_test(size=(80, 24), message_hook=notes) as pilot:
         bar = app.screen.query_one(ConnectionBar)
 
@@ -55,7 +55,7 @@ async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) 
         assert state() == UNKNOWN, "nothing is known of a server while the gateway is away"
         table = app.screen.query_one(ServersTable)
         assert str(table.get_row_at(0)[3]) == UNKNOWN
-        assert str(bar.render()).startswith(f"✕ Gateway unreachable at http://127.0.0.1:{port}/mcp: ")
+        assert str(bar.render()).startswith(f"✕ Gateway unreachable at http://127.0.0.1:{port}/mcp/admin: ")
         assert bar.has_class("-lost")
         assert notes.has("Lost the gateway")
 

@@ -19,7 +19,18 @@ from textual.widgets import Input, Static
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.vending import mint_token
 from aggregator.registry.models import StdioUpstream, load_servers
-from tests.harness import AUTH, ERAS, KID, SECRET, Era, LiveGateway, call_structured, serve_gateway, serve_upstream
+from tests.harness import (
+    ADMIN,
+    AUTH,
+    ERAS,
+    KID,
+    SECRET,
+    Era,
+    LiveGateway,
+    call_structured,
+    serve_gateway,
+    serve_upstream,
+)
 from tests.tui.conftest import SCOPES, Notes, until
 from tui.app import OperatorApp
 from tui.link import Backoff, LinkStatus
@@ -71,7 +82,7 @@ def token(group: str = "admins", expires_in: int = 600) -> str:
 
 
 def console(live: LiveGateway, era: Era = "auto", *, bearer: str | None = None, interval: float = QUIET) -> OperatorApp:
-    target = HttpTarget(live.url, bearer or token(), mode=era)
+    target = HttpTarget(live.admin_url, bearer or token(), mode=era)
     return OperatorApp(target, interval=interval, backoff=Backoff(0.1, 0.3))
 
 
@@ -86,7 +97,7 @@ async def test_changes_arrive_by_notification_not_by_polling(live: LiveGateway, 
         await until(pilot, lambda: app.link_state is not None and app.link_state.following, "the health subscription")
         assert "· live" in str(app.screen.query_one(ConnectionBar).render())
         await until(pilot, lambda: state_of(app, "echo") == "healthy", "echo healthy")
-        async with live.client("root", groups=["admins"], era=era) as other:
+        async with live.client("root", groups=["admins"], era=era, path=ADMIN) as other:
             await call_structured(other, "toggle_service", {"service_name": "echo", "enabled": False})
             try:
                 await until(pilot, lambda: state_of(app, "echo") == "disabled", "the change, announced by the gateway")
@@ -230,5 +241,5 @@ async def test_the_stdio_form_registers_an_operator_template(
                 await until(pilot, lambda: outcome in str(refusal.render()), "the gateway's refusal")
     finally:
         if name in load_servers(live.servers_file).servers:
-            async with live.client("root", groups=["admins"]) as other:
+            async with live.client("root", groups=["admins"], path=ADMIN) as other:
                 await call_structured(other, "remove_service", {"service_name": name})

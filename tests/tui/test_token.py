@@ -46,11 +46,11 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveGa
 @pytest.mark.parametrize("case", list(TOKENS))
 async def test_the_token_is_checked_before_the_console_starts(live: LiveGateway, case: str, era: Era) -> None:
     bearer, expected = TOKENS[case]
-    problem = await token_problem(HttpTarget(live.url, bearer, mode=era))
+    problem = await token_problem(HttpTarget(live.admin_url, bearer, mode=era))
     if expected is None:
         assert problem is None
     else:
-        assert problem is not None and problem.startswith(expected.format(url=live.url)), problem
+        assert problem is not None and problem.startswith(expected.format(url=live.admin_url)), problem
         assert "\n" not in problem
 
 
@@ -61,10 +61,14 @@ async def test_an_unreachable_gateway_is_for_the_console_to_show() -> None:
 @pytest.mark.parametrize(
     ("given", "admin"),
     [
-        ("http://gw:8000/mcp", "http://gw:8000/mcp"),
-        ("http://gw:8000", "http://gw:8000/mcp"),
-        ("http://gw:8000/", "http://gw:8000/mcp"),
-        ("https://proxy.example/team/gateway/mcp", "https://proxy.example/team/gateway/mcp"),
+        ("http://gw:8000/mcp", "http://gw:8000/mcp/admin"),
+        ("http://gw:8000/mcp/", "http://gw:8000/mcp/admin"),
+        ("http://gw:8000", "http://gw:8000/mcp/admin"),
+        ("http://gw:8000/", "http://gw:8000/mcp/admin"),
+        ("http://gw:8000/mcp/admin", "http://gw:8000/mcp/admin"),
+        ("https://proxy.example/team/gateway/mcp", "https://proxy.example/team/gateway/mcp/admin"),
+        ("https://proxy.example/team/gateway/mcp/admin", "https://proxy.example/team/gateway/mcp/admin"),
+        ("https://proxy.example/console", "https://proxy.example/console"),
     ],
 )
 def test_the_admin_endpoint_is_found_from_the_gateways_address(given: str, admin: str) -> None:
@@ -83,5 +87,7 @@ async def test_the_command_says_it_in_one_line_and_exits_non_zero(live: LiveGate
         finished = await anyio.run_process(command, env=environment, check=False)
     assert finished.returncode == REFUSED
     lines = finished.stderr.decode().splitlines()
-    assert lines == [f"mcp-aggregator tui: {expected.format(url=live.url)}"], lines
+    assert lines == [f"mcp-aggregator tui: {expected.format(url=live.admin_url)}"], (
+        lines
+    )  # given /mcp, it asks /mcp/admin
     assert finished.stdout == b""

@@ -30,6 +30,20 @@ MAX_CALLS_PER_UPSTREAM = 3
 DEADLINE = 20
 FAULTY_NAMES = ("faulty", "patient")
 PACE = 0.1  # seconds each call of the healthy background traffic takes upstream
+LIMITS = {
+    "max_result_bytes": MAX_RESULT_BYTES,
+    "circuit_failures": CIRCUIT_FAILURES,
+    "circuit_cooldown": CIRCUIT_COOLDOWN,
+    "max_calls_per_upstream": MAX_CALLS_PER_UPSTREAM,
+}
+SETTINGS: dict[str, Any] = {
+    "backoff_initial": 0.05,
+    "backoff_max": 0.5,
+    "health_interval": 0.5,
+    "rate_limit_per_second": 0,
+    "limits": LIMITS,
+}
+"""The gateway's: quick reconnection and health probes, no per-caller rate limit, these limits."""
 
 
 class Faulty:
@@ -94,23 +108,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             # The same server under a patient timeout, for faults that take work rather than time.
             "patient": {"transport": "streamable-http", "url": faulty.url, "timeout": 60},
         }
-        limits = {
-            "max_result_bytes": MAX_RESULT_BYTES,
-            "circuit_failures": CIRCUIT_FAILURES,
-            "circuit_cooldown": CIRCUIT_COOLDOWN,
-            "max_calls_per_upstream": MAX_CALLS_PER_UPSTREAM,
-        }
-        async with serve_gateway(
-            tmp_path_factory.mktemp("faults"),
-            servers=servers,
-            secured=False,
-            wait_for_upstreams=False,
-            backoff_initial=0.05,
-            backoff_max=0.5,
-            health_interval=0.5,
-            rate_limit_per_second=0,
-            limits=limits,
-        ) as live:
+        directory = tmp_path_factory.mktemp("faults")
+        async with serve_gateway(directory, servers=servers, secured=False, wait_for_upstreams=False, **SETTINGS) as gw:
             await live.wait_until(connected("echo"))
             yield Stack(live, faulty)
         supervisor.cancel_scope.cancel()
@@ -358,7 +357,7 @@ async def until(stack: Stack, condition: Callable[[], Awaitable[bool]]) -> None:
 async def test_the_circuit_opens_after_consecutive_failures_and_closes_after_the_cooldown(
     stack: Stack, faulty: RunningProcess
 ) -> None:
-    async with healthy_traffic(stack), Client(stack.url) as client:
+    async with healthy_traffic(stack), Client(stack.url + "/admin") as client:  # /mcp/admin: healthcheck
         async with anyio.create_task_group() as tasks:
             for _ in range(CIRCUIT_FAILURES):
                 tasks.start_soon(refused, stack.url, "faulty__hang", {})

@@ -24,7 +24,7 @@ from aggregator.errors import ConfigError
 from aggregator.registry.models import OpenApiUpstream, validate_servers
 from aggregator.upstreams.openapi_spec import _tool_name
 from aggregator.upstreams.state import UpstreamState
-from tests.harness import ERAS, Era, LiveGateway, connected, serve_asgi, serve_gateway, text_of
+from tests.harness import ADMIN, ERAS, Era, LiveGateway, connected, serve_asgi, serve_gateway, text_of
 from tests.policies import admins_policy
 from tests.servers.rest_service import RestService
 
@@ -52,7 +52,7 @@ async def rest_service() -> AsyncIterator[tuple[RestService, str]]:
 
 
 def admin(live: LiveGateway, era: Era) -> Any:
-    return live.member("admins", era=era)
+    return live.member("admins", era=era, path=ADMIN)
 
 
 async def listing(client: Client) -> tuple[set[str], set[str], set[str]]:

@@ -18,7 +18,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from aggregator.upstreams.child import LINE_CHARS, TAIL_LINES
-from tests.harness import ERAS, Era, LiveGateway, serve_gateway, text_of, token_for
+from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_gateway, text_of, token_for
 from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -103,7 +103,7 @@ async def test_readyz_says_why_a_stdio_upstream_is_down(gateway: LiveGateway, na
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_list_services_says_why_each_stdio_upstream_is_down(gateway: LiveGateway, era: Era) -> None:
-    async with gateway.client("ops", groups=["admins"], era=era) as client:
+    async with gateway.client("ops", groups=["admins"], era=era, path=ADMIN) as client:
         result = await client.call_tool("list_services", {})
     assert not result.is_error
     services = {service["name"]: service for service in json.loads(text_of(result))["services"]}

@@ -134,7 +134,7 @@ class LeanApp:
             if request.params is not None:
                 result = await self._calls.call_tool(request.params, request.version, legacy)
             else:
-                result = await self._calls.list_tools(request.version, legacy)
+                result = await self._calls.list_tools(request.version, legacy, request.http)
         except MCPError as error:
             return JSONRPCError(jsonrpc="2.0", id=request.id, error=error.error)
         return {"jsonrpc": "2.0", "id": request.id, "result": result}

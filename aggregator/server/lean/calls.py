@@ -21,6 +21,7 @@ from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnav
 from aggregator.policy.principal import Principal
 from aggregator.sdk import ResultShaper
 from aggregator.server.edge import answer
+from aggregator.server.endpoints import is_management
 from aggregator.server.handlers import GatewayServer
 from aggregator.server.lean.decisions import DecisionCache
 from aggregator.upstreams.caller import interactive
@@ -54,9 +55,11 @@ class LeanCalls:
         result = await answer(guard, "tools/call", params.name, handle)
         return self._shaper.shape("tools/call", version, result)
 
-    async def list_tools(self, version: str, connection: Connection | None) -> dict[str, Any]:
-        """Answer `tools/list` (outside discovery mode) for the current principal, as the SDK path does."""
+    async def list_tools(self, version: str, connection: Connection | None, request: Any) -> dict[str, Any]:
+        """Answer `tools/list` (outside discovery mode) for the current principal, as the SDK path does:
+        the management tools only where the endpoint of `request` offers them."""
         handlers = self._handlers
+        management = handlers.offers_management(request)
 
         async def handle(principal: Principal) -> types.ListToolsResult:
             self._watch(connection, principal)
@@ -65,7 +68,7 @@ class LeanCalls:
                 admin = [
                     tool.tool()
                     for name, tool in handlers.admin.tools.items()
-                    if handlers.admin.visible(principal, name)
+                    if (management or not is_management(name)) and handlers.admin.visible(principal, name)
                 ]
             visible = handlers.catalog.tools(lambda entry: self._allows(principal, entry))
             return types.ListToolsResult(tools=admin + [entry.item for entry in visible])
