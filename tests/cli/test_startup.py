@@ -154,6 +154,7 @@ async def test_the_readme_stdio_recipe_runs_as_printed(tmp_path: Path) -> None:
     argv = shlex.split(README_STDIO)
     argv[0] = str(CONSOLE_SCRIPT)  # the console script the package installs
     env = {"MCP_AGGREGATOR_DATA_DIR": str(tmp_path / "data")}  # keep the repository's data/ untouched
+    env["MCP_AGGREGATOR_MANAGEMENT_TOOLS_ON_MCP"] = "true"  # list_services over stdio, for this check only
     async with stdio_gateway(argv, REPOSITORY, tmp_path / "stdio.log", env) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         listed = services(await client.call_tool("list_services", {}))
@@ -173,7 +174,7 @@ async def test_a_host_with_another_cwd_and_a_minimal_path_gets_every_stdio_upstr
         "broken": {"transport": "stdio", "command": "no-such-mcp-server", "args": ["--port", "1"]},
     }
     write_files(configs, servers, None)
-    config = write_gateway_config(configs, connect_timeout=30)
+    config = write_gateway_config(configs, connect_timeout=30, management_tools_on_mcp=True)  # list_services
     argv = [str(CONSOLE_SCRIPT), "stdio", "--config", str(config), "--insecure-dev"]
     async with stdio_gateway(argv, elsewhere, tmp_path / "stdio.log", {"PATH": MINIMAL_PATH}, era) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
