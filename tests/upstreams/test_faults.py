@@ -36,14 +36,16 @@ LIMITS = {
     "circuit_cooldown": CIRCUIT_COOLDOWN,
     "max_calls_per_upstream": MAX_CALLS_PER_UPSTREAM,
 }
-SETTINGS: dict[str, Any] = {
+GATEWAY: dict[str, Any] = {
+    "secured": False,
+    "wait_for_upstreams": False,
     "backoff_initial": 0.05,
     "backoff_max": 0.5,
     "health_interval": 0.5,
     "rate_limit_per_second": 0,
     "limits": LIMITS,
 }
-"""The gateway's: quick reconnection and health probes, no per-caller rate limit, these limits."""
+"""The gateway: every caller unrestricted, quick reconnection and health probes, no per-caller rate limit."""
 
 
 class Faulty:
@@ -108,8 +110,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
             # The same server under a patient timeout, for faults that take work rather than time.
             "patient": {"transport": "streamable-http", "url": faulty.url, "timeout": 60},
         }
-        directory = tmp_path_factory.mktemp("faults")
-        async with serve_gateway(directory, servers=servers, secured=False, wait_for_upstreams=False, **SETTINGS) as gw:
+        async with serve_gateway(tmp_path_factory.mktemp("faults"), servers=servers, **GATEWAY) as live:
             await live.wait_until(connected("echo"))
             yield Stack(live, faulty)
         supervisor.cancel_scope.cancel()
