@@ -23,8 +23,8 @@ from mcp.shared.exceptions import MCPError
 
 from aggregator.cli.main import main
 from aggregator.registry.models import load_servers
-from tests import harness
 from tests.harness import (
+    ADMIN,
     LiveGateway,
     call_structured,
     connected,
@@ -39,8 +39,6 @@ from tests.trust.shop import SCOPES, Shop
 pytestmark = pytest.mark.anyio
 CHANGED = {"shop__price", "shop__stock", "shop__refund"}
 DEADLINE = 20.0
-ADMIN: str = getattr(harness, "ADMIN", "/mcp")
-"""Where the management tools are served (`/mcp/admin` once it exists)."""
 
 
 @asynccontextmanager
