@@ -86,11 +86,11 @@ servers:
     - weather
   notes:
     transport: stdio
+    enabled: false
     command: python
     args:
     - -m
     - examples.servers.notes
-    enabled: false
   time: {transport: stdio, command: mcp-server-time}   # flow style
 """
 
