@@ -1,7 +1,7 @@
 """Management tools live on /mcp/admin: agents on /mcp are never offered them, whoever they are.
 
 Adversarial: an admin's token on /mcp neither sees nor calls a management tool (in both eras, on
-the lean path and the SDK path, with a forged `Mcp-Name` header); a caller without UI permissions
+the lean path and the SDK path, over /sse, with a forged `Mcp-Name` header); a caller without UI permissions
 on /mcp/admin sees nothing more than it may use; /mcp/admin has its own 401 and RFC 9728 metadata;
 `management_tools_on_mcp` puts them back on /mcp for old clients.
 """
@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from mcp import MCPError
+from mcp import Client, MCPError
+from mcp.client.sse import sse_client
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.routing import Route
 
-from aggregator.server.endpoints import AGENT_TOOLS
+from aggregator.server.endpoints import AGENT_TOOLS, on_admin_endpoint
 from aggregator.server.lean import LeanApp
 from tests.harness import ADMIN, ERAS, Era, LiveGateway, call_structured, member_token, serve_gateway, tool_names
 from tests.policies import ADMIN_SCOPES
@@ -233,3 +235,16 @@ async def test_management_tools_on_mcp_puts_them_back_for_old_clients(
         assert await tool_names(user) == WEATHER
         with pytest.raises(MCPError, match="Unknown tool 'list_services'"):
             await user.call_tool("list_services", {})
+
+
+async def test_an_admin_over_sse_is_offered_no_management_tool(live: LiveGateway) -> None:
+    headers = {"Authorization": f"Bearer {member_token(['admins'])}"}
+    async with Client(sse_client(live.base + "/sse", headers=headers), mode="legacy") as agent:
+        assert await tool_names(agent) == WEATHER | AGENT_TOOLS
+        with pytest.raises(MCPError, match=f"'generate_token' {REFUSAL}"):
+            await agent.call_tool("generate_token", {"scopes": []})
+
+
+def test_only_the_marked_endpoint_is_the_management_one() -> None:
+    assert not on_admin_endpoint(None)  # stdio: no HTTP request at all
+    assert not on_admin_endpoint(Request({"type": "http", "path": "/mcp/admin", "headers": []}))  # a path is no mark
