@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import anyio
 
@@ -27,8 +27,7 @@ PROCESS_DEADLINE = 240.0
 """Seconds a command run as a process may take (a model load on two busy cores)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Ran:
+class Ran(NamedTuple):
     """How a command ended: its exit status and what it printed."""
 
     returncode: int

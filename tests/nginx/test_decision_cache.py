@@ -93,6 +93,14 @@ class Stage:
         assert echoed(await self.post(body | {"id": 99}, bearer, **modern_headers("echo"))) == text
         return self.decisions() == decided
 
+    async def warmed(self, era: Era) -> str:
+        """A new token of alice's whose echo call of `era` got through twice (so nginx may keep it); the token."""
+        bearer = token_for("alice", scopes=["echo/call"])
+        for request_id in (1, 2):
+            body, headers = era_request(era, request_id)
+            assert got_through(await self.post(body, bearer, **headers))
+        return bearer
+
     async def revoke(self, bearer: str) -> None:
         jti = jwt.decode(bearer, options={"verify_signature": False})["jti"]
         revocations = RevocationList(self.settings.data_dir / "revoked.json")
@@ -276,10 +284,7 @@ def got_through(response: httpx2.Response) -> bool:
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_a_revoked_token_is_refused_once_nginx_has_reloaded(stage: Stage, era: Era) -> None:
-    bearer = token_for("alice", scopes=["echo/call"])
-    for request_id in (1, 2):
-        body, headers = era_request(era, request_id)
-        assert got_through(await stage.post(body, bearer, **headers))
+    bearer = await stage.warmed(era)
     decided = stage.decisions()
     mark = len(stage.nginx.process.lines)
     await stage.revoke(bearer)
@@ -293,10 +298,7 @@ async def test_a_revoked_token_is_refused_once_nginx_has_reloaded(stage: Stage, 
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_a_reloaded_scopes_file_that_removes_access_takes_effect(stage: Stage, era: Era) -> None:
-    bearer = token_for("alice", scopes=["echo/call"])
-    for request_id in (1, 2):
-        body, headers = era_request(era, request_id)
-        assert got_through(await stage.post(body, bearer, **headers))
+    bearer = await stage.warmed(era)
     mark = len(stage.nginx.process.lines)
     stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add, slow]", "tools: [add, slow]"))
     await stage.wait_flushed(mark)

@@ -287,21 +287,20 @@ def test_one_variable_never_holds_two_values() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("host", "text", "message"),
-    [
-        (
-            "claude-desktop",
-            '{"servers": {}}',
-            "no `mcpServers` object, where Claude Desktop keeps its servers; it looks like --from vscode",
-        ),
-        ("vscode", '{"mcpServers": {}}', "no `servers` or `mcp.servers` object, where VS Code keeps its servers"),
-        ("cursor", '{"mcpServers": ', "cannot be read as JSON"),
-    ],
-)
-def test_a_file_in_another_format_is_refused_with_what_was_expected(
-    host: str, text: str, message: str, tmp_path: Path
-) -> None:
+FOREIGN_FILES = {
+    # host: (its file as given, what the refusal says)
+    "claude-desktop": (
+        '{"servers": {}}',
+        "no `mcpServers` object, where Claude Desktop keeps its servers; it looks like --from vscode",
+    ),
+    "vscode": ('{"mcpServers": {}}', "no `servers` or `mcp.servers` object, where VS Code keeps its servers"),
+    "cursor": ('{"mcpServers": ', "cannot be read as JSON"),
+}
+
+
+@pytest.mark.parametrize("host", FOREIGN_FILES)
+def test_a_file_in_another_format_is_refused_with_what_was_expected(host: str, tmp_path: Path) -> None:
+    text, message = FOREIGN_FILES[host]
     path = tmp_path / "config.json"
     path.write_text(text)
     with pytest.raises(ConfigError) as refused:
