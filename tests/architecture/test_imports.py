@@ -19,7 +19,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "sdk"}),
     frozenset({"config"}),
     frozenset({"registry", "policy"}),
-    frozenset({"upstreams", "search", "nginx", "trust"}),
+    frozenset({"upstreams", "search", "nginx", "trust", "cluster"}),
     frozenset({"catalog"}),
     frozenset({"tools"}),
     frozenset({"server"}),
