@@ -5,14 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 NPM_TOOLS := tools/node_modules/.installed
 
-.PHONY: setup nginx demo test lint typecheck pytest bench clean
+.PHONY: setup nginx redis demo test lint typecheck pytest bench clean
 
-setup: $(VENV)/.installed $(NPM_TOOLS) nginx
+setup: $(VENV)/.installed $(NPM_TOOLS) nginx redis
 
 # nginx for the passthrough tests and benchmark (Debian's package; the tests run it on loopback
 # with a temp prefix, never /etc/nginx or port 80; RUNLEVEL=1 keeps the package from starting one).
 nginx:
 	command -v nginx >/dev/null || (apt-get update && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y nginx)
+
+# redis-server for the replica tests (tests/cluster start their own on loopback, a free port and a temp
+# dir, nothing saved); RUNLEVEL=1 keeps the package from starting one, and the stop ends one that started anyway.
+redis:
+	command -v redis-server >/dev/null || (apt-get update && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server \
+		&& (service redis-server stop >/dev/null 2>&1 || true))
 
 # torch first, from the CPU wheel on local disk: anything else pulls gigabytes of CUDA.
 $(VENV)/.installed: pyproject.toml
