@@ -21,6 +21,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from aggregator.config.cluster import ClusterSettings
 from aggregator.config.stdio import StdioTemplate
 from aggregator.config.yamlfile import read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
@@ -217,6 +218,9 @@ class Settings(BaseSettings):
         "about half the hop's cost); false sends every request the SDK way.",
     )
     nginx: NginxSettings = Field(default_factory=NginxSettings, description="The nginx in front (`nginx` command).")
+    cluster: ClusterSettings = Field(
+        default_factory=ClusterSettings, description="Replicas sharing rate limits and revocations (Redis)."
+    )
 
     @model_validator(mode="before")
     @classmethod
