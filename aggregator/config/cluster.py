@@ -31,9 +31,8 @@ class ClusterSettings(BaseModel):
     revocation_check_interval: float = Field(
         default=0.25,
         gt=0,
-        le=1,
         description="Seconds between looks at data_dir/revoked.json for revocations made with the CLI, "
-        "which are then shared with every replica.",
+        "which are then shared with every replica (keep it well under 1 s).",
     )
 
     @field_validator("redis_url")
