@@ -156,7 +156,7 @@ class GatewayServer:
         self, ctx: Context, params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
         async def handle(principal: Principal) -> types.CallToolResult | types.InputRequiredResult:
-            self.guard.limiter.check(principal)
+            await self.guard.limiter.admit(principal)
             if self.admin is not None and params.name in self.admin.tools:
                 if is_management(params.name) and not self.offers_management(ctx.request):
                     self._management_elsewhere(principal, params.name)
@@ -227,7 +227,7 @@ class GatewayServer:
         self, ctx: Context, params: types.GetPromptRequestParams
     ) -> types.GetPromptResult | types.InputRequiredResult:
         async def handle(principal: Principal) -> types.GetPromptResult | types.InputRequiredResult:
-            self.guard.limiter.check(principal)
+            await self.guard.limiter.admit(principal)
             entry = self.catalog.resolve_prompt(params.name, self._sees_prompt(principal))
             upstream = self.pool.get(entry.upstream)
 
