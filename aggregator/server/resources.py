@@ -96,7 +96,7 @@ class ResourceHandlers:
         self, ctx: Context, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult | types.InputRequiredResult:
         async def handle(principal: Principal) -> types.ReadResourceResult | types.InputRequiredResult:
-            self._server.guard.limiter.check(principal)
+            await self._server.guard.limiter.admit(principal)
             if params.uri == HEALTH_URI and self._sees_health(principal):
                 return self._health(principal)
             server, original = self._resolve_uri(params.uri, principal)
