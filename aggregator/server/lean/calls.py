@@ -49,7 +49,7 @@ class LeanCalls:
 
         async def handle(principal: Principal) -> ToolResult:
             self._watch(connection, principal)
-            guard.limiter.check(principal)
+            await guard.limiter.admit(principal)
             return await self._call_upstream_tool(principal, params.name, params.arguments)
 
         result = await answer(guard, "tools/call", params.name, handle)
