@@ -40,17 +40,29 @@ class RevocationList:
 
     def first_revoked(self, jtis: Iterable[str]) -> str | None:
         """The first of `jtis` that is revoked, or None: one look at the file for a whole token chain."""
+        self._refresh()
+        return next((jti for jti in jtis if jti in self._revoked), None)
+
+    def snapshot(self) -> frozenset[str]:
+        """Every revoked id, as the file holds them now (for replicas comparing lists)."""
+        self._refresh()
+        return frozenset(self._revoked)
+
+    def _refresh(self) -> None:
         current = stamp(self._path)
         if current != self._stamp:
             # A file being replaced by another writer: keep the last good list, retry on the next request.
             with contextlib.suppress(ConfigError):
                 self._revoked = self._read()
                 self._stamp = current
-        return next((jti for jti in jtis if jti in self._revoked), None)
 
     def revoke(self, jti: str) -> None:
         """Add `jti` and persist (temp file + rename, so a crash never leaves half a file)."""
+        self.revoke_all((jti,))
+
+    def revoke_all(self, jtis: Iterable[str]) -> None:
+        """Add every one of `jtis` with one write (revocations another replica made)."""
         with locked(self._path):
             self._revoked |= self._read()
-            self._revoked.add(jti)
+            self._revoked.update(jtis)
             write_atomically(self._path, json.dumps({"revoked": sorted(self._revoked)}, indent=1))

@@ -1,0 +1,16 @@
+"""Several replicas as one gateway: the state they share through Redis (`cluster.redis_url`).
+
+    health.py       whether Redis answers now; each change logged once, shown on /readyz and /metrics
+    ratelimit.py    RedisBuckets: one token bucket per principal for every replica (an atomic Lua script)
+    revocations.py  SharedRevocations: the local revocation list mirrored to a Redis set, pushed by pub/sub
+    cluster.py      Cluster: the client and the listener task, as one async context manager
+
+What is shared is injected by `aggregator.server.gateway` (policy never imports this package).
+Redis unreachable: every replica answers from its own state (its own buckets, its own
+revocation file) and catches up when Redis returns.
+"""
+
+from aggregator.cluster.cluster import Cluster
+from aggregator.cluster.health import RedisHealth
+
+__all__ = ["Cluster", "RedisHealth"]

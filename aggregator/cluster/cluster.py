@@ -1,0 +1,88 @@
+"""One replica's membership of the cluster: the Redis client, the shared parts, and the listener task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio
+
+from aggregator.cluster.client import REDIS_ERRORS, connect
+from aggregator.cluster.health import RedisHealth
+from aggregator.cluster.ratelimit import RedisBuckets
+from aggregator.cluster.revocations import SharedRevocations
+from aggregator.config.cluster import ClusterSettings
+from aggregator.policy.revocation import RevocationList
+
+logger = logging.getLogger(__name__)
+
+
+class Cluster:
+    """The state this replica shares with the others through Redis (`cluster.redis_url`).
+
+    Built without connecting; `running()` owns the listener: it subscribes to revocations, merges
+    the revocation lists, marks Redis available, and after any failure tries again every
+    `retry_interval` seconds. Meanwhile `buckets` and `revocations` answer from local state.
+    """
+
+    def __init__(self, settings: ClusterSettings, revocations: Path) -> None:
+        assert settings.redis_url is not None
+        self._settings = settings
+        url = settings.redis_url.get_secret_value()
+        self.health = RedisHealth(settings.redis_address(), secret=_password(url))
+        self._client = connect(settings)
+        self.buckets = RedisBuckets(self._client, settings.key_prefix, settings.timeout, self.health)
+        self.revocations = SharedRevocations(
+            self._client, settings.key_prefix, settings.timeout, RevocationList(revocations), self.health
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Listen for revocations and watch the local list until the block ends; close the client after."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._listen)
+                tasks.start_soon(self.revocations.watch, self._settings.revocation_check_interval)
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.timeout * 4):
+                await self._client.aclose()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                await self._subscribed()
+            except REDIS_ERRORS as error:
+                self.health.down(error)
+            await anyio.sleep(self._settings.retry_interval)
+
+    async def _subscribed(self) -> None:
+        """One connection's life: subscribe, merge, then apply what others publish until it fails."""
+        timeout = self._settings.timeout
+        pubsub = self._client.pubsub()
+        try:
+            with anyio.fail_after(timeout):
+                await pubsub.subscribe(self.revocations.channel)
+            await self.revocations.reconcile()
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=self._settings.retry_interval
+                )
+                if message is not None and message.get("type") == "message":
+                    await self.revocations.heard(message.get("data"))
+                elif message is None and not self.health.available:
+                    # A command failed while the channel stayed up: Redis answers again once this does.
+                    await self.revocations.reconcile()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _password(url: str) -> str:
+    return urlsplit(url).password or ""
