@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from mcp.server import Server
 
 from aggregator.catalog.catalog import Catalog
 from aggregator.catalog.names import BudgetWarnings
+from aggregator.cluster import Cluster
 from aggregator.config.settings import Settings
 from aggregator.nginx import NginxRenderer
 from aggregator.policy.addresses import AddressPolicy
@@ -61,11 +62,14 @@ class Gateway:
     renderers: list[NginxRenderer]
     handlers: GatewayServer
     server: Server[Any]
+    cluster: Cluster | None = None
+    """What this replica shares with the others through Redis (`cluster.redis_url`); None: nothing."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Connect the upstreams and run the background tasks (notifications, policy reload)."""
-        async with self.http, self.pool, anyio.create_task_group() as background:
+        shared: AbstractAsyncContextManager[None] = self.cluster.running() if self.cluster else nullcontext()
+        async with shared, self.http, self.pool, anyio.create_task_group() as background:
             background.start_soon(self.handlers.notifier.run)
             background.start_soon(self.guard.policy.watch, self.settings.scopes_reload_interval, self._changed)
             background.start_soon(_announce_connected, self.pool)
@@ -112,9 +116,14 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     def is_gateway_tool(name: str) -> bool:
         return handlers is not None and handlers.admin is not None and name in handlers.admin.tools
 
+    cluster = Cluster(settings.cluster, settings.data_dir / "revoked.json") if settings.cluster.enabled else None
     guard = Guard(
         policy=PolicyHolder(settings.scopes_file),
-        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        limiter=RateLimiter(
+            settings.rate_limit_per_second,
+            settings.rate_limit_burst,
+            buckets=cluster.buckets if cluster is not None else None,
+        ),
         audit=audit,
         metrics=Metrics(catalog_labels(catalog, settings.gateway_server_name, is_gateway_tool), gate),
         principal_slots=ConcurrencyLimiter(settings.limits.max_calls_per_principal, "for"),
@@ -183,7 +192,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     if settings.auth.enabled:
         verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
     return Gateway(
-        settings, pool, catalog, guard, verifier, http, registry, finder, renderers, handlers, handlers.build()
+        settings, pool, catalog, guard, verifier, http, registry, finder, renderers, handlers, handlers.build(), cluster
     )
 
 
