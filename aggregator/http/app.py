@@ -110,6 +110,8 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
             }
             body["policy_error"] = gateway.guard.policy.error
             body["registry_error"] = gateway.registry.error
+            if gateway.cluster is not None:  # Redis away: served from local state, so still ready
+                body["cluster"] = gateway.cluster.health.details()
         return JSONResponse(body, status_code=200 if ready else 503, headers=_PRIVATE)
 
     async def operator_asks(request: Request) -> bool:
@@ -168,7 +170,12 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
         ),
         *registry_routes(authenticator, gateway.guard.policy, gateway.catalog, gateway.pool),
         *metrics_routes(
-            authenticator, gateway.guard.policy, gateway.guard.metrics, gateway.pool, public=settings.metrics_public
+            authenticator,
+            gateway.guard.policy,
+            gateway.guard.metrics,
+            gateway.pool,
+            public=settings.metrics_public,
+            cluster=gateway.cluster.health if gateway.cluster is not None else None,
         ),
     ]
     middleware = [
