@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 PYTHON_COMMANDS = frozenset({"python", "python3"})
 TAIL_LINES = 8
 """How many of the child's last stderr lines an error carries."""
+RECENT_LINES = 12
+"""How many of an upstream's latest stderr lines (over all its runs) operators are shown (`Upstream.recent_stderr`)."""
 LINE_CHARS = 240
 """How much of each of those lines (a log line keeps up to `LOG_LINE_CHARS`)."""
 LOG_LINE_CHARS = 2000
@@ -129,11 +131,15 @@ def ending(returncode: int) -> str:
 class StdioChild:
     """One run of a stdio upstream's process: `running()` starts it and yields the session's streams."""
 
-    def __init__(self, upstream: str, spec: StdioUpstream, folder: Path | None) -> None:
+    def __init__(
+        self, upstream: str, spec: StdioUpstream, folder: Path | None, recent: deque[str] | None = None
+    ) -> None:
         self.upstream = upstream
         self.line = command_line(spec, folder)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         """The child's last stderr lines (masked, each at most `LINE_CHARS`)."""
+        self.recent: deque[str] = recent if recent is not None else deque(maxlen=RECENT_LINES)
+        """The same lines, also kept where they outlive this run (the upstream's `recent_stderr`)."""
         self._env = dict(spec.env)
         self._secrets = secrets_of(spec)
         self._stderr_closed = anyio.Event()
@@ -230,4 +236,6 @@ class StdioChild:
         if not text:
             return
         logger.info("upstream.stderr", extra={"upstream": self.upstream, "line": text[:LOG_LINE_CHARS]})
-        self.tail.append(text if len(text) <= LINE_CHARS else text[: LINE_CHARS - 3] + "...")
+        shortened = text if len(text) <= LINE_CHARS else text[: LINE_CHARS - 3] + "..."
+        self.tail.append(shortened)
+        self.recent.append(shortened)

@@ -11,9 +11,10 @@ refused address is never connected to, on the first connection or any later one.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from aggregator.errors import AccessDeniedError
 from aggregator.policy.addresses import AddressPolicy
 from aggregator.registry.models import AnyUpstream, OpenApiUpstream, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.sdk import TransportStreams
-from aggregator.upstreams.child import StdioChild
+from aggregator.upstreams.child import RECENT_LINES, StdioChild
 from aggregator.upstreams.openapi import OpenApiTransport
 
 # Long enough for an upstream to hold a response stream open; requests have their own timeouts.
@@ -68,10 +69,12 @@ class StdioTransport:
     """The servers file's folder: relative paths in the command line are taken from it (`child`)."""
     per_request_streams: bool = False
     pipes: bool = True
+    recent_stderr: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_LINES))
+    """The latest stderr lines of this upstream's children (masked), kept across restarts."""
 
     @asynccontextmanager
     async def open(self, auth: httpx2.Auth | None) -> AsyncIterator[TransportStreams]:
-        async with StdioChild(self.upstream, self.spec, self.folder).running() as streams:
+        async with StdioChild(self.upstream, self.spec, self.folder, self.recent_stderr).running() as streams:
             yield streams
 
 

@@ -45,7 +45,7 @@ from aggregator.upstreams.relay import (
 )
 from aggregator.upstreams.requests import COMPLETE_RESULT, PROMPT_RESULT, READ_RESULT, TOOL_RESULT, RequestPath
 from aggregator.upstreams.state import Timings, UpstreamState
-from aggregator.upstreams.transports import transport_for
+from aggregator.upstreams.transports import StdioTransport, transport_for
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,11 @@ class Upstream:
     def tools(self) -> tuple[types.Tool, ...]:
         """The upstream's tools as last listed."""
         return self.listing.tools
+
+    @property
+    def recent_stderr(self) -> tuple[str, ...]:
+        """A stdio upstream's latest stderr lines, masked (none for other transports)."""
+        return tuple(self._transport.recent_stderr) if isinstance(self._transport, StdioTransport) else ()
 
     async def run(self) -> None:
         """Keep a session to the upstream open for as long as the gateway runs."""
