@@ -317,51 +317,42 @@ class ConformanceFixtures:
         self.log_levels: dict[str, types.LoggingLevel] = {}
         self.extra_tool = False
         self.extra_prompt = False
+        served: dict[str, tuple[Handler, str]] = {
+            "test_simple_text": (self.simple_text, "Returns one text block."),
+            "test_image_content": (self.image_content, "Returns a 1x1 PNG image."),
+            "test_audio_content": (self.audio_content, "Returns a short WAV clip."),
+            "test_embedded_resource": (self.embedded_resource, "Returns an embedded text resource."),
+            "test_multiple_content_types": (self.mixed_content, "Returns text, image and resource."),
+            "test_tool_with_logging": (self.logging, "Logs three info messages while running."),
+            "test_logging_tool": (self.logging, "Logs three info messages while running."),
+            "test_tool_with_progress": (self.progress, "Reports progress 0, 50 and 100 of 100."),
+            "test_error_handling": (self.error, "Always fails with isError: true."),
+            "test_sampling": (self.sampling, "Asks the client's LLM to answer a prompt."),
+            "test_elicitation": (self.elicitation, "Asks the user for input."),
+            "test_elicitation_sep1034_defaults": (self.defaults, "Elicits fields with defaults."),
+            "test_elicitation_sep1330_enums": (self.enums, "Elicits every enum variant."),
+            "test_streaming_elicitation": (self.streaming, "Asks the user while the call is open."),
+            "test_missing_capability": (self.needs_sampling, "Needs the sampling capability."),
+            "test_trigger_tool_change": (self.toggle_tool, "Toggles test_added_tool in tools/list."),
+            "test_trigger_prompt_change": (self.toggle_prompt, "Toggles test_added_prompt."),
+            "json_schema_2020_12_tool": (self.echo, "Echoes its arguments."),
+            "test_custom_headers": (self.echo, "Echoes a parameter mirrored in a header."),
+            "test_reconnection": (self.reconnection, "Drops its SSE stream before answering."),
+            "test_input_required_result_elicitation": (self.ask_name, "Asks the user's name."),
+            "test_input_required_result_sampling": (self.ask_llm, "Asks the LLM a question."),
+            "test_input_required_result_list_roots": (self.ask_roots, "Asks for the client's roots."),
+            "test_input_required_result_request_state": (self.confirm, "Confirms via requestState."),
+            "test_input_required_result_tampered_state": (self.confirm, "Rejects altered state."),
+            "test_input_required_result_multiple_inputs": (self.ask_all, "Asks three questions at once."),
+            "test_input_required_result_multi_round": (self.two_rounds, "Asks two questions in turn."),
+            "test_input_required_result_capabilities": (
+                self.ask_within_capabilities,
+                "Asks only what the client can answer.",
+            ),
+        }
         self.tools: dict[str, tuple[types.Tool, Handler]] = {
-            tool.name: (tool, handler)
-            for tool, handler in [
-                (_tool("test_simple_text", "Returns one text block."), self.simple_text),
-                (_tool("test_image_content", "Returns a 1x1 PNG image."), self.image_content),
-                (_tool("test_audio_content", "Returns a short WAV clip."), self.audio_content),
-                (_tool("test_embedded_resource", "Returns an embedded text resource."), self.embedded_resource),
-                (_tool("test_multiple_content_types", "Returns text, image and resource."), self.mixed_content),
-                (_tool("test_tool_with_logging", "Logs three info messages while running."), self.logging),
-                (_tool("test_logging_tool", "Logs three info messages while running."), self.logging),
-                (_tool("test_tool_with_progress", "Reports progress 0, 50 and 100 of 100."), self.progress),
-                (_tool("test_error_handling", "Always fails with isError: true."), self.error),
-                (
-                    _tool(
-                        "test_sampling",
-                        "Asks the client's LLM to answer a prompt.",
-                        _strings(prompt="The prompt to send to the LLM"),
-                    ),
-                    self.sampling,
-                ),
-                (
-                    _tool("test_elicitation", "Asks the user for input.", _strings(message="The message to show")),
-                    self.elicitation,
-                ),
-                (_tool("test_elicitation_sep1034_defaults", "Elicits fields with defaults."), self.defaults),
-                (_tool("test_elicitation_sep1330_enums", "Elicits every enum variant."), self.enums),
-                (_tool("test_streaming_elicitation", "Asks the user while the call is open."), self.streaming),
-                (_tool("test_missing_capability", "Needs the sampling capability."), self.needs_sampling),
-                (_tool("test_trigger_tool_change", "Toggles test_added_tool in tools/list."), self.toggle_tool),
-                (_tool("test_trigger_prompt_change", "Toggles test_added_prompt."), self.toggle_prompt),
-                (_tool("json_schema_2020_12_tool", "Echoes its arguments.", JSON_SCHEMA_2020_12), self.echo),
-                (_tool("test_custom_headers", "Echoes a parameter mirrored in a header.", MIRRORED_HEADER), self.echo),
-                (_tool("test_reconnection", "Drops its SSE stream before answering."), self.reconnection),
-                (_tool("test_input_required_result_elicitation", "Asks the user's name."), self.ask_name),
-                (_tool("test_input_required_result_sampling", "Asks the LLM a question."), self.ask_llm),
-                (_tool("test_input_required_result_list_roots", "Asks for the client's roots."), self.ask_roots),
-                (_tool("test_input_required_result_request_state", "Confirms via requestState."), self.confirm),
-                (_tool("test_input_required_result_tampered_state", "Rejects altered state."), self.confirm),
-                (_tool("test_input_required_result_multiple_inputs", "Asks three questions at once."), self.ask_all),
-                (_tool("test_input_required_result_multi_round", "Asks two questions in turn."), self.two_rounds),
-                (
-                    _tool("test_input_required_result_capabilities", "Asks only what the client can answer."),
-                    self.ask_within_capabilities,
-                ),
-            ]
+            name: (_tool(name, description, INPUT_SCHEMAS.get(name, NO_ARGUMENTS)), handler)
+            for name, (handler, description) in served.items()
         }
         self.added_tool = _tool("test_added_tool", "Present after test_trigger_tool_change.")
 
@@ -750,6 +741,15 @@ def _tool(name: str, description: str, input_schema: dict[str, Any] = NO_ARGUMEN
 def _strings(**descriptions: str) -> dict[str, Any]:
     properties = {name: {"type": "string", "description": about} for name, about in descriptions.items()}
     return {"type": "object", "properties": properties, "required": list(descriptions)}
+
+
+INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
+    "test_sampling": _strings(prompt="The prompt to send to the LLM"),
+    "test_elicitation": _strings(message="The message to show"),
+    "json_schema_2020_12_tool": JSON_SCHEMA_2020_12,
+    "test_custom_headers": MIRRORED_HEADER,
+}
+"""The arguments of the tools that take any (the others take none)."""
 
 
 def _describe(answer: types.InputResponse | None) -> str:
