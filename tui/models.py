@@ -50,6 +50,8 @@ class Service:
     latency_ms: float | None = None
     last_check: float | None = None
     last_error: str | None = None
+    recent_stderr: tuple[str, ...] = ()
+    """A stdio server's latest stderr lines (the gateway keeps the last few, masked)."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Service:
@@ -67,6 +69,7 @@ class Service:
             latency_ms=_number(data.get("latency_ms")),
             last_check=_number(data.get("last_check")),
             last_error=data.get("last_error") or None,
+            recent_stderr=tuple(str(line) for line in data.get("recent_stderr") or ()),
         )
 
     @property

@@ -270,6 +270,7 @@ def describe(upstream: Upstream) -> dict[str, Any]:
         "latency_ms": upstream.latency_ms,
         "last_check": upstream.last_check,
         "last_error": upstream.last_error,
+        "recent_stderr": list(upstream.recent_stderr),  # a stdio upstream's latest stderr lines, masked
     }
 
 

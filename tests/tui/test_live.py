@@ -6,6 +6,7 @@ statistics. (test_connection.py: rows say "unknown" while the gateway is away.)
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -243,3 +244,25 @@ async def test_the_stdio_form_registers_an_operator_template(
         if name in load_servers(live.servers_file).servers:
             async with live.client("root", groups=["admins"], path=ADMIN) as other:
                 await call_structured(other, "remove_service", {"service_name": name})
+
+
+TALKING = (
+    "import sys\nsys.path.insert(0, {root!r})\n"
+    "print('cache warm: 812 entries', file=sys.stderr)\nprint('listening on stdio', file=sys.stderr, flush=True)\n"
+    "from examples.servers.echo import create_server\ncreate_server().run('stdio')\n"
+)
+
+
+async def test_a_servers_screen_shows_what_a_running_stdio_server_said_on_stderr(tmp_path: Path) -> None:
+    (tmp_path / "talking.py").write_text(TALKING.format(root=str(REPOSITORY)))
+    servers = {"talking": {"transport": "stdio", "command": "python", "args": ["talking.py"]}}
+    async with serve_gateway(tmp_path, servers=servers, scopes=SCOPES) as live:
+        await live.log.wait_for(re.compile(r"upstream\.stderr .*listening on stdio"))
+        app = console(live)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: state_of(app, "talking") == "healthy", "the stdio server")
+            app.post_message(OpenServer("talking"))
+            await until(pilot, lambda: isinstance(app.screen, DetailScreen), "the server's screen")
+            shown = app.screen.query_one("#stderr", Static)
+            assert shown.display and not app.screen.query_one("#last-error", Static).display
+            assert str(shown.render()) == "Recent stderr:\ncache warm: 812 entries\nlistening on stdio"

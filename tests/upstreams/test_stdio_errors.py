@@ -2,7 +2,8 @@
 
 `last_error` (in /readyz, list_services and so the TUI) names the command line and carries the exit
 status (or the signal) and the last lines of the child's stderr, bounded, with the values of the
-child's `env` masked. Every line the child writes to stderr is logged with its upstream's name.
+child's `env` masked. Every line the child writes to stderr is logged with its upstream's name, and
+the latest few, masked, are shown to operators (list_services `recent_stderr`) while it runs.
 The scripts sit in the servers file's folder and are named relative to it.
 """
 
@@ -12,12 +13,14 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from aggregator.upstreams.child import LINE_CHARS, TAIL_LINES
+from aggregator.upstreams.child import LINE_CHARS, RECENT_LINES, TAIL_LINES
+from tests.conftest import REPOSITORY
 from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_gateway, text_of, token_for
 from tests.policies import ADMIN_SCOPES
 
@@ -149,3 +152,29 @@ async def test_an_upstream_that_crashes_mid_session_says_how(tmp_path_factory: p
     assert error is not None
     assert "tests/servers/faulty.py --stdio exited with status 3" in error
     assert error.endswith("its last stderr lines: STARTED crash")
+
+
+TALKS = (
+    "import os, sys\nsys.path.insert(0, {root!r})\n"
+    "for n in range(30):\n    print(f'warming {{n}}', file=sys.stderr)\n"
+    "print('ready with key', os.environ['API_TOKEN'], file=sys.stderr, flush=True)\n"
+    "from examples.servers.echo import create_server\ncreate_server().run('stdio')\n"
+)
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_running_stdio_upstreams_recent_stderr_is_shown_to_operators_masked(tmp_path: Path, era: Era) -> None:
+    (tmp_path / "talks.py").write_text(TALKS.format(root=str(REPOSITORY)))
+    servers = {"talks": {"transport": "stdio", "command": "python", "args": ["talks.py"], "env": {"API_TOKEN": SECRET}}}
+    async with serve_gateway(tmp_path, servers=servers, scopes=ADMIN_SCOPES) as live:
+        await live.log.wait_for(re.compile(r"upstream\.stderr .*ready with key"))
+        async with live.client("ops", groups=["admins"], era=era, path=ADMIN) as client:
+            listed = json.loads(text_of(await client.call_tool("list_services", {})))["services"]
+        async with live.client("user", groups=["users"], era=era, path=ADMIN) as user:
+            with pytest.raises(MCPError, match="Unknown tool 'list_services'"):
+                await user.call_tool("list_services", {})
+    talks = next(service for service in listed if service["name"] == "talks")
+    assert talks["state"] == "healthy" and talks["last_error"] is None
+    expected = [f"warming {n}" for n in range(30 - RECENT_LINES + 1, 30)] + ["ready with key ***"]
+    assert talks["recent_stderr"] == expected
+    assert SECRET not in json.dumps(listed)

@@ -90,6 +90,7 @@ class DetailScreen(LiveScreen):
         yield Static(id="summary")
         with VerticalScroll(id="last-error-box"):
             yield Static(id="last-error")
+            yield Static(id="stderr")
         with Horizontal(id="actions"):
             yield Button("Disable", id="toggle_server", action="screen.toggle_server", compact=True)
             yield Button("Refresh", id="refresh", action="screen.refresh", compact=True)
@@ -128,7 +129,7 @@ class DetailScreen(LiveScreen):
                 button.disabled = True
             return
         summary.update(_summary(service))
-        self._show_last_error(service.last_error)
+        self._show_last_error(service.last_error, service.recent_stderr)
         reasons = []
         for button_id, tool in BUTTONS.items():
             button = self.query_one(f"#{button_id}", Button)
@@ -144,10 +145,15 @@ class DetailScreen(LiveScreen):
             self._listed = listed
             self.load()
 
-    def _show_last_error(self, error: str | None) -> None:
-        """The whole of `last_error`: it may carry the command, its exit status and its last stderr lines."""
-        self.query_one("#last-error-box").set_class(bool(error), "-shown")
+    def _show_last_error(self, error: str | None, stderr: tuple[str, ...]) -> None:
+        """The whole of `last_error` (it may carry the command, its exit status and its last stderr lines),
+        and what a stdio server said on stderr lately, healthy or not."""
+        self.query_one("#last-error-box").set_class(bool(error or stderr), "-shown")
         self.query_one("#last-error", Static).update(Text(f"Last error:\n{error}" if error else ""))
+        self.query_one("#last-error", Static).display = bool(error)
+        recent = self.query_one("#stderr", Static)
+        recent.update(Text("Recent stderr:\n" + "\n".join(stderr), "dim") if stderr else "")
+        recent.display = bool(stderr)
 
     @work(exclusive=True, group="contents")
     async def load(self) -> None:

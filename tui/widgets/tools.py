@@ -93,8 +93,8 @@ class ToolsPane(Vertical):
             self.result = SearchResult(query, (), "error", f"Search failed: {error}")
 
     def watch_result(self, result: SearchResult | None) -> None:
-        if result is None:
-            return
+        if result is None or len(self.query("#search-note, #matches")) < 2:
+            return  # or the console is closing: a search answering late has nowhere to show
         if result.method == "list":
             note = result.note or ""
         elif result.method == "error":
