@@ -8,6 +8,11 @@ full-text search and says so. A search only ever ranks the tools the caller may 
 Discovery mode (`/mcp?tools=discover`, or `discovery_mode: true` for stdio) lists only the finder,
 `describe_tool` and `call_tool`, so a host with thousands of tools keeps a small context and
 still reaches every tool it may call, through the same policy checks.
+
+With `search_learning` on, the finder also learns from use (`aggregator.search.learning`): a call
+that follows a finder answer to the same caller (on any path: `GatewayServer`'s edge reports every
+successful `tools/call` to `called`, and `call_tool` here) raises that tool for that query next
+time, within fixed bounds, and only among the tools the asking caller may call.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
+import mcp_types as types
 from pydantic import Field
 
 from aggregator.catalog.catalog import Entry
 from aggregator.policy.principal import Principal
 from aggregator.search import Embedder, ToolDocument, ToolIndex
+from aggregator.search.learning import UsagePrior
 from aggregator.tools.base import AdminTool, Arguments
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import UpstreamState
@@ -33,6 +41,8 @@ FINDER = "intelligent_tool_finder"
 DESCRIBE = "describe_tool"
 CALL = "call_tool"
 _CALLABLE = (UpstreamState.HEALTHY, UpstreamState.DEGRADED)
+SAVE_INTERVAL = 60.0
+"""Seconds between saves of a changed prior (and once more when the gateway stops)."""
 
 
 class FindTools(Arguments):
@@ -63,8 +73,12 @@ class Finder:
         pool: UpstreamPool,
         tools: Callable[[], Iterable[Entry[Any]]],
         visible: Callable[[Principal], Iterable[Entry[Any]]],
+        learning: Path | None = None,
     ) -> None:
         self._uri = uri
+        self._learning = learning
+        self.prior: UsagePrior | None = None
+        """What the finder learned from use; None while it is off (`learning` None) or not loaded yet."""
         self._model = model
         self._pool = pool
         self._tools = tools
@@ -81,11 +95,15 @@ class Finder:
     async def run(self) -> None:
         """Open the index on first use, then sync it on every catalog change (an app-lifespan task)."""
         await self._wanted.wait()
+        if self._learning is not None:
+            self.prior = await anyio.to_thread.run_sync(UsagePrior.load, self._learning)
         async with ToolIndex(self._uri, Embedder(self._model)) as index, anyio.create_task_group() as tasks:
             await index.sync(self.documents())
             self._index = index
             self._opened.set()
             tasks.start_soon(self._announce_ready, index)
+            if self.prior is not None:
+                tasks.start_soon(self._keep_saved, self.prior)
             try:
                 while True:
                     await self._changed.wait()
@@ -94,6 +112,20 @@ class Finder:
             finally:
                 self._index = None
                 tasks.cancel_scope.cancel()
+                if self.prior is not None and self.prior.dirty:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self.prior.save, self.prior.records())
+
+    async def _keep_saved(self, prior: UsagePrior) -> None:
+        while True:
+            await anyio.sleep(SAVE_INTERVAL)
+            if prior.dirty:
+                await anyio.to_thread.run_sync(prior.save, prior.records())
+
+    def called(self, principal: Principal, name: str) -> None:
+        """`principal` called the exported tool `name` successfully: learn from it if the finder had shown it."""
+        if self.prior is not None:
+            self.prior.called((principal.issuer, principal.subject), name)
 
     async def _announce_ready(self, index: ToolIndex) -> None:
         started = anyio.current_time()
@@ -119,13 +151,18 @@ class Finder:
         index = self._index
         assert index is not None
         allowed = {entry.item.name: entry for entry in self._visible(principal)}
+        top_k, prior = arguments.top_n_tools or arguments.top_k, self.prior
         result = await index.search(
             arguments.query,
             allowed=allowed.keys(),
-            top_k=arguments.top_n_tools or arguments.top_k,
+            top_k=top_k if prior is None else prior.depth(arguments.query, top_k),
             servers=arguments.servers,
             tags=arguments.tags,
         )
+        hits = result.hits
+        if prior is not None:
+            hits = prior.rerank(arguments.query, hits, top_k, allowed.keys())
+            prior.answered((principal.issuer, principal.subject), arguments.query, [hit.name for hit in hits])
         states = {upstream.name: upstream.state for upstream in self._pool}
         return {
             "mode": result.mode,
@@ -139,7 +176,7 @@ class Finder:
                     "score": round(hit.score, 4),
                     "callable": states.get(hit.server) in _CALLABLE,
                 }
-                for hit in result.hits
+                for hit in hits
             ],
         }
 
@@ -149,6 +186,13 @@ class Finder:
         call: Callable[[Principal, CallTool], Awaitable[Any]],
     ) -> list[AdminTool]:
         """The finder and the two discovery-mode companions, as gateway tools of server `mcpgw`."""
+
+        async def call_and_learn(principal: Principal, arguments: CallTool) -> Any:
+            result = await call(principal, arguments)
+            if isinstance(result, types.CallToolResult) and not result.is_error:
+                self.called(principal, arguments.name)
+            return result
+
         return [
             AdminTool(
                 FINDER,
@@ -159,5 +203,5 @@ class Finder:
                 self.find,
             ),
             AdminTool(DESCRIBE, "Show a tool's description and input schema.", DescribeTool, None, describe),
-            AdminTool(CALL, "Call any tool you may call, by its exported name.", CallTool, None, call),
+            AdminTool(CALL, "Call any tool you may call, by its exported name.", CallTool, None, call_and_learn),
         ]
