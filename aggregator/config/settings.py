@@ -198,6 +198,13 @@ class Settings(BaseSettings):
     name_budget: int = Field(default=64, gt=0, description="Longest `mcp__<host_server_name>__<tool>` hosts accept.")
     search_uri: str | None = Field(default=None, description="LanceDB URI of the tool index; default data_dir/index.")
     search_model: str | None = Field(default=None, description="sentence-transformers model name or path.")
+    search_learning: bool = Field(
+        default=False,
+        description="Learn from use: a tool called right after a finder answer ranks a little higher for the same "
+        "query next time (bounded, decaying, stored without principals or queries in data_dir/finder-prior.json). "
+        "Off by default: the prior is shared by all callers, so in a multi-tenant gateway one tenant's calls would "
+        "reorder, and hint at, another's results; turn it on where callers trust each other (docs/finder.md).",
+    )
     discovery_mode: bool = Field(default=False, description="List only the finder tools (also: /mcp?tools=discover).")
     management_tools_on_mcp: bool = Field(
         default=False,
