@@ -65,6 +65,8 @@ async def answer(
         result = await handle(principal)
         if isinstance(result, types.CallToolResult) and result.is_error:
             outcome = "tool_error"
+        elif method == "tools/call" and name is not None and guard.after_call is not None:
+            guard.after_call(principal, name)
         return result
     except GatewayError as error:
         outcome = type(error).__name__

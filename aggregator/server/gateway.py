@@ -129,6 +129,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         principal_slots=ConcurrencyLimiter(settings.limits.max_calls_per_principal, "for"),
         upstream_slots=ConcurrencyLimiter(settings.limits.max_calls_per_upstream, "to upstream"),
         max_argument_bytes=settings.limits.max_argument_bytes,
+        after_call=(lambda principal, name: finder.called(principal, name)) if settings.search_learning else None,
     )
     handlers: GatewayServer | None = None
 
@@ -176,6 +177,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         pool,
         lambda: server.catalog.tools(),
         server.visible_tools,
+        settings.data_dir / "finder-prior.json" if settings.search_learning else None,
     )
 
     async def describe(principal: Principal, arguments: DescribeTool) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aggregator.policy.audit import AuditLog
+from aggregator.policy.principal import Principal
 from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
 from aggregator.policy.reload import PolicyHolder
 from aggregator.server.metrics import Metrics
@@ -21,3 +23,5 @@ class Guard:
     upstream_slots: ConcurrencyLimiter
     max_argument_bytes: int
     metrics: Metrics | None = None
+    after_call: Callable[[Principal, str], None] | None = None
+    """Told of every successful `tools/call` (principal, exported name), on every path: the finder learns from it."""
