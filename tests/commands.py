@@ -92,12 +92,16 @@ def _own_logging() -> Iterator[None]:
     """Undo what a command's `configure_logging` does: root handlers and level, and every logger's level."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    loggers = [logger for logger in logging.root.manager.loggerDict.values() if isinstance(logger, logging.Logger)]
-    levels = {logger: logger.level for logger in loggers}
+    levels = {logger: logger.level for logger in _loggers()}
     try:
         yield
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
-        for logger, saved in levels.items():
-            logger.setLevel(saved)
+        for logger in _loggers():
+            logger.setLevel(levels.get(logger, logging.NOTSET))  # a logger the command created: as it was born
+
+
+def _loggers() -> list[logging.Logger]:
+    """Every logger there is now (a copy: other threads may create loggers meanwhile)."""
+    return [logger for logger in list(logging.root.manager.loggerDict.values()) if isinstance(logger, logging.Logger)]
