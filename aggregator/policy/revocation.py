@@ -63,6 +63,6 @@ class RevocationList:
     def revoke_all(self, jtis: Iterable[str]) -> None:
         """Add every one of `jtis` with one write (revocations another replica made)."""
         with locked(self._path):
-            self._revoked |= self._read()
-            self._revoked.update(jtis)
-            write_atomically(self._path, json.dumps({"revoked": sorted(self._revoked)}, indent=1))
+            revoked = self._revoked | self._read() | set(jtis)
+            write_atomically(self._path, json.dumps({"revoked": sorted(revoked)}, indent=1))
+            self._revoked = revoked  # only once written: a reader never sees an id the file lacks
