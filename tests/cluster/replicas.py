@@ -49,11 +49,13 @@ class RedisServer:
 
     port: int
     directory: Path
+    password: str = ""
     process: RunningProcess | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def client(self) -> Redis:
         """A client of this server for the test's own look at keys (decoded strings)."""
@@ -75,6 +77,8 @@ async def running(server: RedisServer) -> AsyncIterator[RedisServer]:
     server.directory.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--port", str(server.port), "--bind", "127.0.0.1", "--dir", str(server.directory)]
     argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"]
+    if server.password:
+        argv += ["--requirepass", server.password]
     async with run_process(argv, server.directory) as process:
         server.process = process
         await process.wait_for("Ready to accept connections", STARTUP_DEADLINE)
