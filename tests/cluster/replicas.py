@@ -7,7 +7,7 @@ async with redis_server(tmp_path / "redis") as redis, replicas(tmp_path, redis.u
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +94,17 @@ async def redis_server(directory: Path) -> AsyncIterator[RedisServer]:
 
 @asynccontextmanager
 async def replicas(
-    directory: Path, redis_url: str, echo_url: str, count: int, burst: int = 9, **settings: Any
+    directory: Path,
+    redis_url: str,
+    echo_url: str,
+    count: int,
+    burst: int = 9,
+    own: Sequence[Mapping[str, Any]] = (),
+    **settings: Any,
 ) -> AsyncIterator[list[LiveGateway]]:
     """`count` gateways sharing `redis_url`, each with its own folder (its own data_dir and revocation file),
-    every one connected to echo and to Redis; callers get `burst` calls, refilled at `REFILL` per second."""
+    every one connected to echo and to Redis; callers get `burst` calls, refilled at `REFILL` per second.
+    `own[i]` holds settings of replica i alone."""
     options: dict[str, Any] = {"rate_limit_per_second": REFILL, "rate_limit_burst": burst, **settings}
     options.setdefault("cluster", {"redis_url": redis_url, "retry_interval": 0.1})
     async with AsyncExitStack() as stack:
@@ -108,7 +115,7 @@ async def replicas(
                     directory / f"replica-{index}",
                     servers={"echo": {"transport": "streamable-http", "url": echo_url}},
                     scopes=SCOPES,
-                    **options,
+                    **{**options, **(own[index] if index < len(own) else {})},
                 )
             )
             await live.wait_until(connected("echo"))

@@ -29,7 +29,7 @@ from tests.cluster.replicas import (
     replicas,
     served,
 )
-from tests.harness import AUTH, serve_gateway, token_for
+from tests.harness import AUTH, ERAS, Era, serve_gateway, token_for
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +53,18 @@ async def test_a_principal_gets_one_budget_across_three_replicas(
         assert await calls_served(carol, 3 * BURST) == BURST
         assert await calls_served(dave, 3 * BURST) == BURST  # another principal's budget is its own
         assert not any(cluster_of(live).health.fallbacks for live in gateways)
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_lean_path_and_the_sdk_path_take_from_the_same_budget(
+    redis: RedisServer, echo_url: str, tmp_path: Path, era: Era
+) -> None:
+    own = [{"lean_path": True}, {"lean_path": False}]
+    async with replicas(tmp_path, redis.url, echo_url, 2, burst=BURST, own=own) as gateways, AsyncExitStack() as stack:
+        name = f"hana-{era}"
+        clients = [await stack.enter_async_context(live.client(name, groups=USERS, era=era)) for live in gateways]
+        assert await calls_served(clients, 2 * BURST) == BURST
+        assert await calls_served(clients[1:], 2) == 0  # the SDK path's replica saw the lean path's calls
 
 
 async def test_principal_names_cannot_reach_each_others_buckets(
