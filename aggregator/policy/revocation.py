@@ -1,7 +1,8 @@
 """Revoked token ids (`jti`), persisted as a JSON file so a revocation survives restarts.
 
 Revoking a token also revokes every token minted from it (directly or further down): the verifier
-asks about the token's own `jti` and every id in its `parent_jti` chain.
+asks about the token's own `jti` and every id in its `parent_jti` chain. With `cluster.redis_url`,
+`aggregator.cluster.revocations` keeps this file and every other replica's equal through Redis.
 """
 
 from __future__ import annotations
