@@ -60,6 +60,9 @@ class Cluster:
                 await self._subscribed()
             except REDIS_ERRORS as error:
                 self.health.down(error)
+            except Exception as error:  # the task's top level: log, answer locally, try again
+                logger.exception("cluster.listener_failed")
+                self.health.down(error)
             await anyio.sleep(self._settings.retry_interval)
 
     async def _subscribed(self) -> None:

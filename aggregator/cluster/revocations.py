@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from aggregator.cluster.client import REDIS_ERRORS
 from aggregator.cluster.health import RedisHealth
+from aggregator.errors import ConfigError
 from aggregator.policy.revocation import RevocationList
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,11 @@ class SharedRevocations:
             logger.warning("cluster.revocation_ignored", extra={"count": len(jtis) - len(accepted), "key": self.key})
         new = accepted - self._local.snapshot()
         if new:
-            await anyio.to_thread.run_sync(self._local.revoke_all, new)
+            try:
+                await anyio.to_thread.run_sync(self._local.revoke_all, new)
+            except (ConfigError, OSError) as error:  # the verifier keeps its last good list meanwhile
+                logger.error("cluster.revocations_not_written", extra={"count": len(new), "error": str(error)})
+                return
             logger.info("cluster.revocations_applied", extra={"count": len(new)})
         if self._changed is not None:
             self._changed.set()

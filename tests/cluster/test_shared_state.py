@@ -131,6 +131,20 @@ async def test_garbage_in_the_shared_revocations_is_ignored(redis: RedisServer, 
             assert await served(client)
 
 
+async def test_a_broken_local_revocation_file_does_not_stop_the_replica(
+    redis: RedisServer, echo_url: str, tmp_path: Path
+) -> None:
+    async with replicas(tmp_path, redis.url, echo_url, 1, burst=100) as (only,):
+        (only.gateway.settings.data_dir / REVOCATIONS).write_text("{not json")
+        mark = only.log.mark()
+        async with redis.client() as client:
+            await client.publish("mcp-aggregator:revocations", "while-the-file-is-broken")
+        await only.log.wait_for("cluster.revocations_not_written", DEADLINE, mark)
+        async with only.client("ivan", groups=USERS) as client:
+            assert await served(client)
+        assert cluster_of(only).health.available
+
+
 async def test_without_redis_url_a_gateway_keeps_its_state_to_itself(echo_url: str, tmp_path: Path) -> None:
     servers = {"echo": {"transport": "streamable-http", "url": echo_url}}
     async with serve_gateway(tmp_path, servers=servers, scopes=SCOPES, metrics_public=True) as live:
