@@ -101,7 +101,8 @@ class Embedder:
                 raise EmbedderUnavailableError(self.model_id, self._failure)
             started = time.perf_counter()
             try:
-                model = await anyio.to_thread.run_sync(self._load_blocking)
+                # Abandoned on cancel: a gateway stopping mid-load must not wait seconds for the model.
+                model = await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
             except (OSError, ValueError, RuntimeError, ImportError, KeyError) as error:
                 self._failure = f"{type(error).__name__}: {error}"
                 logger.error("embedder.load_failed", extra={"model": self.model_id, "error": self._failure})
