@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.config.files import write_atomically
-from aggregator.search.results import SearchHit
+from aggregator.search.index import ToolIndex
+from aggregator.search.results import SearchHit, SearchResult
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ Caller = tuple[str, str]
 class Bounds:
     """How much the prior may learn and move, and how fast it forgets (defaults documented in docs/finder.md)."""
 
-    max_boost: float = 0.15
-    """The most a tool's score can gain (hybrid scores span about 0 to 1.6; the top two are often closer)."""
+    max_boost: float = 0.3
+    """The most a tool's score can gain: the full-text half's weight, so consistent use counts as much as a
+    perfect keyword match and never more (hybrid scores span about 0 to 1.6)."""
     full_weight: float = 3.0
     """Calls (decayed) at which a pair gives its full bonus; also the cap of a pair's weight."""
     half_life: float = 14 * 86_400.0
@@ -96,6 +98,27 @@ class _CallerState:
     answers: deque[_Answer]
     window_start: float = -math.inf
     contributed: set[tuple[str, str]] = field(default_factory=set)
+
+
+async def learned_search(
+    index: ToolIndex,
+    prior: UsagePrior | None,
+    caller: Caller,
+    query: str,
+    *,
+    allowed: Collection[str],
+    top_k: int,
+    servers: Collection[str] | None = None,
+    tags: Collection[str] | None = None,
+) -> SearchResult:
+    """`index.search` for `caller`, reordered by `prior` (if any), which then remembers what `caller` was shown."""
+    depth = top_k if prior is None else prior.depth(query, top_k)
+    result = await index.search(query, allowed=allowed, top_k=depth, servers=servers, tags=tags)
+    if prior is None:
+        return result
+    hits = prior.rerank(query, result.hits, top_k, allowed)
+    prior.answered(caller, query, [hit.name for hit in hits])
+    return replace(result, hits=hits)
 
 
 def query_key(query: str) -> str:

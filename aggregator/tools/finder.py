@@ -30,7 +30,7 @@ from pydantic import Field
 from aggregator.catalog.catalog import Entry
 from aggregator.policy.principal import Principal
 from aggregator.search import Embedder, ToolDocument, ToolIndex
-from aggregator.search.learning import UsagePrior
+from aggregator.search.learning import UsagePrior, learned_search
 from aggregator.tools.base import AdminTool, Arguments
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import UpstreamState
@@ -151,18 +151,16 @@ class Finder:
         index = self._index
         assert index is not None
         allowed = {entry.item.name: entry for entry in self._visible(principal)}
-        top_k, prior = arguments.top_n_tools or arguments.top_k, self.prior
-        result = await index.search(
+        result = await learned_search(
+            index,
+            self.prior,
+            (principal.issuer, principal.subject),
             arguments.query,
             allowed=allowed.keys(),
-            top_k=top_k if prior is None else prior.depth(arguments.query, top_k),
+            top_k=arguments.top_n_tools or arguments.top_k,
             servers=arguments.servers,
             tags=arguments.tags,
         )
-        hits = result.hits
-        if prior is not None:
-            hits = prior.rerank(arguments.query, hits, top_k, allowed.keys())
-            prior.answered((principal.issuer, principal.subject), arguments.query, [hit.name for hit in hits])
         states = {upstream.name: upstream.state for upstream in self._pool}
         return {
             "mode": result.mode,
@@ -176,7 +174,7 @@ class Finder:
                     "score": round(hit.score, 4),
                     "callable": states.get(hit.server) in _CALLABLE,
                 }
-                for hit in hits
+                for hit in result.hits
             ],
         }
 
