@@ -100,11 +100,12 @@ async def replicas(
     count: int,
     burst: int = 9,
     own: Sequence[Mapping[str, Any]] = (),
+    wait_for_redis: bool = True,
     **settings: Any,
 ) -> AsyncIterator[list[LiveGateway]]:
     """`count` gateways sharing `redis_url`, each with its own folder (its own data_dir and revocation file),
     every one connected to echo and to Redis; callers get `burst` calls, refilled at `REFILL` per second.
-    `own[i]` holds settings of replica i alone."""
+    `own[i]` holds settings of replica i alone; `wait_for_redis` False: yield without waiting for Redis."""
     options: dict[str, Any] = {"rate_limit_per_second": REFILL, "rate_limit_burst": burst, **settings}
     options.setdefault("cluster", {"redis_url": redis_url, "retry_interval": 0.1})
     async with AsyncExitStack() as stack:
@@ -121,7 +122,7 @@ async def replicas(
             await live.wait_until(connected("echo"))
             gateways.append(live)
         with anyio.fail_after(STARTUP_DEADLINE):
-            for live in gateways:
+            for live in gateways if wait_for_redis else ():
                 await cluster_of(live).health.wait(available=True)
         yield gateways
 

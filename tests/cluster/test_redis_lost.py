@@ -77,3 +77,25 @@ async def test_calls_are_served_while_redis_is_away_and_limits_are_shared_again_
         lost = [line for line in first.log.lines[mark:] if "cluster.redis_unavailable" in line]
         assert 1 <= len(lost) <= len(gateways), "the outage is logged once per replica, not once per call"
         assert not [line for line in first.log.lines if PASSWORD in line]
+
+
+async def test_a_replica_started_before_redis_serves_and_joins_when_it_comes(echo_url: str, tmp_path: Path) -> None:
+    redis = RedisServer(free_port(), tmp_path / "redis", password=PASSWORD)  # nothing listens there yet
+    async with AsyncExitStack() as stack:
+        gateways = await stack.enter_async_context(
+            replicas(tmp_path, redis.url, echo_url, 2, burst=BURST, wait_for_redis=False)
+        )
+        with anyio.fail_after(DEADLINE):
+            for live in gateways:
+                await cluster_of(live).health.wait(available=False)
+        assert [await cluster_view(live) for live in gateways] == [("unavailable", "0")] * 2
+        tina = [await stack.enter_async_context(live.client("tina", groups=USERS)) for live in gateways]
+        assert await calls_served(tina, 2 * BURST) == 2 * BURST  # each replica's own budget
+
+        await stack.enter_async_context(running(redis))
+        with anyio.fail_after(DEADLINE):
+            for live in gateways:
+                await cluster_of(live).health.wait(available=True)
+        uma = [await stack.enter_async_context(live.client("uma", groups=USERS)) for live in gateways]
+        assert await calls_served(uma, 2 * BURST) == BURST
+        assert not [line for line in gateways[0].log.lines if PASSWORD in line]
