@@ -7,7 +7,7 @@ from mcp import MCPError
 from textual.widgets import Static
 
 from tests.tui.conftest import ConsoleGateway, bystander, console, until
-from tui.widgets.activity import ActivityPane
+from tui.widgets.activity import WIDTHS, ActivityPane
 from tui.widgets.rows import RowsTable
 
 pytestmark = pytest.mark.anyio
@@ -29,8 +29,10 @@ async def test_a_call_by_someone_else_appears_in_the_tail(console_gateway: Conso
             with pytest.raises(MCPError, match="Unknown tool"):
                 await other.call_tool("weather__get_forcast", {"city": "Paris"})
 
+        who = "operators-user"[: WIDTHS["who"] - 1] + "…"  # the tail cuts names so that it fits 80 columns
+
         def seen(name: str, result: str) -> bool:
-            return any(row[1:4] == (result, name, "operators-user") for row in tail(pane))
+            return any(row[1:4] == (result, name, who) for row in tail(pane))
 
         await until(pilot, lambda: seen("weather__get_forecast", "ok"), "the allowed call in the tail")
         await until(pilot, lambda: seen("weather__get_forcast", "denied UnknownName"), "the denied call in the tail")
