@@ -3,6 +3,7 @@ become one gateway again when Redis returns (a fresh, empty Redis on the same po
 
 from __future__ import annotations
 
+import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -99,3 +100,25 @@ async def test_a_replica_started_before_redis_serves_and_joins_when_it_comes(ech
         uma = [await stack.enter_async_context(live.client("uma", groups=USERS)) for live in gateways]
         assert await calls_served(uma, 2 * BURST) == BURST
         assert not [line for line in gateways[0].log.lines if PASSWORD in line]
+
+
+async def test_a_hung_redis_costs_calls_nothing_but_its_timeout(echo_url: str, tmp_path: Path) -> None:
+    redis = RedisServer(free_port(), tmp_path / "redis", password=PASSWORD)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(running(redis))
+        gateways = await stack.enter_async_context(replicas(tmp_path, redis.url, echo_url, 2, burst=BURST))
+        assert redis.process is not None
+        redis.process.process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+        try:
+            victor = [await stack.enter_async_context(live.client("victor", groups=USERS)) for live in gateways]
+            assert await calls_served(victor, 2 * BURST) == 2 * BURST, "calls failed while Redis hung"
+            with anyio.fail_after(DEADLINE):
+                for live in gateways:
+                    await cluster_of(live).health.wait(available=False)
+        finally:
+            redis.process.process.send_signal(signal.SIGCONT)
+        with anyio.fail_after(DEADLINE):
+            for live in gateways:
+                await cluster_of(live).health.wait(available=True)
+        walt = [await stack.enter_async_context(live.client("walt", groups=USERS)) for live in gateways]
+        assert await calls_served(walt, 2 * BURST) == BURST
