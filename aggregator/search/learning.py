@@ -48,6 +48,8 @@ from aggregator.search.results import SearchHit, SearchResult
 logger = logging.getLogger(__name__)
 
 VERSION = 1
+MAX_DEPTH = 50
+"""The deepest a search goes to find learned tools (the finder's largest `top_k`)."""
 _NOT_WORDS = re.compile(r"[\W_]+")
 
 Caller = tuple[str, str]
@@ -203,7 +205,8 @@ class UsagePrior:
     def depth(self, query: str, top_k: int) -> int:
         """How many hits to fetch so every learned tool of `query` can take part: the deepest rank it was called at."""
         pairs = self._queries.get(query_key(query))
-        return max([top_k, *(pair.rank for pair in pairs.values())]) if pairs else top_k
+        deepest = max((pair.rank for pair in pairs.values()), default=0) if pairs else 0
+        return max(top_k, min(deepest, MAX_DEPTH))
 
     def rerank(
         self, query: str, hits: Sequence[SearchHit], top_k: int, allowed: Collection[str]

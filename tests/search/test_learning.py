@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.search import Embedder, SearchHit, ToolDocument, ToolIndex
-from aggregator.search.learning import UsagePrior, learned_search
+from aggregator.search.learning import MAX_DEPTH, UsagePrior, learned_search, query_key
 from tests.conftest import REPOSITORY
 from tests.harness import Era, LiveGateway, call_structured, serve_gateway
 
@@ -69,6 +69,8 @@ def test_a_call_after_an_answer_raises_that_tool_for_that_query_only() -> None:
         "weather__alerts",
         "weather__forecast",
     ]
+    assert prior.depth("weather in lisbon", 1) == 2, "the search fetches as deep as the learned tool was found"
+    assert prior.depth("weather in Paris", 1) == 1
     clock.now += prior.bounds.answer_seconds + 1
     prior.answered(("issuer", "carol"), "mail", ["mail__send"])
     clock.now += prior.bounds.answer_seconds + 1
@@ -138,6 +140,15 @@ def test_the_saved_prior_holds_no_principal_and_no_query(tmp_path: Path) -> None
     loaded = UsagePrior.load(path, clock=clock)
     assert loaded.boosts("forecast for lisbon!") == prior.boosts("Forecast for Lisbon")
     assert not loaded.called(("https://issuer.example", "alice@example.com"), "weather__forecast")
+
+
+def test_a_saved_rank_never_makes_a_search_deeper_than_the_finder_allows(tmp_path: Path) -> None:
+    path = tmp_path / "finder-prior.json"
+    record = {"query": query_key("q"), "tool": "a__b", "weight": 1, "updated": Clock().now, "rank": 1000}
+    path.write_text(json.dumps({"version": 1, "pairs": [record]}))
+    prior = UsagePrior.load(path, clock=Clock())
+    assert len(prior) == 1
+    assert prior.depth("q", 5) == MAX_DEPTH
 
 
 @pytest.mark.parametrize(
