@@ -2,8 +2,8 @@
 
 Every handler works for the principal of the current request (`current_principal`): lists are
 filtered by the policy and every request is checked again when it is made. Requests for input
-from upstreams reach the caller that caused them (`aggregator.upstreams.caller`). This is also the one
-place where the gateway's exceptions become MCP errors (`answer`, `as_mcp_error`).
+from upstreams reach the caller that caused them (`aggregator.upstreams.caller`); gateway errors
+become MCP errors in `aggregator.server.edge`, the one place that does it.
 """
 
 from __future__ import annotations
@@ -298,11 +298,11 @@ class GatewayServer:
             raise
 
     def _management_elsewhere(self, principal: Principal, name: str) -> None:
-        """Refuse a management tool here (naming /mcp/admin), unless an upstream exports the name (no prefix)."""
-        try:
+        """Refuse a management tool here: naming /mcp/admin to whom may use it, else as unknown (as there)."""
+        try:  # an upstream may export the same name unprefixed
             self.catalog.resolve_tool(name, self._sees_tool(principal))
-        except UnknownNameError:
-            raise served_elsewhere(name) from None
+        except UnknownNameError as unknown:
+            raise served_elsewhere(name) if self.admin and self.admin.visible(principal, name) else unknown from None
 
     def _never_listed(self, upstream: Upstream, name: str) -> bool:
         prefix = self.catalog.prefix_of(upstream.name)

@@ -122,6 +122,9 @@ async def test_a_caller_without_ui_permissions_sees_on_mcp_admin_only_what_it_ma
         for name, arguments in CALLS.items():
             with pytest.raises(MCPError, match=f"Unknown tool '{name}'"):
                 await operator.call_tool(name, arguments)
+            # On /mcp too: a management tool it may not use is unknown, never "served on /mcp/admin".
+            with pytest.raises(MCPError, match=f"Unknown tool '{name}'"):
+                await agent.call_tool(name, arguments)
         shown = await tool_names(weather_operator)
         assert shown & MANAGEMENT == {
             "list_services",
