@@ -49,6 +49,10 @@ class RedisHealth:
         self._set(False, text)
         logger.warning("cluster.redis_unavailable", extra={"redis": self.address, "error": text})
 
+    def fell_back(self) -> None:
+        """Count one decision made from local state (shown on /metrics)."""
+        self.fallbacks += 1
+
     def _set(self, available: bool, error: str | None) -> None:
         self.available, self.error, self._known = available, error, True
         self.since = time.time()

@@ -70,5 +70,5 @@ class RedisBuckets:
                 return max(0.0, float(wait))
             except REDIS_ERRORS as error:
                 self._health.down(error)
-        self._health.fallbacks += 1
+        self._health.fell_back()
         return self._local.take_now(name, rate, burst)
