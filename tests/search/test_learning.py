@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.config.settings import Settings
 from aggregator.search import Embedder, SearchHit, ToolDocument, ToolIndex
 from aggregator.search.learning import MAX_DEPTH, UsagePrior, learned_search, query_key
 from tests.conftest import REPOSITORY
@@ -291,10 +292,11 @@ everything: [{server: "*", methods: [tools/list, tools/call], tools: ["*"]}]
 QUERY = "add two integers and tell me the weather"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[True, False], ids=["lean-path", "sdk-path"])
 async def learning_gateway(
-    tmp_path_factory: pytest.TempPathFactory, weather_url: str, echo_url: str
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, weather_url: str, echo_url: str
 ) -> AsyncIterator[LiveGateway]:
+    """A gateway with `search_learning` on, serving `tools/call` on the lean path or, with it off, the SDK's."""
     servers = {
         "weather": {"transport": "streamable-http", "url": weather_url, "description": "Weather forecasts"},
         "echo": {"transport": "streamable-http", "url": echo_url},
@@ -303,7 +305,7 @@ async def learning_gateway(
     # No model (a path without one): full-text answers are enough here, and the session's model is not loaded again.
     model = str(directory / "no-model")
     async with serve_gateway(
-        directory, servers=servers, scopes=SCOPES, search_learning=True, search_model=model
+        directory, servers=servers, scopes=SCOPES, search_learning=True, search_model=model, lean_path=request.param
     ) as live:
         yield live
 
@@ -342,3 +344,8 @@ async def test_the_gateway_keeps_the_prior_in_data_dir_without_principals(learni
     text = prior.path.read_text() if prior.path else ""
     assert "weather__get_forecast" in text
     assert "persisted" not in text and "Oslo" not in text and "oslo" not in text
+
+
+def test_learning_is_off_unless_turned_on() -> None:
+    assert Settings.model_fields["search_learning"].default is False
+    assert "multi-tenant" in (Settings.model_fields["search_learning"].description or "")
