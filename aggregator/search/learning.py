@@ -6,9 +6,9 @@ and adds a small bonus to the tool's score the next time anyone asks the same qu
 (after normalisation: case, punctuation and spacing do not matter).
 
     prior = UsagePrior.load(data_dir / "finder-prior.json")
-    prior.answered(caller, query, [hit.name for hit in hits])     # what the finder showed
-    prior.called(caller, "weather__get_forecast")                   # what the caller then called
-    hits = prior.rerank(query, hits, top_k)                         # next time: reordered
+    result = await learned_search(index, prior, caller, query, allowed=names, top_k=5)  # remembers what it showed
+    prior.called(caller, "weather__get_forecast")     # the caller called a tool it was shown: the pair is learned
+    # The next search for that query, by anyone, gets the tool's bonus (`rerank`) among its own allowed tools.
 
 What it stores is principal-blind: an unkeyed hash of the normalised query, the tool's exported
 name, a weight, the time of the last update and the rank the tool had. Who asked stays in memory
