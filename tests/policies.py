@@ -34,6 +34,20 @@ weather-only:
 `admins` may do everything, `operators` may list and toggle `weather` only (and call every tool),
 `users` may only call weather's tools."""
 
+
+def _everything_may(methods: Sequence[str]) -> str:
+    policy = yaml.safe_load(ADMIN_SCOPES)
+    policy["everything"][0]["methods"] = list(methods)
+    return yaml.safe_dump(policy, sort_keys=False)
+
+
+CONSOLE_SCOPES = _everything_may(
+    ("tools/list", "tools/call", "resources/list", "resources/read", "prompts/list", "prompts/get")
+)
+"""`ADMIN_SCOPES` where `admins` and `operators` may also list and read resources and prompts, as the operator
+console (tui) does on a server's screen."""
+
+
 ADMIN_PERMISSIONS = ("list_service", "register_service", "toggle_service", "modify_service", "health_check_service")
 
 

@@ -6,7 +6,8 @@ import pytest
 from mcp import MCPError
 from textual.widgets import Static
 
-from tests.tui.conftest import ConsoleGateway, bystander, console, until
+from tests.harness import LiveGateway
+from tests.tui.conftest import bystander, console, until
 from tui.widgets.activity import WIDTHS, ActivityPane
 from tui.widgets.rows import RowsTable
 
@@ -18,18 +19,18 @@ def tail(pane: ActivityPane) -> list[tuple[str, ...]]:
     return [tuple(str(cell) for cell in table.get_row_at(index)) for index in range(table.row_count)]
 
 
-async def test_a_call_by_someone_else_appears_in_the_tail(console_gateway: ConsoleGateway) -> None:
-    app = console(console_gateway.url, interval=0.3)
+async def test_a_call_by_someone_else_appears_in_the_tail(console_gateway: LiveGateway) -> None:
+    app = console(console_gateway, interval=0.3)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.snapshot.activity is not None, "the activity")
         await pilot.press("3")
         pane = app.screen.query_one(ActivityPane)
-        async with bystander(console_gateway.url, "operators") as other:
+        async with bystander(console_gateway, "operators") as other:
             await other.call_tool("weather__get_forecast", {"city": "Paris"})
             with pytest.raises(MCPError, match="Unknown tool"):
                 await other.call_tool("weather__get_forcast", {"city": "Paris"})
 
-        who = "operators-user"[: WIDTHS["who"] - 1] + "…"  # the tail cuts names so that it fits 80 columns
+        who = "user-operators"[: WIDTHS["who"] - 1] + "…"  # the tail cuts names so that it fits 80 columns
 
         def seen(name: str, result: str) -> bool:
             return any(row[1:4] == (result, name, who) for row in tail(pane))

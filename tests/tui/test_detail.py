@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import OptionList
 
-from tests.tui.conftest import ConsoleGateway, console, until
+from tests.harness import LiveGateway
+from tests.tui.conftest import console, until
 from tui.screens.detail import DetailScreen
 from tui.screens.main import MainScreen
 from tui.widgets.servers import ServersPane
@@ -14,8 +15,8 @@ from tui.widgets.tool_detail import ToolDetail
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_servers_screen_shows_what_it_exports(console_gateway: ConsoleGateway) -> None:
-    app = console(console_gateway.url)
+async def test_a_servers_screen_shows_what_it_exports(console_gateway: LiveGateway) -> None:
+    app = console(console_gateway)
     async with app.run_test(size=(80, 24)) as pilot:
         pane = app.screen.query_one(ServersPane)
         await until(pilot, lambda: pane.table.row_count >= 2, "the servers")

@@ -30,9 +30,9 @@ from tests.harness import (
     LiveGateway,
     call_structured,
     serve_gateway,
-    serve_upstream,
 )
-from tests.tui.conftest import SCOPES, Notes, until
+from tests.policies import CONSOLE_SCOPES
+from tests.tui.conftest import Notes, until
 from tui.app import OperatorApp
 from tui.link import Backoff, LinkStatus
 from tui.messages import OpenServer
@@ -57,22 +57,21 @@ TEMPLATES: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveGateway]:
-    async with serve_upstream("weather") as weather_url, serve_upstream("echo") as echo_url:
-        servers = {
-            "weather": {"transport": "streamable-http", "url": weather_url},
-            "echo": {"transport": "streamable-http", "url": echo_url},
-            "broken": {"transport": "stdio", "command": FAILING[0], "args": FAILING[1:]},
-        }
-        async with serve_gateway(
-            tmp_path_factory.mktemp("console-live"),
-            servers=servers,
-            scopes=SCOPES,
-            stdio_templates=TEMPLATES,
-            backoff_initial=30.0,
-            backoff_max=60.0,
-        ) as gateway:
-            yield gateway
+async def live(tmp_path_factory: pytest.TempPathFactory, weather_url: str, echo_url: str) -> AsyncIterator[LiveGateway]:
+    servers = {
+        "weather": {"transport": "streamable-http", "url": weather_url},
+        "echo": {"transport": "streamable-http", "url": echo_url},
+        "broken": {"transport": "stdio", "command": FAILING[0], "args": FAILING[1:]},
+    }
+    async with serve_gateway(
+        tmp_path_factory.mktemp("console-live"),
+        servers=servers,
+        scopes=CONSOLE_SCOPES,
+        stdio_templates=TEMPLATES,
+        backoff_initial=30.0,
+        backoff_max=60.0,
+    ) as gateway:
+        yield gateway
 
 
 def token(group: str = "admins", expires_in: int = 600) -> str:
@@ -167,13 +166,9 @@ async def test_try_it_calls_a_tool_as_the_operator_and_shows_the_answer(live: Li
         assert isinstance(app.screen, MainScreen)
 
 
-async def test_the_consoles_own_calls_are_left_out_of_the_statistics(tmp_path: Path) -> None:
-    async with (
-        serve_upstream("weather") as weather_url,
-        serve_gateway(
-            tmp_path, servers={"weather": {"transport": "streamable-http", "url": weather_url}}, scopes=SCOPES
-        ) as live,
-    ):
+async def test_the_consoles_own_calls_are_left_out_of_the_statistics(tmp_path: Path, weather_url: str) -> None:
+    weather = {"transport": "streamable-http", "url": weather_url}
+    async with serve_gateway(tmp_path, servers={"weather": weather}, scopes=CONSOLE_SCOPES) as live:
         await counted_alone(live)
 
 
@@ -256,7 +251,7 @@ TALKING = (
 async def test_a_servers_screen_shows_what_a_running_stdio_server_said_on_stderr(tmp_path: Path) -> None:
     (tmp_path / "talking.py").write_text(TALKING.format(root=str(REPOSITORY)))
     servers = {"talking": {"transport": "stdio", "command": "python", "args": ["talking.py"]}}
-    async with serve_gateway(tmp_path, servers=servers, scopes=SCOPES) as live:
+    async with serve_gateway(tmp_path, servers=servers, scopes=CONSOLE_SCOPES) as live:
         await live.log.wait_for(re.compile(r"upstream\.stderr .*listening on stdio"))
         app = console(live)
         async with app.run_test(size=(100, 30)) as pilot:

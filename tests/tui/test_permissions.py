@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Button, Static
 
-from tests.tui.conftest import ConsoleGateway, console, until
+from tests.harness import LiveGateway
+from tests.tui.conftest import console, until
 from tui.screens.detail import DetailScreen
 from tui.screens.main import MainScreen
 from tui.widgets.activity import ActivityPane
@@ -14,8 +15,8 @@ from tui.widgets.servers import ServersPane
 pytestmark = pytest.mark.anyio
 
 
-async def test_an_operator_sees_which_actions_are_not_allowed_and_why(console_gateway: ConsoleGateway) -> None:
-    app = console(console_gateway.url, "operators")
+async def test_an_operator_sees_which_actions_are_not_allowed_and_why(console_gateway: LiveGateway) -> None:
+    app = console(console_gateway, "operators")
     async with app.run_test(size=(80, 24)) as pilot:
         pane = app.screen.query_one(ServersPane)
         await until(pilot, lambda: pane.table.row_count == 1, "the one server this token may list")

@@ -6,8 +6,8 @@ import pytest
 from textual.widgets import Input, Static
 
 from aggregator.registry.models import load_servers
-from tests.conftest import wait_connected
-from tests.tui.conftest import ConsoleGateway, Notes, bystander, console, tool_names, until
+from tests.harness import LiveGateway, connected, tool_names
+from tests.tui.conftest import Notes, bystander, console, until
 from tui.app import OperatorApp
 from tui.screens.main import MainScreen
 from tui.screens.register import RegisterScreen
@@ -26,9 +26,11 @@ def error_of(app: OperatorApp, field: str) -> str:
     return str(message.render()) if message.has_class("-shown") else ""
 
 
-async def test_fields_are_checked_as_typed_and_a_good_server_registers(console_gateway: ConsoleGateway) -> None:
+async def test_fields_are_checked_as_typed_and_a_good_server_registers(
+    console_gateway: LiveGateway, echo_url: str
+) -> None:
     notes = Notes()
-    app = console(console_gateway.url)
+    app = console(console_gateway)
     try:
         async with app.run_test(size=(80, 24), message_hook=notes) as pilot:
             pane = app.screen.query_one(ServersPane)
@@ -48,32 +50,31 @@ async def test_fields_are_checked_as_typed_and_a_good_server_registers(console_g
             form(app).query_one("#name", Input).value = ""
             await pilot.press(*"echo2")
             assert error_of(app, "name") == ""
-            form(app).query_one("#url", Input).value = console_gateway.echo_url
+            form(app).query_one("#url", Input).value = echo_url
             await pilot.pause()
             assert error_of(app, "url") == ""
-            mark = len(console_gateway.process.lines)
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(app.screen, MainScreen), "the form to close")
             await until(pilot, lambda: notes.has("Registered 'echo2'"), "the notification")
             await until(pilot, lambda: "echo2" in {s.name for s in app.snapshot.services}, "echo2 in the table")
-        await wait_connected(console_gateway.process, "echo2", mark)
-        async with bystander(console_gateway.url) as other:
+        await console_gateway.wait_until(connected("echo2"))
+        async with bystander(console_gateway) as other:
             assert "echo2__echo" in await tool_names(other)
     finally:
         if "echo2" in load_servers(console_gateway.servers_file).servers:
-            async with bystander(console_gateway.url) as other:
+            async with bystander(console_gateway) as other:
                 await other.call_tool("remove_service", {"service_name": "echo2"})
 
 
-async def test_the_gateways_refusal_is_shown_on_the_form(console_gateway: ConsoleGateway) -> None:
+async def test_the_gateways_refusal_is_shown_on_the_form(console_gateway: LiveGateway, echo_url: str) -> None:
     before = console_gateway.servers_file.read_text()
-    app = console(console_gateway.url)
+    app = console(console_gateway)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: bool(app.snapshot.services), "the servers")
         await pilot.press("n")
         await until(pilot, lambda: isinstance(app.screen, RegisterScreen), "the form")
         form(app).query_one("#name", Input).value = "weather"
-        form(app).query_one("#url", Input).value = console_gateway.echo_url
+        form(app).query_one("#url", Input).value = echo_url
         await pilot.press("ctrl+s")
         refusal = form(app).query_one("#refusal", Static)
         await until(pilot, lambda: "already registered" in str(refusal.render()), "the gateway's refusal")

@@ -6,7 +6,8 @@ import mcp_types as types
 import pytest
 from textual.widgets import Static
 
-from tests.tui.conftest import ConsoleGateway, bystander, console, tool_names, until
+from tests.harness import LiveGateway, tool_names
+from tests.tui.conftest import bystander, console, until
 from tui.models import FINDER
 from tui.search import finder_arguments, finder_matches, local_matches
 from tui.widgets.tool_detail import ToolDetail
@@ -25,10 +26,10 @@ TOOLS = [
 
 
 @pytest.mark.anyio
-async def test_search_says_how_it_matched(console_gateway: ConsoleGateway) -> None:
-    async with bystander(console_gateway.url) as other:
+async def test_search_says_how_it_matched(console_gateway: LiveGateway) -> None:
+    async with bystander(console_gateway) as other:
         has_finder = FINDER in await tool_names(other)
-    app = console(console_gateway.url)
+    app = console(console_gateway)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: bool(app.snapshot.tools), "the tools")
         await pilot.press("slash", *"forecast")

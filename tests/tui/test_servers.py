@@ -6,7 +6,8 @@ import pytest
 from textual.pilot import Pilot
 
 from aggregator.registry.models import load_servers
-from tests.tui.conftest import ConsoleGateway, Notes, bystander, console, tool_names, until
+from tests.harness import LiveGateway, tool_names
+from tests.tui.conftest import Notes, bystander, console, until
 from tui.app import OperatorApp
 from tui.models import Filter, Progress, Service
 from tui.screens.confirm import ConfirmScreen
@@ -37,8 +38,8 @@ async def settled(pilot: Pilot[None], app: OperatorApp, count: int = 2) -> Serve
     return pane
 
 
-async def test_servers_are_listed_with_counts_filters_and_sorting(console_gateway: ConsoleGateway) -> None:
-    app = console(console_gateway.url)
+async def test_servers_are_listed_with_counts_filters_and_sorting(console_gateway: LiveGateway) -> None:
+    app = console(console_gateway)
     async with app.run_test(size=(120, 40)) as pilot:
         pane = await settled(pilot, app)
         assert rows(pane.table) == ["echo", "weather"]
@@ -67,9 +68,9 @@ async def test_servers_are_listed_with_counts_filters_and_sorting(console_gatewa
         assert rows(table) == ["weather", "echo"]
 
 
-async def test_toggling_a_server_changes_what_the_gateway_serves(console_gateway: ConsoleGateway) -> None:
+async def test_toggling_a_server_changes_what_the_gateway_serves(console_gateway: LiveGateway) -> None:
     notes = Notes()
-    app = console(console_gateway.url)
+    app = console(console_gateway)
     try:
         async with app.run_test(size=(120, 40), message_hook=notes) as pilot:
             pane = await settled(pilot, app)
@@ -77,24 +78,24 @@ async def test_toggling_a_server_changes_what_the_gateway_serves(console_gateway
             await pilot.press("t")
             await until(pilot, lambda: (s := service(app, "echo")) is not None and not s.enabled, "echo disabled")
             assert notes.has("Disabled 'echo'.")
-            async with bystander(console_gateway.url) as other:
+            async with bystander(console_gateway) as other:
                 assert not any(name.startswith("echo__") for name in await tool_names(other))
 
             await pilot.press("f", "f")
             assert rows(pane.table) == ["echo"]
             await pilot.press("t")
             await until(pilot, lambda: (s := service(app, "echo")) is not None and s.state == "healthy", "echo back")
-            async with bystander(console_gateway.url) as other:
+            async with bystander(console_gateway) as other:
                 assert "echo__echo" in await tool_names(other)
     finally:
-        async with bystander(console_gateway.url) as other:
+        async with bystander(console_gateway) as other:
             await other.call_tool("toggle_service", {"service_name": "echo", "enabled": True})
 
 
-async def test_refresh_all_reports_progress_then_the_outcome(console_gateway: ConsoleGateway) -> None:
+async def test_refresh_all_reports_progress_then_the_outcome(console_gateway: LiveGateway) -> None:
     notes = Notes()
     seen: list[Progress | None] = []
-    app = console(console_gateway.url)
+    app = console(console_gateway)
     async with app.run_test(size=(80, 24), message_hook=notes) as pilot:
         await settled(pilot, app)
 
@@ -109,10 +110,10 @@ async def test_refresh_all_reports_progress_then_the_outcome(console_gateway: Co
         assert seen[-1] is None and app.progress is None
 
 
-async def test_removing_asks_first_and_then_the_server_is_gone(console_gateway: ConsoleGateway) -> None:
-    async with bystander(console_gateway.url) as other:
-        await other.call_tool("register_service", {"service_name": "scratch", "url": console_gateway.echo_url})
-    app = console(console_gateway.url)
+async def test_removing_asks_first_and_then_the_server_is_gone(console_gateway: LiveGateway, echo_url: str) -> None:
+    async with bystander(console_gateway) as other:
+        await other.call_tool("register_service", {"service_name": "scratch", "url": echo_url})
+    app = console(console_gateway)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             pane = app.screen.query_one(ServersPane)
@@ -131,5 +132,5 @@ async def test_removing_asks_first_and_then_the_server_is_gone(console_gateway: 
             assert "scratch" not in load_servers(console_gateway.servers_file).servers
     finally:
         if "scratch" in load_servers(console_gateway.servers_file).servers:
-            async with bystander(console_gateway.url) as other:
+            async with bystander(console_gateway) as other:
                 await other.call_tool("remove_service", {"service_name": "scratch"})

@@ -14,7 +14,7 @@ import pytest
 
 from aggregator.policy.vending import mint_token
 from tests.harness import AUTH, ERAS, KID, SECRET, Era, LiveGateway, serve_gateway
-from tests.tui.conftest import SCOPES
+from tests.policies import CONSOLE_SCOPES
 from tui.launch import REFUSED, token_problem
 from tui.target import HttpTarget, admin_url
 
@@ -38,7 +38,7 @@ TOKENS: dict[str, tuple[str | None, str | None]] = {
 
 @pytest.fixture(scope="module")
 async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveGateway]:
-    async with serve_gateway(tmp_path_factory.mktemp("tokens"), servers={}, scopes=SCOPES) as gateway:
+    async with serve_gateway(tmp_path_factory.mktemp("tokens"), servers={}, scopes=CONSOLE_SCOPES) as gateway:
         yield gateway
 
 
