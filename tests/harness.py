@@ -248,6 +248,21 @@ def write_files(directory: Path, servers: Mapping[str, Any], scopes: str | None)
     return servers_file
 
 
+def build_test_gateway(
+    directory: Path, *, servers: Mapping[str, Any], scopes: str | None = None, secured: bool = True, **settings: Any
+) -> Gateway:
+    """Write servers.yaml (and scopes.yml) into `directory` and build a gateway as `serve_gateway` does, without
+    serving it: for tests that serve its app their own way (see `serve_gateway` for the arguments)."""
+    servers_file = write_files(directory, servers, scopes)
+    if scopes is not None:
+        settings.setdefault("scopes_file", directory / "scopes.yml")
+    settings.setdefault("data_dir", directory / "data")
+    settings.setdefault("search_uri", str(directory / "data" / "index"))
+    settings.setdefault("auth", AUTH if secured else AuthSettings())
+    configured = load_settings(None, servers_file=servers_file, host="127.0.0.1", **settings)
+    return build_gateway(configured, load_servers(servers_file))
+
+
 @asynccontextmanager
 async def serve_gateway(
     directory: Path,
@@ -266,14 +281,7 @@ async def serve_gateway(
     setting's own default). By default the gateway is yielded once every upstream's first connection
     attempt has settled (connected, or failed once).
     """
-    servers_file = write_files(directory, servers, scopes)
-    if scopes is not None:
-        settings.setdefault("scopes_file", directory / "scopes.yml")
-    settings.setdefault("data_dir", directory / "data")
-    settings.setdefault("search_uri", str(directory / "data" / "index"))
-    settings.setdefault("auth", AUTH if secured else AuthSettings())
-    configured = load_settings(None, servers_file=servers_file, host="127.0.0.1", **settings)
-    gateway = build_gateway(configured, load_servers(servers_file))
+    gateway = build_test_gateway(directory, servers=servers, scopes=scopes, secured=secured, **settings)
     ready = anyio.Event()
     with captured_logs() as log:
         app = create_app(gateway, on_ready=ready.set)

@@ -9,7 +9,6 @@ its fields and adds `required` per upstream.
 
 from __future__ import annotations
 
-import socket
 import sys
 from typing import Any
 
@@ -17,12 +16,16 @@ import anyio
 import httpx2
 import pytest
 
-from aggregator.config.settings import load_settings
 from aggregator.http.app import create_app
-from aggregator.registry.models import load_servers
-from aggregator.server.gateway import build_gateway
 from aggregator.upstreams.state import UpstreamState
-from tests.harness import AUTH, STARTUP_DEADLINE, serve_asgi, serve_gateway, token_for, write_files
+from tests.harness import (
+    STARTUP_DEADLINE,
+    build_test_gateway,
+    free_port,
+    serve_asgi,
+    serve_gateway,
+    token_for,
+)
 from tests.http.conftest import SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -33,19 +36,12 @@ BODY_KEYS = {"ready", "upstreams", "policy_error", "registry_error"}
 UPSTREAM_KEYS = {"state", "era", "tools", "error", "required"}
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def up(echo_url: str, **extra: Any) -> dict[str, Any]:
     return {"transport": "streamable-http", "url": echo_url, **extra}
 
 
 def down(**extra: Any) -> dict[str, Any]:
-    return {"transport": "streamable-http", "url": f"http://127.0.0.1:{closed_port()}/mcp", "timeout": 1, **extra}
+    return {"transport": "streamable-http", "url": f"http://127.0.0.1:{free_port()}/mcp", "timeout": 1, **extra}
 
 
 # name -> (servers built from the echo URL, the status /readyz answers)
@@ -105,19 +101,9 @@ async def test_readyz_waits_for_every_first_connection_attempt(tmp_path_factory:
     200 and READY (`on_ready`) has not come; once `connect_timeout` bounds the attempt, both say ready."""
     directory = tmp_path_factory.mktemp("settling")
     hung = {"transport": "stdio", "command": sys.executable, "args": ["-c", "import sys; sys.stdin.read()"]}
-    servers_file = write_files(directory, {"hung": hung}, SCOPES)
-    settings = load_settings(
-        None,
-        servers_file=servers_file,
-        scopes_file=directory / "scopes.yml",
-        data_dir=directory / "data",
-        search_uri=str(directory / "data" / "index"),
-        auth=AUTH,
-        host="127.0.0.1",
-        connect_timeout=5,
-        backoff_initial=60,
+    gateway = build_test_gateway(
+        directory, servers={"hung": hung}, scopes=SCOPES, connect_timeout=5, backoff_initial=60
     )
-    gateway = build_gateway(settings, load_servers(servers_file))
     announced = anyio.Event()
     async with (
         serve_asgi(create_app(gateway, on_ready=announced.set)) as url,

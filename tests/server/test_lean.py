@@ -26,17 +26,24 @@ import httpx2
 import pytest
 from starlette.routing import Route
 
-from aggregator.config.settings import load_settings
 from aggregator.http.app import create_app
 from aggregator.policy.principal import AuthMethod, Principal
 from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.revocation import RevocationList
-from aggregator.registry.models import load_servers
-from aggregator.server.gateway import Gateway, build_gateway
+from aggregator.server.gateway import Gateway
 from aggregator.server.lean import DecisionCache, LeanApp
 from aggregator.upstreams.pool import UpstreamPool
 from tests.conftest import REPOSITORY
-from tests.harness import AUTH, ERAS, Era, connected, free_port, serve_asgi, serve_upstream, token_for, write_files
+from tests.harness import (
+    ERAS,
+    Era,
+    build_test_gateway,
+    connected,
+    free_port,
+    serve_asgi,
+    serve_upstream,
+    token_for,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -100,21 +107,15 @@ class Served:
 @asynccontextmanager
 async def serve(directory: Path, servers: dict[str, Any], *, lean: bool) -> AsyncIterator[Served]:
     """A secured gateway in-process, as `tests.harness.serve_gateway` builds it, keeping its app."""
-    servers_file = write_files(directory, servers, SCOPES)
-    settings = load_settings(
-        None,
-        servers_file=servers_file,
-        scopes_file=directory / "scopes.yml",
-        data_dir=directory / "data",
-        search_uri=str(directory / "data" / "index"),
-        host="127.0.0.1",
-        auth=AUTH,
+    gateway = build_test_gateway(
+        directory,
+        servers=servers,
+        scopes=SCOPES,
         lean_path=lean,
         rate_limit_per_second=0.001,
         rate_limit_burst=2,
         backoff_initial=60,
     )
-    gateway = build_gateway(settings, load_servers(servers_file))
     app = create_app(gateway)
     endpoint = next(route.app for route in app.router.routes if isinstance(route, Route) and route.path == "/mcp")
     async with serve_asgi(app) as url:
