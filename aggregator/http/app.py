@@ -45,6 +45,7 @@ from aggregator.http.validate import validate_routes
 from aggregator.nginx.cache import REVOCATIONS, CacheMarks
 from aggregator.policy.limits import BodyInspector, BodyLimits, RequestLimitsMiddleware, printable
 from aggregator.server.endpoints import ADMIN_PATH, MCP_PATH, AdminEndpoint
+from aggregator.server.events import RETRY_MILLISECONDS, SessionEventStore
 from aggregator.server.gateway import Gateway
 from aggregator.server.lean import lean_app
 
@@ -64,8 +65,11 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
     settings = gateway.settings
     security = _transport_security(settings.host)
     limits = settings.limits
+    events = SessionEventStore()  # resumable SSE streams for 2025-11-25 sessions
     sessions = StreamableHTTPSessionManager(
         app=gateway.server,
+        event_store=events,
+        retry_interval=RETRY_MILLISECONDS,
         security_settings=security,
         max_request_body_size=limits.max_request_bytes,
         session_idle_timeout=limits.session_idle_timeout,
@@ -147,7 +151,7 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
             finally:
                 startup.cancel_scope.cancel()
 
-    mcp: ASGIApp = StreamableHTTPASGIApp(sessions)
+    mcp: ASGIApp = events.scoped(StreamableHTTPASGIApp(sessions), sessions)
     admin = AdminEndpoint(mcp)  # management traffic is light: always the SDK path
     if settings.lean_path:  # tools/call and tools/list below the SDK's session layers (aggregator.server.lean)
         revocations = settings.data_dir / "revoked.json" if gateway.verifier is not None else None
