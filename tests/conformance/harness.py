@@ -11,6 +11,11 @@ requires, each at that revision's wire (2025-11-25: initialize handshake and ses
 A baseline file lists the failures we expect, one per line: `<scenario>:<check id>  # reason`,
 or `<scenario>  # reason` when any check of that scenario may fail. `judge` reports failures
 outside the baseline and baseline entries that now pass, so a baseline can only shrink.
+
+INFO checks carry no verdict, so a target can dodge a check by answering differently: the gateway
+once turned `server-sse-disconnect-resume` from a pass into an INFO without failing anything. Given
+the outcomes of the same run against the upstream directly, `judge` counts a check that passes
+there and is only INFO through the gateway as a failure (a downgrade), which a baseline must list.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ SUITE_TIMEOUT_SECONDS = 170
 
 _RESULT_DIRECTORY = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 _SCENARIO_STARTED = re.compile(r"^=== Running scenario: (?P<scenario>\S+) ===$", re.MULTILINE)
-# Worst first: a check id that occurs several times in a scenario takes its worst status.
-_SEVERITY = {"FAILURE": 2, "WARNING": 1, "SUCCESS": 0}
+# Worst first: a check id that occurs several times in a scenario takes its worst status; INFO
+# counts only when the check has no verdict at all.
+_SEVERITY = {"FAILURE": 2, "WARNING": 1, "SUCCESS": 0, "INFO": -1}
 
 
 class HarnessError(RuntimeError):
@@ -45,14 +51,19 @@ class HarnessError(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    """The verdict on one check: `failed` covers the suite's FAILURE and WARNING statuses."""
+    """The verdict on one check: `failed` covers the suite's FAILURE and WARNING statuses, `info`
+    a check reported only as INFO (no verdict)."""
 
-    status: Literal["passed", "failed"]
+    status: Literal["passed", "failed", "info"]
     message: str = ""
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
 
 
 @dataclass(frozen=True)
@@ -60,11 +71,11 @@ class Judgement:
     """How a run compares with its baseline."""
 
     unexpected: dict[str, str]
-    """Failing checks the baseline does not list, with the suite's message."""
+    """Failing (or downgraded) checks the baseline does not list, with the suite's message."""
     stale: list[str]
     """Baseline entries whose checks now pass: delete them."""
     expected: list[str]
-    """Failing checks the baseline lists."""
+    """Failing (or downgraded) checks the baseline lists."""
 
     @property
     def ok(self) -> bool:
@@ -105,7 +116,7 @@ def run_suite(url: str, revision: str, output_dir: Path) -> dict[str, Outcome]:
     if not scenarios:
         raise HarnessError(f"The conformance suite ({revision}) ran no scenario (exit {finished.returncode}):\n{log}")
     outcomes = read_results(output_dir, scenarios)
-    if finished.returncode != 0 and all(outcome.passed for outcome in outcomes.values()):
+    if finished.returncode != 0 and not any(outcome.failed for outcome in outcomes.values()):
         raise HarnessError(
             f"The conformance suite ({revision}) exited {finished.returncode} with no failing check:\n{log}"
         )
@@ -116,7 +127,8 @@ def read_results(output_dir: Path, scenarios: Sequence[str]) -> dict[str, Outcom
     """One outcome per `<scenario>:<check id>` from the run's checks.json files.
 
     A scenario that started but left no checks.json (the suite crashed inside it) becomes a
-    failing `<scenario>:results` entry. INFO and SKIPPED checks carry no verdict and are left out.
+    failing `<scenario>:results` entry. A check reported only as INFO is an `info` outcome;
+    SKIPPED checks are left out.
     """
     worst: dict[str, tuple[int, str]] = {}
     reported: set[str] = set()
@@ -131,16 +143,22 @@ def read_results(output_dir: Path, scenarios: Sequence[str]) -> dict[str, Outcom
             if severity is None:
                 continue
             key = f"{scenario}:{check['id']}"
-            message = f"{check['status']}: {check.get('errorMessage') or check.get('description', '')}"
+            details = check.get("details") or {}
+            said = check.get("errorMessage") or details.get("message") or check.get("description", "")
+            message = f"{check['status']}: {said}"
             if key not in worst or severity > worst[key][0]:
                 worst[key] = (severity, message)
-    outcomes = {
-        key: Outcome("failed", message) if severity else Outcome("passed") for key, (severity, message) in worst.items()
-    }
+    outcomes = {key: _outcome(severity, message) for key, (severity, message) in worst.items()}
     for scenario in scenarios:
         if scenario not in reported:
             outcomes[f"{scenario}:results"] = Outcome("failed", "the suite wrote no checks.json for this scenario")
     return outcomes
+
+
+def _outcome(severity: int, message: str) -> Outcome:
+    if severity > 0:
+        return Outcome("failed", message)
+    return Outcome("info", message) if severity < 0 else Outcome("passed")
 
 
 def read_baseline(path: Path) -> dict[str, str]:
@@ -157,36 +175,47 @@ def read_baseline(path: Path) -> dict[str, str]:
     return entries
 
 
-def judge(outcomes: Mapping[str, Outcome], baseline: Mapping[str, str]) -> Judgement:
-    """Compare a run with its baseline: what newly fails, and which entries are stale."""
+def judge(
+    outcomes: Mapping[str, Outcome], baseline: Mapping[str, str], direct: Mapping[str, Outcome] | None = None
+) -> Judgement:
+    """Compare a run with its baseline: what newly fails, and which entries are stale.
+
+    With `direct` (the same revision's outcomes against the upstream itself), a check that passes
+    there and is only INFO here fails too: a silent downgrade.
+    """
+    bad: dict[str, str] = {}
+    for key, outcome in sorted(outcomes.items()):
+        if outcome.failed:
+            bad[key] = outcome.message
+        elif outcome.status == "info" and direct is not None and key in direct and direct[key].passed:
+            bad[key] = f"passes directly, only INFO through this target: {outcome.message}"
     unexpected: dict[str, str] = {}
     expected: list[str] = []
-    for key, outcome in sorted(outcomes.items()):
-        if outcome.passed:
-            continue
-        scenario = key.partition(":")[0]
-        if key in baseline or scenario in baseline:
+    for key, message in bad.items():
+        if key in baseline or key.partition(":")[0] in baseline:
             expected.append(key)
         else:
-            unexpected[key] = outcome.message
+            unexpected[key] = message
     stale: list[str] = []
     for entry in baseline:
         if ":" in entry:
             # A listed check that did not run is tolerated: its scenario may have stopped earlier.
             if entry in outcomes and outcomes[entry].passed:
                 stale.append(entry)
-        elif not any(key.partition(":")[0] == entry and not o.passed for key, o in outcomes.items()):
+        elif not any(key.partition(":")[0] == entry for key in bad):
             stale.append(entry)
     return Judgement(unexpected=unexpected, stale=stale, expected=expected)
 
 
 def summarise(outcomes: Mapping[str, Outcome]) -> str:
-    failed = sorted(key for key, outcome in outcomes.items() if not outcome.passed)
-    return f"{len(outcomes) - len(failed)} passed, {len(failed)} failed"
+    passed = sum(outcome.passed for outcome in outcomes.values())
+    failed = sum(outcome.failed for outcome in outcomes.values())
+    return f"{passed} passed, {failed} failed, {len(outcomes) - passed - failed} info only"
 
 
 def main() -> int:
-    """`python -m tests.conformance.harness URL REVISION [BASELINE]`: run the suite and print the verdicts."""
+    """`python -m tests.conformance.harness URL REVISION [BASELINE] [--direct UPSTREAM_URL]`: run the suite
+    and print the verdicts (with --direct, also against the upstream, to catch downgrades to INFO)."""
     import argparse
     import tempfile
 
@@ -194,15 +223,19 @@ def main() -> int:
     parser.add_argument("url")
     parser.add_argument("revision", choices=REVISIONS)
     parser.add_argument("baseline", nargs="?", type=Path)
+    parser.add_argument("--direct", help="the upstream's own URL: flag checks that pass there but are INFO here")
     arguments = parser.parse_args()
+    direct = None
     with tempfile.TemporaryDirectory(prefix="conformance-") as results:
-        outcomes = run_suite(arguments.url, arguments.revision, Path(results))
+        outcomes = run_suite(arguments.url, arguments.revision, Path(results) / "target")
+        if arguments.direct is not None:
+            direct = run_suite(arguments.direct, arguments.revision, Path(results) / "direct")
     for key, outcome in sorted(outcomes.items()):
         print(f"{outcome.status:6}  {key}" + (f"  # {outcome.message}" if outcome.message else ""))
     print(summarise(outcomes))
     if arguments.baseline is None:
-        return int(any(not outcome.passed for outcome in outcomes.values()))
-    judgement = judge(outcomes, read_baseline(arguments.baseline))
+        return int(any(outcome.failed for outcome in outcomes.values()))
+    judgement = judge(outcomes, read_baseline(arguments.baseline), direct)
     for key, message in judgement.unexpected.items():
         print(f"unexpected failure: {key}  # {message}")
     for entry in judgement.stale:

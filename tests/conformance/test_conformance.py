@@ -5,7 +5,9 @@ scenarios call. Run directly it must fail nothing but `UPSTREAM_GAPS`, which pro
 and this harness. The gateway serves it under an empty prefix, so the suite reaches each fixture
 by its exact name; there a check may fail only if its revision's baseline (baseline-<revision>.txt
 beside this file) lists it, and a listed check that passes fails the test until its entry is
-deleted: the baselines only shrink. `-k upstream` or `-k gateway` runs one target.
+deleted: the baselines only shrink. A check that passes directly and is only INFO through the
+gateway (it answered so that the suite could not judge) fails like any other unless listed.
+`-k upstream` or `-k gateway` runs one target.
 """
 
 from __future__ import annotations
@@ -68,10 +70,15 @@ async def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> As
         yield live.url
 
 
+_DIRECT: dict[tuple[str, str], dict[str, harness.Outcome]] = {}
+"""Outcomes against the upstream by (url, revision), from this process's upstream runs."""
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
     url: str
+    upstream: str
 
     def expected_failures(self, revision: str) -> dict[str, str]:
         if self.name == "upstream":
@@ -82,16 +89,25 @@ class Target:
 @pytest.fixture(scope="module", params=["upstream", "gateway"])
 def target(request: pytest.FixtureRequest) -> Target:
     """The server under test; the gateway is only started when a test needs it."""
-    return Target(request.param, request.getfixturevalue(request.param))
+    return Target(request.param, request.getfixturevalue(request.param), request.getfixturevalue("upstream"))
 
 
-@pytest.mark.timeout(harness.SUITE_TIMEOUT_SECONDS + 30)
+async def run_suite(url: str, revision: str, results: Path) -> dict[str, harness.Outcome]:
+    return await anyio.to_thread.run_sync(partial(harness.run_suite, url, revision, results))
+
+
+@pytest.mark.timeout(2 * harness.SUITE_TIMEOUT_SECONDS + 30)
 @pytest.mark.parametrize("revision", harness.REVISIONS)
 async def test_conformance_suite_fails_only_expected_checks(target: Target, revision: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    outcomes = await anyio.to_thread.run_sync(partial(harness.run_suite, target.url, revision, results))
+    outcomes = await run_suite(target.url, revision, results)
+    if target.name == "upstream":
+        _DIRECT[target.url, revision] = outcomes
+    direct = _DIRECT.get((target.upstream, revision))
+    if direct is None:  # the upstream ran in another worker, or not at all (-k gateway)
+        direct = await run_suite(target.upstream, revision, tmp_path / "direct")
 
-    judgement = harness.judge(outcomes, target.expected_failures(revision))
+    judgement = harness.judge(outcomes, target.expected_failures(revision), direct)
 
     report = f"{target.name} {target.url} at {revision}: {harness.summarise(outcomes)} (results in {results})"
     assert not judgement.unexpected, f"{report}. Failures outside the baseline:\n" + "\n".join(

@@ -19,14 +19,15 @@ def write_checks(output_dir: Path, scenario: str, *checks: tuple[str, str]) -> N
     (directory / "checks.json").write_text(json.dumps(entries))
 
 
-def test_a_repeated_check_takes_its_worst_status_and_info_carries_no_verdict(tmp_path: Path) -> None:
+def test_a_repeated_check_takes_its_worst_status_and_info_only_counts_without_a_verdict(tmp_path: Path) -> None:
     write_checks(tmp_path, "server-stateless", ("meta-400", "SUCCESS"), ("meta-400", "FAILURE"), ("note", "INFO"))
-    write_checks(tmp_path, "ping", ("ping", "SUCCESS"), ("sse-retry", "WARNING"))
+    write_checks(tmp_path, "ping", ("ping", "INFO"), ("ping", "SUCCESS"), ("sse-retry", "WARNING"), ("skip", "SKIPPED"))
 
     outcomes = read_results(tmp_path, ["server-stateless", "ping"])
 
     assert outcomes == {
         "server-stateless:meta-400": Outcome("failed", "FAILURE: meta-400 said FAILURE"),
+        "server-stateless:note": Outcome("info", "INFO: note said INFO"),
         "ping:ping": Outcome("passed"),
         "ping:sse-retry": Outcome("failed", "WARNING: sse-retry said WARNING"),
     }
@@ -75,3 +76,34 @@ def test_baseline_lines_carry_an_entry_and_a_reason(tmp_path: Path) -> None:
     baseline.write_text("ping:ping extra words  # malformed\n")
     with pytest.raises(ValueError, match=r"baseline.txt:1"):
         read_baseline(baseline)
+
+
+def test_a_check_that_passes_directly_but_is_only_info_through_the_gateway_fails() -> None:
+    direct = {
+        "server-sse-polling:server-sse-disconnect-resume": Outcome("passed"),
+        "server-sse-polling:incoming-sse-event": Outcome("info", "INFO: event"),
+    }
+    through_gateway = {
+        "server-sse-polling:server-sse-disconnect-resume": Outcome("info", "INFO: did not disconnect mid-call"),
+        "server-sse-polling:incoming-sse-event": Outcome("info", "INFO: event"),
+    }
+
+    judgement = judge(through_gateway, {}, direct)
+
+    assert judgement.unexpected == {
+        "server-sse-polling:server-sse-disconnect-resume": (
+            "passes directly, only INFO through this target: INFO: did not disconnect mid-call"
+        )
+    }
+    assert judge(through_gateway, {}).ok  # without the direct run there is nothing to compare
+
+
+def test_a_listed_downgrade_is_expected_and_goes_stale_once_it_passes() -> None:
+    direct = {"server-sse-polling:server-sse-disconnect-resume": Outcome("passed")}
+    baseline = {"server-sse-polling:server-sse-disconnect-resume": "not forwarded", "server-sse-polling": ""}
+
+    downgraded = judge({"server-sse-polling:server-sse-disconnect-resume": Outcome("info")}, baseline, direct)
+    fixed = judge({"server-sse-polling:server-sse-disconnect-resume": Outcome("passed")}, baseline, direct)
+
+    assert downgraded.ok and downgraded.expected == ["server-sse-polling:server-sse-disconnect-resume"]
+    assert fixed.stale == ["server-sse-polling:server-sse-disconnect-resume", "server-sse-polling"]
