@@ -291,3 +291,18 @@ async def serve_gateway(
                 if wait_for_upstreams:
                     await gateway.pool.wait_until(UpstreamPool.all_settled)
             yield LiveGateway(url, gateway, directory, log, app)
+
+
+MANAGED: Mapping[str, Any] = {"servers_reload_interval": 0.2, "admin_allowed_networks": ["127.0.0.0/8"]}
+"""Settings for a gateway whose tests register servers: servers.yaml is reloaded at once, and registrations may
+name the loopback upstreams of the tests (`serve_upstreams(..., **MANAGED)`)."""
+
+
+def serve_upstreams(
+    directory: Path, upstreams: Mapping[str, str], *, scopes: str, **settings: Any
+) -> AbstractAsyncContextManager[LiveGateway]:
+    """A secured gateway in front of the streamable-HTTP `upstreams` (name -> /mcp URL), without rate limit
+    unless `rate_limit_per_second` says otherwise: what a module's shared gateway usually is."""
+    settings.setdefault("rate_limit_per_second", 0)
+    servers = {name: {"transport": "streamable-http", "url": url} for name, url in upstreams.items()}
+    return serve_gateway(directory, servers=servers, scopes=scopes, **settings)

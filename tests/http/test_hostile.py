@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from aggregator.server.edge import RATE_LIMITED
 from tests.conftest import REPOSITORY
-from tests.harness import LiveGateway, connected, serve_gateway, token_for
+from tests.harness import LiveGateway, connected, serve_upstreams, token_for
 from tests.policies import USERS_MAY_DO_EVERYTHING
 
 pytestmark = pytest.mark.anyio
@@ -41,12 +41,8 @@ LEAKS = ("Traceback", 'File "', ".py", "site-packages", str(REPOSITORY), "/tmp/"
 
 @pytest.fixture(scope="module")
 async def hostile(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[LiveGateway]:
-    async with serve_gateway(
-        tmp_path_factory.mktemp("hostile"),
-        servers={"echo": {"transport": "streamable-http", "url": echo_url}},
-        scopes=SCOPES,
-        rate_limit_per_second=0,
-        limits=LIMITS,
+    async with serve_upstreams(
+        tmp_path_factory.mktemp("hostile"), {"echo": echo_url}, scopes=SCOPES, limits=LIMITS
     ) as live:
         await live.wait_until(connected("echo"))
         yield live
@@ -91,10 +87,11 @@ def clean(response: httpx2.Response) -> httpx2.Response:
 
 
 def error_of(response: httpx2.Response) -> dict[str, Any]:
-    """The JSON-RPC error in a JSON or single-event SSE answer."""
+    """The JSON-RPC error in a JSON or SSE answer (an SSE answer may open with a priming event without data)."""
     text = response.text
     if response.headers.get("content-type", "").startswith("text/event-stream"):
-        text = next(line.removeprefix("data:") for line in text.splitlines() if line.startswith("data:"))
+        data = (line.removeprefix("data:").strip() for line in text.splitlines() if line.startswith("data:"))
+        text = next(payload for payload in data if payload)
     error: dict[str, Any] = json.loads(text)["error"]
     return error
 

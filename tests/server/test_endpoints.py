@@ -21,7 +21,17 @@ from starlette.routing import Route
 
 from aggregator.server.endpoints import AGENT_TOOLS, on_admin_endpoint
 from aggregator.server.lean import LeanApp
-from tests.harness import ADMIN, ERAS, Era, LiveGateway, call_structured, member_token, serve_gateway, tool_names
+from tests.harness import (
+    ADMIN,
+    ERAS,
+    Era,
+    LiveGateway,
+    call_structured,
+    member_token,
+    serve_gateway,
+    serve_upstreams,
+    tool_names,
+)
 from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -70,11 +80,8 @@ REFUSAL = "is a management tool, served on /mcp/admin, not on /mcp: call it on /
 
 @pytest.fixture(scope="module")
 async def live(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> AsyncIterator[LiveGateway]:
-    async with serve_gateway(
-        tmp_path_factory.mktemp("endpoints"),
-        servers={"weather": {"transport": "streamable-http", "url": weather_url}},
-        scopes=ADMIN_SCOPES,
-        rate_limit_per_second=0,
+    async with serve_upstreams(
+        tmp_path_factory.mktemp("endpoints"), {"weather": weather_url}, scopes=ADMIN_SCOPES
     ) as gateway:
         yield gateway
 

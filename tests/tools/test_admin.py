@@ -13,7 +13,16 @@ from mcp import MCPError
 from mcp.client.session import IncomingMessage
 
 from aggregator.registry.models import load_servers
-from tests.harness import ADMIN, LiveGateway, call_structured, connected, serve_gateway, token_for, tool_names
+from tests.harness import (
+    ADMIN,
+    MANAGED,
+    LiveGateway,
+    call_structured,
+    connected,
+    serve_upstreams,
+    token_for,
+    tool_names,
+)
 from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
@@ -21,13 +30,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 async def managed(tmp_path_factory: pytest.TempPathFactory, weather_url: str) -> AsyncIterator[LiveGateway]:
-    async with serve_gateway(
-        tmp_path_factory.mktemp("admin"),
-        servers={"weather": {"transport": "streamable-http", "url": weather_url}},
-        scopes=ADMIN_SCOPES,
-        servers_reload_interval=0.2,
-        rate_limit_per_second=0,
-        admin_allowed_networks=["127.0.0.0/8"],  # registrations reach the loopback echo upstream
+    async with serve_upstreams(
+        tmp_path_factory.mktemp("admin"), {"weather": weather_url}, scopes=ADMIN_SCOPES, **MANAGED
     ) as live:
         yield live
 

@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
 
-from tests.harness import ADMIN, LiveGateway, member_token, serve_gateway
+from tests.harness import ADMIN, MANAGED, LiveGateway, member_token, serve_upstreams
 from tests.policies import CONSOLE_SCOPES
 from tui.app import OperatorApp
 from tui.link import Backoff
@@ -29,18 +29,8 @@ async def console_gateway(
 ) -> AsyncIterator[LiveGateway]:
     """weather and echo (real HTTP upstreams) behind an in-process gateway that verifies tokens against
     `CONSOLE_SCOPES`."""
-    servers = {
-        "weather": {"transport": "streamable-http", "url": weather_url, "description": "Forecasts."},
-        "echo": {"transport": "streamable-http", "url": echo_url},
-    }
-    async with serve_gateway(
-        tmp_path_factory.mktemp("console"),
-        servers=servers,
-        scopes=CONSOLE_SCOPES,
-        servers_reload_interval=0.2,
-        rate_limit_per_second=0,
-        admin_allowed_networks=["127.0.0.0/8"],  # registrations reach the loopback echo upstream
-    ) as live:
+    upstreams = {"weather": weather_url, "echo": echo_url}
+    async with serve_upstreams(tmp_path_factory.mktemp("console"), upstreams, scopes=CONSOLE_SCOPES, **MANAGED) as live:
         yield live
 
 
