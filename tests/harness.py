@@ -231,6 +231,10 @@ class LiveGateway:
         """An MCP client of this gateway as a member of `groups` (see `member_token`)."""
         return self.client(token=member_token(groups), era=era, **options)
 
+    def admin(self, era: Era = "auto", **options: Any) -> AbstractAsyncContextManager[Client]:
+        """A client of the management endpoint as `root`, a member of `admins` (the policies' administrators)."""
+        return self.client("root", groups=["admins"], era=era, path=ADMIN, **options)
+
     def http(self, token: str | None = None, **options: Any) -> httpx2.AsyncClient:
         """A plain HTTP client of this gateway (base URL set), with `token` as its bearer when given."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}

@@ -23,7 +23,7 @@ from mcp import Client, MCPError
 from aggregator.http.registry_api import GATEWAY_META
 from aggregator.registry.models import StreamableHttpUpstream, load_servers
 from aggregator.upstreams.state import UpstreamState
-from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_gateway, token_for
+from tests.harness import ERAS, Era, LiveGateway, serve_gateway, token_for
 from tests.policies import admins_policy
 from tests.security.recorder import Recorder, recording_listener
 
@@ -103,7 +103,7 @@ async def test_a_payload_in_every_free_field_is_kept_as_written_and_never_expand
     marker = f"/{name}/"
     quoted = urllib.parse.quote(payload, safe="")
     url = f"http://127.0.0.1:{recorder.port}{marker}{quoted}?q={quoted}"
-    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
+    async with live.admin(era) as admin:
         result = await register(
             admin, {"service_name": name, "url": url, "description": payload, "tags": [payload, "plain"]}
         )
@@ -136,7 +136,7 @@ async def test_a_payload_in_every_free_field_is_kept_as_written_and_never_expand
     assert (entry.description, entry.url, entry.registered_by) == (payload, url, "root")
     assert SECRET not in live.servers_file.read_text()
 
-    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
+    async with live.admin(era) as admin:
         assert not (await admin.call_tool("remove_service", {"service_name": name})).is_error
 
 
@@ -145,7 +145,7 @@ async def test_toggling_a_registered_server_keeps_its_fields_as_data(probe: Prob
     live = probe.live
     name = f"toggled-{era}"
     payload = f"${{{VARIABLE}}}"
-    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
+    async with live.admin(era) as admin:
         url = f"http://127.0.0.1:{probe.recorder.port}/{name}"
         assert not (await register(admin, {"service_name": name, "url": url, "description": payload})).is_error
         for enabled in (False, True):
@@ -181,7 +181,7 @@ async def test_a_refusal_reveals_neither_the_secret_nor_whether_a_variable_exist
 ) -> None:
     live = probe.live
     before = live.servers_file.read_text()
-    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
+    async with live.admin(era) as admin:
         answers = []
         for variable in (VARIABLE, UNSET):
             arguments = build(f"${{{variable}}}")

@@ -27,7 +27,7 @@ from aggregator.upstreams.state import UpstreamState
 from aggregator.upstreams.upstream import Upstream
 from examples.servers._http import http_app
 from examples.servers.echo import create_server as create_echo
-from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_asgi, serve_gateway, serve_upstream
+from tests.harness import ERAS, Era, LiveGateway, serve_asgi, serve_gateway, serve_upstream
 from tests.policies import admins_policy
 from tests.security.recorder import recording_listener
 
@@ -180,7 +180,7 @@ async def test_a_refused_address_in_any_spelling_is_refused_at_registration(
 ) -> None:
     live = gateways.strict
     before = live.servers_file.read_text()
-    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
+    async with live.admin(era) as admin:
         failed, message = await call(admin, "register_service", {"service_name": "ssrf", "url": f"http://{host}/mcp"})
     assert failed
     assert address in message and "refused" in message, message
@@ -209,7 +209,7 @@ URLS_REFUSED_EVEN_WHEN_ALLOWED = [
 async def test_the_allow_list_opens_only_the_networks_it_names(
     gateways: Gateways, url: str, reason: str, era: Era
 ) -> None:
-    async with gateways.allowing.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
+    async with gateways.allowing.admin(era) as admin:
         failed, message = await call(admin, "register_service", {"service_name": "loop", "url": url})
     assert failed and reason in message, message
 
@@ -220,7 +220,7 @@ async def test_an_allow_listed_upstream_connects_and_serves(gateways: Gateways, 
     live = gateways.allowing
     name = f"echo-{transport[:3]}-{era}"
     url = gateways.echo_url if transport == "streamable-http" else gateways.echo_url.removesuffix("/mcp") + "/sse"
-    async with live.client("root", groups=["admins"], era=era, path=ADMIN) as admin:
+    async with live.admin(era) as admin:
         failed, message = await call(
             admin, "register_service", {"service_name": name, "url": url, "transport": transport}
         )
@@ -253,7 +253,7 @@ async def test_a_name_that_resolves_to_a_refused_address_is_never_connected_to(
     host = f"{name}.example.test"
     async with recording_listener() as recorder:
         resolver[host] = answer
-        async with live.client("root", groups=["admins"], path=ADMIN) as admin:
+        async with live.admin() as admin:
             url = f"http://{host}:{recorder.port}/mcp"
             failed, message = await call(
                 admin, "register_service", {"service_name": name, "url": url, "transport": transport}
@@ -278,7 +278,7 @@ async def test_a_name_that_rebinds_to_a_refused_address_is_refused_at_the_next_c
     # An upstream that accepts any Host header (the demo's own rebinding protection would refuse the name).
     async with (
         serve_asgi(http_app(create_echo(), host="0.0.0.0")) as echo_url,
-        live.client("root", groups=["admins"], path=ADMIN) as admin,
+        live.admin() as admin,
     ):
         port = echo_url.split(":")[2].split("/")[0]
         url = f"http://rebind.example.test:{port}/mcp"
@@ -302,7 +302,7 @@ async def test_a_name_for_the_gateways_own_listener_is_refused_even_in_an_allowe
     live = gateways.allowing  # allows 127.0.0.0/8 and ::1; listens (by its settings) on port 8765
     resolver["itself.example.test"] = answer
     name = f"itself-{answer[0].replace(':', '').replace('.', '-')}"
-    async with live.client("root", groups=["admins"], path=ADMIN) as admin:
+    async with live.admin() as admin:
         url = "http://itself.example.test:8765/mcp"
         assert not (await call(admin, "register_service", {"service_name": name, "url": url}))[0]
         upstream = await settled(live, name, refused)
@@ -316,7 +316,7 @@ async def test_the_upstream_sees_the_name_it_was_registered_with(
     live = gateways.allowing
     async with recording_listener() as recorder:
         resolver["named.example.test"] = ["127.0.0.1"]
-        async with live.client("root", groups=["admins"], path=ADMIN) as admin:
+        async with live.admin() as admin:
             url = f"http://named.example.test:{recorder.port}/mcp"
             assert not (await call(admin, "register_service", {"service_name": "named", "url": url}))[0]
             await recorder.wait_for(lambda r: bool(r.received))
@@ -332,7 +332,7 @@ async def test_the_operators_own_servers_are_trusted(tmp_path_factory: pytest.Te
             servers={"echo": {"transport": "streamable-http", "url": echo_url}},
             scopes=SCOPES,
         ) as live,
-        live.client("root", groups=["admins"], path=ADMIN) as client,
+        live.admin() as client,
     ):
         assert (await client.call_tool("echo__echo", {"text": "ok"})).structured_content == {"result": "ok"}
 

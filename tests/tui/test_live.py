@@ -21,7 +21,6 @@ from aggregator.policy.revocation import RevocationList
 from aggregator.policy.vending import mint_token
 from aggregator.registry.models import StdioUpstream, load_servers
 from tests.harness import (
-    ADMIN,
     AUTH,
     ERAS,
     KID,
@@ -97,7 +96,7 @@ async def test_changes_arrive_by_notification_not_by_polling(live: LiveGateway, 
         await until(pilot, lambda: app.link_state is not None and app.link_state.following, "the health subscription")
         assert "· live" in str(app.screen.query_one(ConnectionBar).render())
         await until(pilot, lambda: state_of(app, "echo") == "healthy", "echo healthy")
-        async with live.client("root", groups=["admins"], era=era, path=ADMIN) as other:
+        async with live.admin(era) as other:
             await call_structured(other, "toggle_service", {"service_name": "echo", "enabled": False})
             try:
                 await until(pilot, lambda: state_of(app, "echo") == "disabled", "the change, announced by the gateway")
@@ -237,7 +236,7 @@ async def test_the_stdio_form_registers_an_operator_template(
                 await until(pilot, lambda: outcome in str(refusal.render()), "the gateway's refusal")
     finally:
         if name in load_servers(live.servers_file).servers:
-            async with live.client("root", groups=["admins"], path=ADMIN) as other:
+            async with live.admin() as other:
                 await call_structured(other, "remove_service", {"service_name": name})
 
 
