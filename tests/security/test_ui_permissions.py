@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ import yaml
 from mcp import Client, MCPError
 
 from aggregator.registry.models import load_servers
-from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_gateway, serve_upstream
+from tests.harness import ADMIN, ERAS, Era, LiveGateway, serve_upstreams
 
 pytestmark = pytest.mark.anyio
 
@@ -150,6 +150,44 @@ def _needs(action: str, permission: str, where: str = "server 'echo'") -> str:
     return f"{action} needs the {permission} permission for {where}."
 
 
+Shows = Callable[[dict[str, Any]], bool]
+
+
+def _pair(
+    tool: str,
+    own: str,
+    other: str,
+    arguments: Callable[[str], dict[str, Any]],
+    action: str,
+    permission: str,
+    *,
+    shows: Callable[[str], Shows | None] = lambda server: None,
+    later_refusal: bool = False,
+) -> list[Cell]:
+    """`tool` on the server its holders may manage (weather: letters `own`) and on another one (echo: letters
+    `other`, refused without `permission` on it)."""
+    return [
+        Cell(tool, "own", own, arguments("weather"), shows=shows("weather"), later_refusal=later_refusal),
+        Cell(
+            tool,
+            "other",
+            other,
+            arguments("echo"),
+            denial=_needs(action, permission),
+            shows=shows("echo"),
+            later_refusal=later_refusal,
+        ),
+    ]
+
+
+def _service(server: str) -> dict[str, Any]:
+    return {"service_name": server}
+
+
+def _staff(server: str) -> dict[str, Any]:
+    return {"server_name": server, "group_names": ["staff"]}
+
+
 MATRIX: list[Cell] = [
     *_listing("list_services"),
     *_listing("healthcheck"),
@@ -164,73 +202,50 @@ MATRIX: list[Cell] = [
         denial=_needs("Reading the audit log", "list_service", "all servers"),
         shows=answered("audit_log", True),
     ),
-    Cell("refresh_service", "own", "A A H H H", {"service_name": "weather"}, shows=answered("name", "weather")),
-    Cell(
+    *_pair(
         "refresh_service",
-        "other",
-        "A D H H H",
-        {"service_name": "echo"},
-        denial=_needs("Refreshing a server", "health_check_service"),
-        shows=answered("name", "echo"),
-    ),
-    Cell(
-        "toggle_service",
-        "own",
         "A A H H H",
-        {"service_name": "weather", "enabled": True},
-        shows=answered("service", "weather"),
-    ),
-    Cell(
-        "toggle_service",
-        "other",
         "A D H H H",
-        {"service_name": "echo", "enabled": True},
-        denial=_needs("Enabling or disabling a server", "toggle_service"),
-        shows=answered("service", "echo"),
+        _service,
+        "Refreshing a server",
+        "health_check_service",
+        shows=lambda server: answered("name", server),
     ),
-    Cell(
+    *_pair(
+        "toggle_service",
+        "A A H H H",
+        "A D H H H",
+        lambda server: {**_service(server), "enabled": True},
+        "Enabling or disabling a server",
+        "toggle_service",
+        shows=lambda server: answered("service", server),
+    ),
+    *_pair(
         "register_service",
-        "own",
         "A A H H H",
-        {"service_name": "weather", "url": "https://weather.example/mcp"},
+        "A D H H H",
+        lambda server: {**_service(server), "url": f"https://{server}.example/mcp"},
+        "Registering a server",
+        "register_service",
         later_refusal=True,
     ),
-    Cell(
-        "register_service",
-        "other",
-        "A D H H H",
-        {"service_name": "echo", "url": "https://echo.example/mcp"},
-        denial=_needs("Registering a server", "register_service"),
-        later_refusal=True,
-    ),
-    Cell(
+    *_pair(
         "add_server_to_scopes_groups",
-        "own",
         "A A A H H",
-        {"server_name": "weather", "group_names": ["staff"]},
-        shows=answered("added_to", ["staff"]),
-    ),
-    Cell(
+        "A D D H H",
+        _staff,
         "add_server_to_scopes_groups",
-        "other",
-        "A D D H H",
-        {"server_name": "echo", "group_names": ["staff"]},
-        denial=_needs("add_server_to_scopes_groups", "modify_service"),
+        "modify_service",
+        shows=lambda server: answered("added_to", ["staff"]) if server == "weather" else None,
     ),
-    Cell(
+    *_pair(
         "remove_server_from_scopes_groups",
-        "own",
         "A A A H H",
-        {"server_name": "weather", "group_names": ["staff"]},
-        shows=answered("removed_from", ["staff"]),
-    ),
-    Cell(
-        "remove_server_from_scopes_groups",
-        "other",
         "A D D H H",
-        {"server_name": "echo", "group_names": ["staff"]},
-        denial=_needs("remove_server_from_scopes_groups", "modify_service"),
-        shows=answered("removed_from", ["staff"]),
+        _staff,
+        "remove_server_from_scopes_groups",
+        "modify_service",
+        shows=lambda server: answered("removed_from", ["staff"]),
     ),
     Cell(
         "create_group",
@@ -256,36 +271,29 @@ MATRIX: list[Cell] = [
         shows=lambda result: len(result["parent_jti"]) == 1,
     ),
     # last: these take servers away
-    Cell("remove_service", "own", "A A A H H", {"service_name": "weather"}, shows=answered("removed", "weather")),
-    Cell(
+    *_pair(
         "remove_service",
-        "other",
+        "A A A H H",
         "A D D H H",
-        {"service_name": "echo"},
-        denial=_needs("Removing a server", "modify_service"),
-        shows=answered("removed", "echo"),
+        _service,
+        "Removing a server",
+        "modify_service",
+        shows=lambda server: answered("removed", server),
     ),
 ]
 
 
-@dataclass(frozen=True)
-class Upstreams:
-    weather: str
-    echo: str
+Upstreams = Mapping[str, str]
+"""The /mcp URL of each upstream, by name: weather and echo."""
 
 
 @pytest.fixture(scope="module")
-async def upstreams() -> AsyncIterator[Upstreams]:
-    async with serve_upstream("weather") as weather, serve_upstream("echo") as echo:
-        yield Upstreams(weather, echo)
+def upstreams(weather_url: str, echo_url: str) -> Upstreams:
+    return {"weather": weather_url, "echo": echo_url}
 
 
 def gateway(directory: Path, upstreams: Upstreams) -> AbstractAsyncContextManager[LiveGateway]:
-    servers = {
-        "weather": {"transport": "streamable-http", "url": upstreams.weather},
-        "echo": {"transport": "streamable-http", "url": upstreams.echo},
-    }
-    return serve_gateway(directory, servers=servers, scopes=SCOPES, rate_limit_per_second=0)
+    return serve_upstreams(directory, upstreams, scopes=SCOPES)
 
 
 async def observe(client: Client, cell: Cell, listed: set[str], resources: set[str]) -> str:
