@@ -180,6 +180,18 @@ def _pair(
     ]
 
 
+def _on_group_mappings(tool: str, group: str, answer: str) -> Cell:
+    """`tool` on `group`: it changes group_mappings, which takes modify_service on every server."""
+    return Cell(
+        tool,
+        "all",
+        "A D D H H",
+        {"group_name": group},
+        denial=_needs(f"{tool} (it changes group_mappings)", "modify_service", "all servers"),
+        shows=answered(answer, group),
+    )
+
+
 def _service(server: str) -> dict[str, Any]:
     return {"service_name": server}
 
@@ -247,22 +259,8 @@ MATRIX: list[Cell] = [
         "modify_service",
         shows=lambda server: answered("removed_from", ["staff"]),
     ),
-    Cell(
-        "create_group",
-        "all",
-        "A D D H H",
-        {"group_name": "fresh-group"},
-        denial=_needs("create_group (it changes group_mappings)", "modify_service", "all servers"),
-        shows=answered("created", "fresh-group"),
-    ),
-    Cell(
-        "delete_group",
-        "all",
-        "A D D H H",
-        {"group_name": "doomed"},
-        denial=_needs("delete_group (it changes group_mappings)", "modify_service", "all servers"),
-        shows=answered("deleted", "doomed"),
-    ),
+    _on_group_mappings("create_group", "fresh-group", "created"),
+    _on_group_mappings("delete_group", "doomed", "deleted"),
     Cell(
         "generate_token",
         "own",
