@@ -8,10 +8,14 @@ calling session's buffer in a context variable: requests of a session see its bu
 session's own task (started by its opening request) inherits it.
 
 Bounds: each session keeps at most `max_events` events and `max_bytes` of JSON (the oldest go
-first); a buffer is dropped when its session is deleted or found ended (idle expiry, crash) when
-another session opens. Security: an event id is a random token that names nothing, and it is looked
-up only in the caller's own session's buffer (the SDK binds a session to the credential that opened
-it), so another session's id replays nothing.
+first), and all sessions together at most `total_bytes` (a session that would pass it gives up its
+own oldest events, down to none: past that budget streams stay numbered but stop being
+replayable, memory does not grow). A buffer is dropped when its session is deleted, or found ended
+(idle expiry, crash) when another session opens or the ended one is asked for.
+
+Security: an event id is a random token that names nothing, and it is looked up only in the
+caller's own session's buffer (the SDK binds a session to the credential that opened it), so
+another session's id replays nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ RETRY_MILLISECONDS = 2000
 """The reconnection delay the priming event suggests (well below any session idle timeout)."""
 MAX_EVENTS = 256
 """Events kept per session: enough for a long call's progress and its result."""
-MAX_BYTES = 1 << 20
+MAX_BYTES = 256 << 10
 """Bytes of event JSON kept per session."""
+TOTAL_BYTES = 64 << 20
+"""Bytes of event JSON kept for all sessions together (sessions are many: `limits.max_sessions`)."""
 
 _SESSION_HEADER = b"mcp-session-id"
 
@@ -47,11 +53,20 @@ class _Event:
 
 
 @dataclass
+class Budget:
+    """Bytes of event JSON that all sessions' buffers may hold together."""
+
+    limit: int = TOTAL_BYTES
+    used: int = 0
+
+
+@dataclass
 class SessionEvents:
     """One session's recent events, oldest first, by their (random) ids."""
 
     max_events: int
     max_bytes: int
+    budget: Budget = field(default_factory=Budget)
     events: OrderedDict[EventId, _Event] = field(default_factory=OrderedDict)
     size: int = 0
 
@@ -60,10 +75,20 @@ class SessionEvents:
         size = 0 if message is None else len(message.model_dump_json(by_alias=True, exclude_unset=True))
         self.events[event_id] = _Event(stream, message, size)
         self.size += size
-        while self.events and (len(self.events) > self.max_events or self.size > self.max_bytes):
+        self.budget.used += size
+        while self.events and (
+            len(self.events) > self.max_events or self.size > self.max_bytes or self.budget.used > self.budget.limit
+        ):
             _, dropped = self.events.popitem(last=False)
             self.size -= dropped.size
+            self.budget.used -= dropped.size
         return event_id
+
+    def clear(self) -> None:
+        """Forget every event (the session ended), returning their bytes to the budget."""
+        self.budget.used -= self.size
+        self.events.clear()
+        self.size = 0
 
     def after(self, event_id: EventId) -> tuple[StreamId, list[EventMessage]] | None:
         """The stream `event_id` belongs to and its later events, or None if this session has no such id."""
@@ -85,9 +110,12 @@ _current: ContextVar[SessionEvents | None] = ContextVar("mcp_aggregator_session_
 class SessionEventStore(EventStore):
     """The SDK's `EventStore`, keeping each session's events apart (see the module docstring)."""
 
-    def __init__(self, *, max_events: int = MAX_EVENTS, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self, *, max_events: int = MAX_EVENTS, max_bytes: int = MAX_BYTES, total_bytes: int = TOTAL_BYTES
+    ) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.budget = Budget(total_bytes)
         self._sessions: dict[str, SessionEvents] = {}
 
     def __len__(self) -> int:
@@ -124,7 +152,7 @@ class SessionEventStore(EventStore):
             if session_id is not None:
                 await self._serve_session(app, manager, session_id, scope, receive, send)
                 return
-            events = SessionEvents(self.max_events, self.max_bytes)
+            events = SessionEvents(self.max_events, self.max_bytes, self.budget)
 
             async def register(message: Message) -> None:
                 if message["type"] == "http.response.start" and message["status"] < 400:
@@ -157,12 +185,16 @@ class SessionEventStore(EventStore):
         finally:
             _current.reset(token)
             if scope["method"] == "DELETE" or legacy_session(manager, session_id) is None:
-                self._sessions.pop(session_id, None)
+                self._drop(session_id)
 
     def _prune(self, manager: StreamableHTTPSessionManager) -> None:
         """Drop the buffers of sessions that ended without a DELETE (idle expiry, crash)."""
         for session_id in [s for s in self._sessions if legacy_session(manager, s) is None]:
-            del self._sessions[session_id]
+            self._drop(session_id)
+
+    def _drop(self, session_id: str) -> None:
+        if (events := self._sessions.pop(session_id, None)) is not None:
+            events.clear()
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

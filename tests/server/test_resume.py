@@ -13,7 +13,7 @@ import httpx2
 import mcp_types as types
 import pytest
 
-from aggregator.server.events import MAX_EVENTS, RETRY_MILLISECONDS, SessionEvents, SessionEventStore
+from aggregator.server.events import MAX_EVENTS, RETRY_MILLISECONDS, Budget, SessionEvents, SessionEventStore
 from examples.servers.echo import create_server
 from tests.harness import LiveGateway, member_token, serve_asgi, serve_gateway, serve_upstream
 from tests.policies import USERS_MAY_DO_EVERYTHING
@@ -239,6 +239,20 @@ def test_a_session_keeps_at_most_its_bound_of_bytes() -> None:
     assert events.after(oversized) is None and events.size <= 2000  # too big to keep at all
 
 
+def test_all_sessions_together_keep_at_most_the_total_budget() -> None:
+    budget = Budget(limit=3000)
+    busy, other = SessionEvents(100, 2000, budget), SessionEvents(100, 2000, budget)
+    for number in range(4):
+        busy.add("1", _message(number, size=400))
+
+    kept = [other.add("2", _message(number, size=400)) for number in range(6)]
+
+    assert budget.used <= 3000 and budget.used == busy.size + other.size
+    assert other.after(kept[0]) is None and other.after(kept[-1]) == ("2", [])  # its own oldest made room
+    busy.clear()
+    assert budget.used == other.size
+
+
 def test_replay_only_sends_the_stream_of_the_given_event() -> None:
     events = SessionEvents(max_events=10, max_bytes=1 << 20)
     first = events.add("1", None)
@@ -269,3 +283,4 @@ async def test_a_deleted_session_leaves_no_events_behind(tmp_path: Path) -> None
 
     assert deleted.status_code == 200
     assert store.buffer(session.id) is None and len(store) == 0
+    assert store.budget.used == 0
