@@ -241,6 +241,14 @@ class LiveGateway:
         return httpx2.AsyncClient(base_url=self.base, headers=headers, trust_env=False, **options)
 
 
+@contextmanager
+def unchanged(path: Path) -> Iterator[None]:
+    """Fail if the text of `path` after the block differs from before it (what was refused left no trace)."""
+    before = path.read_text()
+    yield
+    assert path.read_text() == before, f"{path.name} changed"
+
+
 def write_files(directory: Path, servers: Mapping[str, Any], scopes: str | None) -> Path:
     """Write `directory`/servers.yaml (servers in the order given, and scopes.yml); return the servers file."""
     directory.mkdir(parents=True, exist_ok=True)

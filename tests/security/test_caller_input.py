@@ -23,7 +23,7 @@ from mcp import Client, MCPError
 from aggregator.http.registry_api import GATEWAY_META
 from aggregator.registry.models import StreamableHttpUpstream, load_servers
 from aggregator.upstreams.state import UpstreamState
-from tests.harness import ERAS, Era, LiveGateway, serve_gateway, token_for
+from tests.harness import ERAS, Era, LiveGateway, serve_gateway, token_for, unchanged
 from tests.policies import admins_policy
 from tests.security.recorder import Recorder, recording_listener
 
@@ -180,21 +180,20 @@ async def test_a_refusal_reveals_neither_the_secret_nor_whether_a_variable_exist
     probe: Probe, field: str, build: Any, era: Era
 ) -> None:
     live = probe.live
-    before = live.servers_file.read_text()
-    async with live.admin(era) as admin:
-        answers = []
-        for variable in (VARIABLE, UNSET):
-            arguments = build(f"${{{variable}}}")
-            try:
-                result = await register(admin, arguments)
-                assert result.is_error, (field, arguments)
-                message = text_of(result)
-            except MCPError as error:
-                message = error.message
-            assert SECRET not in message
-            answers.append(message.replace(variable, "VAR"))
-    assert answers[0] == answers[1], "the answer differs between a set and an unset variable"
-    assert live.servers_file.read_text() == before
+    with unchanged(live.servers_file):
+        async with live.admin(era) as admin:
+            answers = []
+            for variable in (VARIABLE, UNSET):
+                arguments = build(f"${{{variable}}}")
+                try:
+                    result = await register(admin, arguments)
+                    assert result.is_error, (field, arguments)
+                    message = text_of(result)
+                except MCPError as error:
+                    message = error.message
+                assert SECRET not in message
+                answers.append(message.replace(variable, "VAR"))
+        assert answers[0] == answers[1], "the answer differs between a set and an unset variable"
 
 
 OPERATOR_FILE = {

@@ -27,7 +27,7 @@ from aggregator.upstreams.state import UpstreamState
 from aggregator.upstreams.upstream import Upstream
 from examples.servers._http import http_app
 from examples.servers.echo import create_server as create_echo
-from tests.harness import ERAS, Era, LiveGateway, serve_asgi, serve_gateway, serve_upstream
+from tests.harness import ERAS, Era, LiveGateway, serve_asgi, serve_gateway, serve_upstream, unchanged
 from tests.policies import admins_policy
 from tests.security.recorder import recording_listener
 
@@ -179,12 +179,13 @@ async def test_a_refused_address_in_any_spelling_is_refused_at_registration(
     gateways: Gateways, host: str, address: str, era: Era
 ) -> None:
     live = gateways.strict
-    before = live.servers_file.read_text()
-    async with live.admin(era) as admin:
-        failed, message = await call(admin, "register_service", {"service_name": "ssrf", "url": f"http://{host}/mcp"})
-    assert failed
-    assert address in message and "refused" in message, message
-    assert live.servers_file.read_text() == before
+    with unchanged(live.servers_file):
+        async with live.admin(era) as admin:
+            failed, message = await call(
+                admin, "register_service", {"service_name": "ssrf", "url": f"http://{host}/mcp"}
+            )
+        assert failed
+        assert address in message and "refused" in message, message
 
 
 URLS_REFUSED_EVEN_WHEN_ALLOWED = [

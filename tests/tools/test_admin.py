@@ -22,6 +22,7 @@ from tests.harness import (
     serve_upstreams,
     token_for,
     tool_names,
+    unchanged,
 )
 from tests.policies import ADMIN_SCOPES
 
@@ -87,25 +88,24 @@ async def test_register_then_toggle_then_remove_changes_what_callers_see(managed
 
 
 async def test_refused_registrations_say_why_and_change_nothing(managed: LiveGateway, echo_url: str) -> None:
-    before = managed.servers_file.read_text()
-    async with managed.member("admins", path=ADMIN) as admin, managed.member("operators", path=ADMIN) as operator:
-        cases = {
-            "169.254.169.254": {"service_name": "meta", "url": "http://169.254.169.254/latest/mcp"},
-            "command not accepted": {"service_name": "shell", "transport": "stdio", "command": "bash"},
-            "already registered": {"service_name": "weather", "url": echo_url},
-            "service_name": {"service_name": "Bad Name", "url": echo_url},
-        }
-        for expected, arguments in cases.items():
-            try:
-                result = await admin.call_tool("register_service", arguments)
-                message = "".join(b.text for b in result.content if isinstance(b, types.TextContent))
-                assert result.is_error, expected
-            except MCPError as error:
-                message = error.message
-            assert expected in message, (expected, message)
-        with pytest.raises(MCPError, match="Unknown tool 'register_service'"):
-            await operator.call_tool("register_service", {"service_name": "x", "url": echo_url})
-    assert managed.servers_file.read_text() == before
+    with unchanged(managed.servers_file):
+        async with managed.member("admins", path=ADMIN) as admin, managed.member("operators", path=ADMIN) as operator:
+            cases = {
+                "169.254.169.254": {"service_name": "meta", "url": "http://169.254.169.254/latest/mcp"},
+                "command not accepted": {"service_name": "shell", "transport": "stdio", "command": "bash"},
+                "already registered": {"service_name": "weather", "url": echo_url},
+                "service_name": {"service_name": "Bad Name", "url": echo_url},
+            }
+            for expected, arguments in cases.items():
+                try:
+                    result = await admin.call_tool("register_service", arguments)
+                    message = "".join(b.text for b in result.content if isinstance(b, types.TextContent))
+                    assert result.is_error, expected
+                except MCPError as error:
+                    message = error.message
+                assert expected in message, (expected, message)
+            with pytest.raises(MCPError, match="Unknown tool 'register_service'"):
+                await operator.call_tool("register_service", {"service_name": "x", "url": echo_url})
 
 
 async def test_concurrent_registrations_all_land_in_a_valid_file(managed: LiveGateway, echo_url: str) -> None:

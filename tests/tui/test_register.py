@@ -6,7 +6,7 @@ import pytest
 from textual.widgets import Input, Static
 
 from aggregator.registry.models import load_servers
-from tests.harness import LiveGateway, connected, tool_names
+from tests.harness import LiveGateway, connected, tool_names, unchanged
 from tests.tui.conftest import Notes, bystander, console, until
 from tui.app import OperatorApp
 from tui.screens.main import MainScreen
@@ -67,18 +67,17 @@ async def test_fields_are_checked_as_typed_and_a_good_server_registers(
 
 
 async def test_the_gateways_refusal_is_shown_on_the_form(console_gateway: LiveGateway, echo_url: str) -> None:
-    before = console_gateway.servers_file.read_text()
-    app = console(console_gateway)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: bool(app.snapshot.services), "the servers")
-        await pilot.press("n")
-        await until(pilot, lambda: isinstance(app.screen, RegisterScreen), "the form")
-        form(app).query_one("#name", Input).value = "weather"
-        form(app).query_one("#url", Input).value = echo_url
-        await pilot.press("ctrl+s")
-        refusal = form(app).query_one("#refusal", Static)
-        await until(pilot, lambda: "already registered" in str(refusal.render()), "the gateway's refusal")
-        assert str(refusal.render()) == "The gateway refused: A server named 'weather' is already registered."
-        await pilot.press("escape")
-        assert isinstance(app.screen, MainScreen)
-    assert console_gateway.servers_file.read_text() == before
+    with unchanged(console_gateway.servers_file):
+        app = console(console_gateway)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: bool(app.snapshot.services), "the servers")
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, RegisterScreen), "the form")
+            form(app).query_one("#name", Input).value = "weather"
+            form(app).query_one("#url", Input).value = echo_url
+            await pilot.press("ctrl+s")
+            refusal = form(app).query_one("#refusal", Static)
+            await until(pilot, lambda: "already registered" in str(refusal.render()), "the gateway's refusal")
+            assert str(refusal.render()) == "The gateway refused: A server named 'weather' is already registered."
+            await pilot.press("escape")
+            assert isinstance(app.screen, MainScreen)
