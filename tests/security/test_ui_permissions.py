@@ -372,6 +372,16 @@ def gained(what: str) -> str:
     return f"This change would give you {what}, which you do not hold now"
 
 
+def _already_exists(group: str) -> Edit:
+    """An admin's create_group of `group`, which exists, without overwrite: refused."""
+    return Edit(
+        "admin",
+        "create_group",
+        {"group_name": group},
+        f"The scopes group '{group}' already exists. Pass overwrite: true",
+    )
+
+
 EDITS: dict[str, Edit] = {
     # a caller can never widen its own access
     "admin adds a server to its own group": Edit(
@@ -427,18 +437,9 @@ EDITS: dict[str, Edit] = {
         gained("access to server 'echo'"), groups=("newcomers",),
     ),
     # existing names, reserved names, UI-Scopes roles
-    "create_group refuses an existing scopes group": Edit(
-        "admin", "create_group", {"group_name": "staff"},
-        "The scopes group 'staff' already exists. Pass overwrite: true",
-    ),
-    "create_group refuses an existing IdP group mapping": Edit(
-        "admin", "create_group", {"group_name": "idp-only"},
-        "The scopes group 'idp-only' already exists. Pass overwrite: true",
-    ),
-    "create_group refuses the admins' own group": Edit(
-        "admin", "create_group", {"group_name": "admin"},
-        "The scopes group 'admin' already exists. Pass overwrite: true",
-    ),
+    "create_group refuses an existing scopes group": _already_exists("staff"),
+    "create_group refuses an existing IdP group mapping": _already_exists("idp-only"),
+    "create_group refuses the admins' own group": _already_exists("admin"),
     "create_group refuses a UI-Scopes role": Edit(
         "admin", "create_group", {"group_name": "ui-admin"},
         "'ui-admin' is a UI-Scopes role: mapping the IdP group 'ui-admin' to it would hand out its admin permissions",
