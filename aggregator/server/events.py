@@ -143,58 +143,54 @@ class SessionEventStore(EventStore):
 
     def scoped(self, app: ASGIApp, manager: StreamableHTTPSessionManager) -> ASGIApp:
         """`app` (the SDK's streamable-HTTP app over `manager`) with each request bound to its session's buffer."""
+        return _Scoped(self, app, manager)
 
-        async def bound(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await app(scope, receive, send)
-                return
-            session_id = _header(scope["headers"], _SESSION_HEADER)
-            if session_id is not None:
-                await self._serve_session(app, manager, session_id, scope, receive, send)
-                return
-            events = SessionEvents(self.max_events, self.max_bytes, self.budget)
+    def opened(self, session_id: str, events: SessionEvents, manager: StreamableHTTPSessionManager) -> None:
+        """Keep `events` as the buffer of the new session `session_id`; drop those of sessions that ended
+        without a DELETE (idle expiry, crash)."""
+        for ended in [s for s in self._sessions if legacy_session(manager, s) is None]:
+            self.drop(ended)
+        self._sessions[session_id] = events
 
-            async def register(message: Message) -> None:
-                if message["type"] == "http.response.start" and message["status"] < 400:
-                    opened = _header(message.get("headers", []), _SESSION_HEADER)
-                    if opened is not None:
-                        self._prune(manager)
-                        self._sessions[opened] = events
-                await send(message)
-
-            token = _current.set(events)
-            try:
-                await app(scope, receive, register)
-            finally:
-                _current.reset(token)
-
-        return bound
-
-    async def _serve_session(
-        self,
-        app: ASGIApp,
-        manager: StreamableHTTPSessionManager,
-        session_id: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        token = _current.set(self._sessions.get(session_id))
-        try:
-            await app(scope, receive, send)
-        finally:
-            _current.reset(token)
-            if scope["method"] == "DELETE" or legacy_session(manager, session_id) is None:
-                self._drop(session_id)
-
-    def _prune(self, manager: StreamableHTTPSessionManager) -> None:
-        """Drop the buffers of sessions that ended without a DELETE (idle expiry, crash)."""
-        for session_id in [s for s in self._sessions if legacy_session(manager, s) is None]:
-            self._drop(session_id)
-
-    def _drop(self, session_id: str) -> None:
+    def drop(self, session_id: str) -> None:
         if (events := self._sessions.pop(session_id, None)) is not None:
             events.clear()
+
+
+class _Scoped:
+    """The ASGI app `SessionEventStore.scoped` returns (an object, not a function: Starlette's `Route`
+    hands a function a `Request`, an object the raw ASGI call)."""
+
+    def __init__(self, store: SessionEventStore, app: ASGIApp, manager: StreamableHTTPSessionManager) -> None:
+        self._store, self._app, self._manager = store, app, manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        session_id = _header(scope["headers"], _SESSION_HEADER)
+        if session_id is not None:
+            token = _current.set(self._store.buffer(session_id))
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                _current.reset(token)
+                if scope["method"] == "DELETE" or legacy_session(self._manager, session_id) is None:
+                    self._store.drop(session_id)
+            return
+        events = SessionEvents(self._store.max_events, self._store.max_bytes, self._store.budget)
+
+        async def register(message: Message) -> None:
+            opening = message["type"] == "http.response.start" and message["status"] < 400
+            if opening and (opened := _header(message.get("headers", []), _SESSION_HEADER)) is not None:
+                self._store.opened(opened, events, self._manager)
+            await send(message)
+
+        token = _current.set(events)
+        try:
+            await self._app(scope, receive, register)
+        finally:
+            _current.reset(token)
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

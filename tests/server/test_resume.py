@@ -115,8 +115,9 @@ async def open_session(http: httpx2.AsyncClient) -> Session:
     return session
 
 
-@pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveGateway]:
+@pytest.fixture(scope="module", params=["lean", "sdk"])
+async def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveGateway]:
+    """The gateway in front of the echo upstream, with the lean path on (the default) or off."""
     async with (
         serve_upstream("echo") as echo,
         serve_gateway(
@@ -124,6 +125,7 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LiveGa
             servers={"echo": {"transport": "streamable-http", "url": echo}},
             scopes=USERS_MAY_DO_EVERYTHING,
             rate_limit_per_second=0,
+            lean_path=request.param == "lean",
         ) as live,
     ):
         yield live
@@ -193,7 +195,7 @@ async def test_an_event_id_of_another_session_or_principal_replays_nothing(live:
         assert _is_result(mine[-1])
 
 
-async def test_the_lean_path_still_answers_plain_json(live: LiveGateway) -> None:
+async def test_a_call_the_lean_path_serves_is_still_plain_json(live: LiveGateway) -> None:
     async with live.http(member_token(["users"])) as http:
         session = await open_session(http)
         call = {
@@ -204,8 +206,13 @@ async def test_the_lean_path_still_answers_plain_json(live: LiveGateway) -> None
         }
         response = await http.post("/mcp", json=call, headers=session.headers)
 
-    assert response.headers["content-type"] == "application/json"
-    assert response.json()["result"]["content"][0]["text"] == "5"
+    if live.gateway.settings.lean_path:
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["result"]["content"][0]["text"] == "5"
+    else:  # the SDK's way: a numbered stream
+        events = [event async for event in events_of(response)]
+        assert events[0].id and events[0].data == "" and events[0].retry == RETRY_MILLISECONDS
+        assert events[-1].id and events[-1].message["result"]["content"][0]["text"] == "5"
 
 
 def _is_result(event: Event) -> bool:
