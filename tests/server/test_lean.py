@@ -186,7 +186,9 @@ class RawCaller:
 
 def _messages(response: httpx2.Response) -> list[dict[str, Any]]:
     if response.headers.get("content-type", "").startswith("text/event-stream"):
-        messages = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+        # The SDK's streams open with a priming event (an id and empty data) that carries no message.
+        lines = response.text.splitlines()
+        messages = [json.loads(line[5:]) for line in lines if line.startswith("data:") and line[5:].strip()]
     else:
         answer = response.json()
         messages = answer if isinstance(answer, list) else [answer]
