@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import anyio
+import httpcore2
+import httpx2
 import mcp.client.stdio as _mcp_stdio
 from mcp.client._input_required import run_input_required_driver as _run_input_required_driver
 from mcp.client._transport import TransportStreams as _TransportStreams
@@ -199,3 +201,17 @@ def recording_spawns() -> Iterator[list[Any]]:
         yield processes
     finally:
         _spawned.reset(token)
+
+
+def http_transport_on(backend: httpcore2.AsyncNetworkBackend, keepalive_expiry: float) -> httpx2.AsyncHTTPTransport:
+    """An httpx2 transport (no proxy from the environment, system CAs) whose connections `backend` makes.
+
+    Missing public API: httpx2's transport takes no network backend; it only ever uses its `_pool`.
+    """
+    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=httpx2.create_ssl_context(trust_env=False),
+        keepalive_expiry=keepalive_expiry,
+        network_backend=backend,
+    )
+    return transport

@@ -27,7 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from aggregator.errors import AccessDeniedError
 from aggregator.policy.addresses import AddressPolicy
 from aggregator.registry.models import AnyUpstream, OpenApiUpstream, SseUpstream, StdioUpstream, StreamableHttpUpstream
-from aggregator.sdk import TransportStreams
+from aggregator.sdk import TransportStreams, http_transport_on
 from aggregator.upstreams.child import RECENT_LINES, StdioChild
 from aggregator.upstreams.openapi import OpenApiTransport
 
@@ -167,14 +167,7 @@ def _client(
 
 def checked_transport(addresses: AddressPolicy) -> httpx2.AsyncHTTPTransport:
     """An HTTP transport (no proxy, system CAs) whose connections go only to addresses `addresses` allows."""
-    transport = httpx2.AsyncHTTPTransport(trust_env=False)
-    # httpx2 offers no public way to choose the network backend; its transport only uses `_pool`.
-    transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=httpx2.create_ssl_context(trust_env=False),
-        keepalive_expiry=5.0,
-        network_backend=CheckedBackend(addresses),
-    )
-    return transport
+    return http_transport_on(CheckedBackend(addresses), keepalive_expiry=5.0)
 
 
 class CheckedBackend(httpcore2.AsyncNetworkBackend):
