@@ -50,11 +50,6 @@ class SharedRevocations:
         """Ids known to be in Redis already (pushed or heard): never pushed again."""
         self._changed: anyio.Event | None = None
 
-    async def revoke(self, jti: str) -> None:
-        """Revoke `jti` here and, if Redis answers, everywhere now (else once it returns)."""
-        await anyio.to_thread.run_sync(self._local.revoke, jti)
-        await self.push()
-
     async def push(self) -> None:
         """Share the ids in the local file that Redis does not have yet (a new CLI revocation)."""
         new = self._local.snapshot() - self._shared

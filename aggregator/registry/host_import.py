@@ -15,7 +15,6 @@ returned, never written into servers.yaml; `write_env_file` puts them in a mode-
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shlex
@@ -26,11 +25,10 @@ from pathlib import Path
 import anyio.to_thread
 
 from aggregator.config.files import locked, write_atomically
-from aggregator.config.yamlfile import YamlDocument, read_yaml
 from aggregator.registry.hosts import Conversion, Secret, convert, read_host_file
 from aggregator.registry.importer import Action, ImportReport, Outcome, summary, validate_entry
 from aggregator.registry.models import ServersFile
-from aggregator.registry.store import RawServers, Registry
+from aggregator.registry.store import RawServers, Registry, current_raw, picked_up_by_watchers
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +109,14 @@ def _needs(conversion: Conversion) -> list[str]:
 
 def dry_run(path: Path, host: str, servers_file: Path, *, replace: bool, reserved: frozenset[str]) -> HostImport:
     """What importing the host's `path` into `servers_file` would do, changing nothing."""
-    conversions = convert(read_host_file(path, host), host, path)
-    document = read_yaml(servers_file) if servers_file.exists() else YamlDocument(servers_file, {})
-    data = document.data if isinstance(document.data, dict) else {}
-    raw: RawServers = copy.deepcopy(dict(data.get("servers") or {}))
-    validate_entry(
-        raw, servers_file, environ=ANY_VARIABLE
-    )  # a file that is already broken is refused whole, not blamed on an entry
+    return _planned(convert(read_host_file(path, host), host, path), servers_file, replace=replace, reserved=reserved)
+
+
+def _planned(
+    conversions: list[Conversion], servers_file: Path, *, replace: bool, reserved: frozenset[str]
+) -> HostImport:
+    raw = current_raw(servers_file)
+    validate_entry(raw, servers_file, environ=ANY_VARIABLE)  # a broken file is refused whole, not blamed on an entry
     return plan(conversions, raw, replace=replace, reserved=reserved, source=servers_file)
 
 
@@ -125,29 +124,23 @@ async def import_host_file(
     path: Path, host: str, servers_file: Path, *, replace: bool = False, reserved: frozenset[str] = frozenset()
 ) -> HostImport:
     """Import the host's `path` into `servers_file` (locked, atomic); nothing is written when nothing changes."""
-    planned = await anyio.to_thread.run_sync(
-        lambda: dry_run(path, host, servers_file, replace=replace, reserved=reserved)
-    )
-    if not planned.report.changes:
-        return planned
     conversions = await anyio.to_thread.run_sync(lambda: convert(read_host_file(path, host), host, path))
-    registry = Registry(servers_file, ServersFile(), _picked_up_by_watchers)
-    result = planned
+    result = await anyio.to_thread.run_sync(
+        lambda: _planned(conversions, servers_file, replace=replace, reserved=reserved)
+    )
+    if not result.report.changes:
+        return result
 
     def edit(raw: RawServers) -> None:
         nonlocal result
         result = plan(conversions, raw, replace=replace, reserved=reserved, source=servers_file)
 
-    await registry.change(edit, ANY_VARIABLE)
+    await Registry(servers_file, ServersFile(), picked_up_by_watchers).change(edit, ANY_VARIABLE)
     logger.info(
         "registry.imported",
         extra={"file": str(servers_file), "imported": result.report.changes, "from": host},
     )
     return result
-
-
-async def _picked_up_by_watchers(servers: ServersFile) -> None:
-    """Running gateways notice the new file themselves (registry hot reload)."""
 
 
 def write_env_file(path: Path, secrets: tuple[Secret, ...]) -> None:

@@ -22,7 +22,6 @@ registry's lock, and a running gateway picks it up like any edit.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -34,10 +33,10 @@ from typing import Any, Literal
 
 import anyio.to_thread
 
-from aggregator.config.yamlfile import YamlDocument, read_yaml
+from aggregator.config.yamlfile import YamlDocument
 from aggregator.errors import ConfigError, ConfigIssue
 from aggregator.registry.models import SERVER_NAME_PATTERN, ServersFile, load_servers, validate_servers
-from aggregator.registry.store import RawServers, Registry
+from aggregator.registry.store import RawServers, Registry, current_raw, picked_up_by_watchers
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +176,7 @@ async def import_into(
 ) -> ImportReport:
     """Import into `servers_file` from a process that serves nothing (the CLI)."""
     current = await anyio.to_thread.run_sync(_current, servers_file)
-    registry = Registry(servers_file, current, _picked_up_by_watchers)
+    registry = Registry(servers_file, current, picked_up_by_watchers)
     return await import_seed(directory, registry, replace=replace, reserved=reserved)
 
 
@@ -185,16 +184,9 @@ def _current(servers_file: Path) -> ServersFile:
     return load_servers(servers_file) if servers_file.exists() else ServersFile()
 
 
-async def _picked_up_by_watchers(servers: ServersFile) -> None:
-    """Running gateways notice the new file themselves (registry hot reload)."""
-
-
 def dry_run(seed: Seed, servers_file: Path, *, replace: bool, reserved: frozenset[str]) -> ImportReport:
     """What importing `seed` into `servers_file` would do, changing nothing."""
-    document = read_yaml(servers_file) if servers_file.exists() else YamlDocument(servers_file, {})
-    data = document.data if isinstance(document.data, dict) else {}
-    raw: RawServers = copy.deepcopy(dict(data.get("servers") or {}))
-    return plan(seed, raw, replace=replace, reserved=reserved, source=servers_file)
+    return plan(seed, current_raw(servers_file), replace=replace, reserved=reserved, source=servers_file)
 
 
 def entry_for(record: dict[str, Any], enabled: bool) -> tuple[dict[str, Any], tuple[str, ...]]:

@@ -105,3 +105,14 @@ class Registry:
 
 def _load(path: Path) -> ServersFile:
     return validate_servers(read_yaml(path))
+
+
+def current_raw(path: Path) -> RawServers:
+    """A copy of the raw `servers:` mapping of the servers file at `path` as it is now (empty if none)."""
+    document = read_yaml(path) if path.exists() else YamlDocument(path, {})
+    data = document.data if isinstance(document.data, dict) else {}
+    return copy.deepcopy(dict(data.get("servers") or {}))
+
+
+async def picked_up_by_watchers(servers: ServersFile) -> None:
+    """A CLI's registry: running gateways notice the new file themselves (hot reload), nothing to apply."""
