@@ -1,9 +1,8 @@
 """The downstream MCP server: what callers talk to, in either protocol era and over any transport.
 
-Every handler works for the principal of the current request (`current_principal`): lists are
-filtered by the policy and every request is checked again when it is made. Requests for input
-from upstreams reach the caller that caused them (`aggregator.upstreams.caller`); gateway errors
-become MCP errors in `aggregator.server.edge`, the one place that does it.
+Every handler works for the principal of the current request: lists are filtered by the policy and
+every request is checked again when it is made; upstreams' requests for input reach the caller that
+caused them (`aggregator.upstreams.caller`); errors become MCP errors in `aggregator.server.edge`.
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ class GatewayServer:
     def fingerprint(self, principal: Principal) -> Fingerprints:
         """What `principal` sees, hashed; the notifier compares these to decide whom to tell."""
         return (
-            digest(self._admin_tools(principal) + [e.item for e in self.catalog.tools(self._sees_tool(principal))]),
+            digest(self.admin_tools(principal) + [e.item for e in self.catalog.tools(self._sees_tool(principal))]),
             digest([e.item for e in self.catalog.prompts(self._sees_prompt(principal))]),
             digest(
                 [e.item for e in self.catalog.resources(self.sees_resource(principal))]
@@ -106,13 +105,14 @@ class GatewayServer:
             ),
         )
 
-    def _admin_tools(self, principal: Principal, only: frozenset[str] | None = None) -> list[types.Tool]:
-        if self.admin is None:
+    def admin_tools(self, principal: Principal, only: frozenset[str] | None = None) -> list[types.Tool]:
+        """The gateway's own tools `principal` may see (of those in `only`, when given): both paths list these."""
+        if (admin := self.admin) is None:
             return []
         return [
             tool.tool()
-            for name, tool in self.admin.tools.items()
-            if (only is None or name in only) and self.admin.visible(principal, name)
+            for name, tool in admin.tools.items()
+            if (only is None or name in only) and admin.visible(principal, name)
         ]
 
     def offers_management(self, request: Any) -> bool:
@@ -146,8 +146,8 @@ class GatewayServer:
     async def list_tools(self, ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         async def handle(principal: Principal) -> types.ListToolsResult:
             if self.discovery(ctx):
-                return types.ListToolsResult(tools=self._admin_tools(principal, only=AGENT_TOOLS))
-            own = self._admin_tools(principal, only=None if self.offers_management(ctx.request) else AGENT_TOOLS)
+                return types.ListToolsResult(tools=self.admin_tools(principal, only=AGENT_TOOLS))
+            own = self.admin_tools(principal, only=None if self.offers_management(ctx.request) else AGENT_TOOLS)
             return types.ListToolsResult(tools=own + [e.item for e in self.catalog.tools(self._sees_tool(principal))])
 
         return await self.serve(ctx, "tools/list", None, handle)

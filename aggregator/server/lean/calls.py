@@ -21,7 +21,7 @@ from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnav
 from aggregator.policy.principal import Principal
 from aggregator.sdk import ResultShaper
 from aggregator.server.edge import answer
-from aggregator.server.endpoints import is_management
+from aggregator.server.endpoints import AGENT_TOOLS
 from aggregator.server.handlers import GatewayServer
 from aggregator.server.lean.decisions import DecisionCache
 from aggregator.upstreams.caller import interactive
@@ -63,13 +63,7 @@ class LeanCalls:
 
         async def handle(principal: Principal) -> types.ListToolsResult:
             self._watch(connection, principal)
-            admin: list[types.Tool] = []
-            if handlers.admin is not None:
-                admin = [
-                    tool.tool()
-                    for name, tool in handlers.admin.tools.items()
-                    if (management or not is_management(name)) and handlers.admin.visible(principal, name)
-                ]
+            admin = handlers.admin_tools(principal, only=None if management else AGENT_TOOLS)
             visible = handlers.catalog.tools(lambda entry: self._allows(principal, entry))
             return types.ListToolsResult(tools=admin + [entry.item for entry in visible])
 
