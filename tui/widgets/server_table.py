@@ -14,6 +14,7 @@ from textual.widgets import DataTable
 
 from tui import formatting
 from tui.models import Filter, Service
+from tui.widgets.rows import set_columns
 
 COLUMNS = (
     ("name", "Name"),
@@ -61,8 +62,7 @@ class ServersTable(DataTable[Text | str]):
         self._shown: list[tuple[Text | str, ...]] = []
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        self._rebuild(force=True)
 
     @property
     def selected(self) -> Service | None:
@@ -80,15 +80,18 @@ class ServersTable(DataTable[Text | str]):
     def watch_order(self) -> None:
         self._rebuild()
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, *, force: bool = False) -> None:
+        if not self.is_mounted:
+            return  # on_mount builds the table from whatever arrived before
         column, reverse = self.order
         rows = sorted((s for s in self.services if s.matches(self.filter)), key=SORT_KEYS[column], reverse=reverse)
         cells = [_cells(service) for service in rows]
-        if cells == self._shown:
+        if cells == self._shown and not force:
             return
         keep = self.selected.name if self.selected else None
         self._shown = cells
-        self.clear()
+        # Widths come from every server, so a filter never makes the columns jump.
+        set_columns(self, COLUMNS, [_cells(service) for service in self.services])
         for service, row in zip(rows, cells, strict=True):
             self.add_row(*row, key=service.name)
         names = [service.name for service in rows]
