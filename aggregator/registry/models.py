@@ -27,6 +27,7 @@ from pydantic import (
 
 from aggregator.config.yamlfile import YamlDocument, read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
+from aggregator.registry.federation_settings import FollowedRegistry
 from aggregator.registry.openapi import RouteMapEntry
 
 SERVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
@@ -223,11 +224,12 @@ UpstreamSpec = Annotated[AnyUpstream, Field(discriminator="transport")]
 
 
 class ServersFile(BaseModel):
-    """The contents of `servers.yaml`: registered upstreams by name."""
+    """The contents of `servers.yaml`: registered upstreams by name, and the registries followed (`registries:`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     servers: dict[Annotated[str, Field(pattern=SERVER_NAME_PATTERN)], UpstreamSpec] = Field(default_factory=dict)
+    registries: dict[Annotated[str, Field(pattern=SERVER_NAME_PATTERN)], FollowedRegistry[UpstreamAuthSettings]] = {}
 
     @model_validator(mode="after")
     def _unique_prefixes(self) -> ServersFile:
