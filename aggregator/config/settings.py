@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, ValidationError, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from aggregator.config.cluster import ClusterSettings
 from aggregator.config.stdio import StdioTemplate
+from aggregator.config.tasks import TasksSettings
 from aggregator.config.yamlfile import read_yaml
 from aggregator.errors import ConfigError, ConfigIssue
 
@@ -228,6 +224,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = Field(
         default_factory=ClusterSettings, description="Replicas sharing rate limits and revocations (Redis)."
     )
+    tasks: TasksSettings = Field(default_factory=TasksSettings, description="The tasks extension (SEP-2663).")
 
     @model_validator(mode="before")
     @classmethod

@@ -35,6 +35,7 @@ from aggregator.registry.store import Registry
 from aggregator.server.guard import Guard
 from aggregator.server.handlers import GatewayServer
 from aggregator.server.metrics import Metrics, catalog_labels
+from aggregator.tasks.extension import TasksExtension
 from aggregator.tools.admin import Admin
 from aggregator.tools.finder import FINDER, CallTool, DescribeTool, Finder
 from aggregator.tools.pinning import PinningAdmin
@@ -64,6 +65,12 @@ class Gateway:
     server: Server[Any]
     cluster: Cluster | None = None
     """What this replica shares with the others through Redis (`cluster.redis_url`); None: nothing."""
+    tasks: TasksExtension | None = None
+    """The tasks extension (SEP-2663): installed on `server`, its background calls run while `running()` does."""
+
+    def __post_init__(self) -> None:
+        if self.tasks is not None:
+            self.tasks.install(self.server)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -75,6 +82,8 @@ class Gateway:
             background.start_soon(_announce_connected, self.pool)
             background.start_soon(self.registry.watch, self.settings.servers_reload_interval)
             background.start_soon(self.finder.run)
+            if self.tasks is not None:
+                await background.start(self.tasks.serve)
             if self.catalog.gate is not None:
                 background.start_soon(self.catalog.gate.watch, self.settings.servers_reload_interval)
             if self.settings.nginx.manage:
@@ -194,7 +203,19 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     if settings.auth.enabled:
         verifier = TokenVerifier(settings.auth, http, RevocationList(settings.data_dir / "revoked.json"))
     return Gateway(
-        settings, pool, catalog, guard, verifier, http, registry, finder, renderers, handlers, handlers.build(), cluster
+        settings,
+        pool,
+        catalog,
+        guard,
+        verifier,
+        http,
+        registry,
+        finder,
+        renderers,
+        handlers,
+        handlers.build(),
+        cluster,
+        tasks=TasksExtension(settings.tasks),
     )
 
 

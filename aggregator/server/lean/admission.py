@@ -37,6 +37,7 @@ from aggregator.errors import UnknownNameError
 from aggregator.sdk import LegacySession, legacy_session
 from aggregator.server.handlers import GatewayServer
 from aggregator.server.lean.sessions import LegacyConnections
+from aggregator.tasks.task import declares_tasks
 
 LEAN_METHODS = frozenset({"tools/call", "tools/list"})
 _QUESTION_CAPABILITIES = ("sampling", "elicitation", "roots")
@@ -123,6 +124,8 @@ class Admission:
             return False
         if method != "tools/call":
             return True
+        if declares_tasks(meta if isinstance(meta, dict) else None):
+            return False  # the caller may be answered with a task: the tasks extension wraps the SDK path
         if "inputResponses" in params or "requestState" in params:
             return False
         name = params.get("name")

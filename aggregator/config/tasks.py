@@ -1,0 +1,40 @@
+"""The `tasks` settings section: the 2026-07-28 tasks extension (SEP-2663) the gateway serves for every tool."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TasksSettings(BaseModel):
+    """How long calls become tasks, and the bounds on what the gateway keeps for them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(
+        default=True,
+        description="Serve io.modelcontextprotocol/tasks to 2026-07-28 callers that declare it; false: every call "
+        "is answered when it ends, as for other callers.",
+    )
+    answer_within: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="Seconds a call of a declaring caller may take before the gateway answers with a task (the call "
+        "goes on in the background); a faster call is answered directly. 0: every such call becomes a task.",
+    )
+    ttl: float = Field(
+        default=3600.0, gt=0, le=7 * 86400, description="Seconds a task is kept from its creation (its ttlMs)."
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds callers are asked to wait between polls."
+    )
+    max_tasks_per_principal: int = Field(default=64, gt=0, description="Tasks one principal may hold at once.")
+    max_tasks: int = Field(default=10_000, gt=0, description="Tasks kept for all principals together.")
+    max_result_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="Largest result one task keeps; a larger one fails the task."
+    )
+    max_stored_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Results kept for all tasks together; the oldest finished tasks are dropped to make room.",
+    )

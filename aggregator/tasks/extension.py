@@ -1,0 +1,191 @@
+"""The tasks extension (SEP-2663, `io.modelcontextprotocol/tasks`) served by the gateway for every tool.
+
+`TasksExtension.install` registers it on the SDK's low-level server through its public API
+(`get_request_handler`, `add_request_handler`, `Server.extensions`): `tools/call` is wrapped, and
+`tasks/get`, `tasks/update` and `tasks/cancel` are added. A 2026-07-28 caller that declares the
+extension in the request's client capabilities gets its call answered directly when it ends within
+`tasks.answer_within` seconds, else with a task (`resultType: "task"`) while the call goes on in
+the background (`runner`). Others, and every 2025-11-25 session, are served as before; the task
+methods are unknown to 2025-11-25 sessions and need the extension declared on 2026-07-28 requests.
+
+The extension's errors are its own (SEP-2663 fixes their codes), so they become MCP errors here:
+an unknown, expired or another principal's task is one answer, -32602; a limit, -32602 too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import anyio
+import mcp_types as types
+from anyio.abc import TaskStatus
+from mcp.server import Server
+from mcp.server.context import HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field
+
+from aggregator.config.tasks import TasksSettings
+from aggregator.errors import GatewayError
+from aggregator.policy.principal import Principal, current_principal
+from aggregator.tasks.runner import TaskRunner
+from aggregator.tasks.store import TaskStore
+from aggregator.tasks.task import EXTENSION, Task, UnknownTaskError, declares_tasks
+
+logger = logging.getLogger(__name__)
+
+Context = ServerRequestContext[Any, Any]
+ToolCall = Callable[[Context, types.CallToolRequestParams], Awaitable[HandlerResult]]
+MAX_TASK_ID = 256
+
+
+class TaskParams(types.RequestParams):
+    """Params of tasks/get and tasks/cancel."""
+
+    task_id: str = Field(min_length=1, max_length=MAX_TASK_ID)
+
+
+class UpdateTaskParams(TaskParams):
+    """Params of tasks/update: answers to the task's outstanding questions, by key."""
+
+    input_responses: types.InputResponses
+
+
+class TasksExtension:
+    """The store, the runner and the handlers of the tasks extension, for one SDK server."""
+
+    def __init__(self, settings: TasksSettings, store: TaskStore | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else TaskStore(settings)
+        self.runner = TaskRunner(self.store)
+
+    def running(self) -> AbstractAsyncContextManager[TaskRunner]:
+        """Run the background calls; leaving cancels those still running."""
+        return self.runner.running()
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """`running()` as a background task of the gateway's own task group: until that group is cancelled."""
+        async with self.running():
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def install(self, server: Server[Any]) -> None:
+        """Wrap `server`'s tools/call, add the task methods and advertise the extension (when enabled)."""
+        if not self.settings.enabled:
+            return
+        entry = server.get_request_handler("tools/call")
+        if entry is None:
+            raise RuntimeError("the server has no tools/call handler to serve tasks for")
+        server.add_request_handler("tools/call", types.CallToolRequestParams, self._tool_call(entry.handler))
+        server.add_request_handler("tasks/get", TaskParams, self.get)
+        server.add_request_handler("tasks/update", UpdateTaskParams, self.update)
+        server.add_request_handler("tasks/cancel", TaskParams, self.cancel)
+        server.extensions[EXTENSION] = {}
+
+    def _tool_call(self, inner: ToolCall) -> ToolCall:
+        async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> HandlerResult:
+            principal = current_principal.get()
+            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS or principal is None:
+                return await inner(ctx, params)
+            if not (declares_tasks(ctx.meta) or declares_tasks(params.meta)):
+                return await inner(ctx, params)
+            return await self._as_task(ctx, principal, params, inner)
+
+        return call_tool
+
+    async def _as_task(
+        self, ctx: Context, principal: Principal, params: types.CallToolRequestParams, inner: ToolCall
+    ) -> HandlerResult:
+        """Run the call in the background; answer with its outcome if it comes within `answer_within`, else the task."""
+        try:
+            task = self.store.create(owner_of(principal), params.name)
+        except GatewayError as error:
+            raise MCPError(types.INVALID_PARAMS, str(error)) from None
+
+        async def call(round_params: types.CallToolRequestParams) -> types.CallToolResult | types.InputRequiredResult:
+            outcome = await inner(ctx, round_params)
+            if not isinstance(outcome, types.CallToolResult | types.InputRequiredResult):
+                raise TypeError(f"tools/call answered {type(outcome).__name__}")
+            return outcome
+
+        self.runner.start(task, call, _without_progress(params))
+        answered = False
+        try:
+            with anyio.move_on_after(self.settings.answer_within):
+                await task.settled.wait()
+            if task.terminal:
+                answered = True
+                self.store.discard(task)
+                return _outcome(task)
+            task.detached = True
+            answered = True
+            logger.info(
+                "task.created", extra={"task": task.task_id, "principal": principal.describe(), "tool": task.tool}
+            )
+            return task.created()
+        finally:
+            if not answered:  # the caller left before it learned the task's id: nobody can ever ask for it
+                self.runner.cancel(task)
+                self.store.discard(task)
+
+    async def get(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
+        """tasks/get: the task with the payload of its status (questions, result or error) inlined."""
+        return self._owned(ctx, "tasks/get", params.task_id).detailed()
+
+    async def update(self, ctx: Context, params: UpdateTaskParams) -> dict[str, Any]:
+        """tasks/update: answers to outstanding questions; others (unknown or answered keys) are ignored."""
+        task = self._owned(ctx, "tasks/update", params.task_id)
+        for key, response in params.input_responses.items():
+            if task.input_requests.pop(key, None) is not None:
+                task.answers[key] = response
+        task.answered.set()
+        return {}
+
+    async def cancel(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
+        """tasks/cancel: stop the call (upstream too); a finished task is left as it is."""
+        task = self._owned(ctx, "tasks/cancel", params.task_id)
+        if not task.terminal:
+            self.runner.cancel(task)
+            logger.info("task.cancel", extra={"task": task.task_id, "tool": task.tool})
+        return {}
+
+    def _owned(self, ctx: Context, method: str, task_id: str) -> Task:
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            raise MCPError(types.METHOD_NOT_FOUND, f"{method} is served to 2026-07-28 requests only (SEP-2663).")
+        if not declares_tasks(ctx.meta):
+            raise MCPError(
+                types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                f"{method} needs the '{EXTENSION}' extension in the request's client capabilities.",
+                {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+            )
+        principal = current_principal.get()
+        if principal is None:
+            raise MCPError(types.INVALID_REQUEST, "Authentication required.")
+        try:
+            return self.store.get(task_id, owner_of(principal))
+        except UnknownTaskError as error:
+            raise MCPError(types.INVALID_PARAMS, str(error)) from None
+
+
+def owner_of(principal: Principal) -> str:
+    """The key tasks are kept under: the same person through any token of the same issuer."""
+    return f"{principal.issuer}|{principal.subject}"
+
+
+def _outcome(task: Task) -> HandlerResult:
+    """What a call that ended within the window answers: its result, or its error raised."""
+    if task.immediate is not None:
+        return task.immediate
+    error = task.error or {"code": types.INTERNAL_ERROR, "message": "The call was cancelled."}
+    raise MCPError(int(error.get("code", types.INTERNAL_ERROR)), str(error.get("message", "")), error.get("data"))
+
+
+def _without_progress(params: types.CallToolRequestParams) -> types.CallToolRequestParams:
+    """The params without a progress token: SEP-2663 sends no progress for tasks, and the request may be gone."""
+    if not params.meta or "progress_token" not in params.meta:
+        return params
+    meta = {key: value for key, value in params.meta.items() if key != "progress_token"}
+    return params.model_copy(update={"meta": meta})

@@ -1,0 +1,115 @@
+"""The background calls behind tasks, in one task group owned by `TaskRunner.running()`.
+
+A call runs in the runner's task group, not in the request that started it, so it survives the
+caller's disconnect. Its cancel scope is the task's: `tasks/cancel`, an expired TTL and the
+gateway's shutdown all cancel the call, and a cancelled call is cancelled upstream (the upstream
+request is abandoned the way a caller's own cancellation abandons it). A round that ends with
+questions (`InputRequiredResult`) waits for `tasks/update` to answer every one, then the call is
+made again with the answers, as a multi round-trip retry would.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import mcp_types as types
+from anyio.abc import TaskGroup
+from mcp.shared.exceptions import MCPError
+
+from aggregator.tasks.store import TaskStore
+from aggregator.tasks.task import Task
+
+logger = logging.getLogger(__name__)
+
+Call = Callable[[types.CallToolRequestParams], Awaitable[types.CallToolResult | types.InputRequiredResult]]
+"""One round of the call: the params (with the answers of earlier rounds) to the upstream's outcome."""
+
+SHUTDOWN_GRACE = 5.0
+"""Seconds the runner's teardown waits for cancelled calls to unwind."""
+
+
+class TaskRunner:
+    """Runs each task's call in the background and records its outcome in the store."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self._group: TaskGroup | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[TaskRunner]:
+        """Own the task group; leaving cancels every call still running (bounded, shielded)."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield self
+            finally:
+                self._group = None
+                group.cancel_scope.cancel()
+
+    def start(self, task: Task, call: Call, params: types.CallToolRequestParams) -> None:
+        """Begin `task`'s call in the background (the caller's context, and so its principal, goes along)."""
+        if self._group is None:
+            raise RuntimeError("the task runner is not running")
+        self._group.start_soon(self._run, task, call, params, name=f"task {task.task_id}")
+
+    def cancel(self, task: Task) -> None:
+        """Stop `task`'s call; the task ends `cancelled` (unless it had already ended)."""
+        if task.cancel_scope is not None:
+            task.cancel_scope.cancel()
+        task.move("cancelled", "Cancelled by the caller.")
+
+    async def _run(self, task: Task, call: Call, params: types.CallToolRequestParams) -> None:
+        with anyio.CancelScope() as scope:
+            task.cancel_scope = scope
+            if task.terminal:  # cancelled before it began
+                return
+            try:
+                await self._rounds(task, call, params)
+            except MCPError as error:
+                self._fail(task, error.error.model_dump(by_alias=True, mode="json", exclude_none=True))
+            except Exception:  # per-task top level: log with the traceback, record an internal error
+                logger.exception("task.failed", extra={"task": task.task_id, "tool": task.tool})
+                self._fail(task, {"code": types.INTERNAL_ERROR, "message": "Internal gateway error."})
+        if scope.cancelled_caught:
+            task.move("cancelled", task.status_message or "Cancelled.")
+            logger.info("task.cancelled", extra={"task": task.task_id, "tool": task.tool})
+
+    async def _rounds(self, task: Task, call: Call, params: types.CallToolRequestParams) -> None:
+        while True:
+            outcome = await call(params)
+            if not task.detached:
+                task.immediate = outcome  # the caller is still waiting: it gets the outcome itself
+                task.move("completed")
+                return
+            if isinstance(outcome, types.CallToolResult):
+                self.store.complete(task, outcome)
+                return
+            answers = await self._ask(task, outcome)
+            params = params.model_copy(update={"input_responses": answers, "request_state": outcome.request_state})
+
+    async def _ask(self, task: Task, questions: types.InputRequiredResult) -> types.InputResponses:
+        """Surface `questions` on the task and wait until tasks/update has answered each of them."""
+        requests = questions.input_requests or {}
+        task.answers = {}
+        task.move("input_required", "Waiting for the caller's answers (tasks/update).")
+        task.rounds += 1
+        keys = {f"{task.rounds}.{key}": key for key in requests}  # unique over the task's life, as SEP-2663 asks
+        task.input_requests = {
+            wire: requests[key].model_dump(by_alias=True, mode="json", exclude_none=True) for wire, key in keys.items()
+        }
+        while task.input_requests:
+            await task.answered.wait()
+            task.answered = anyio.Event()
+        answers: types.InputResponses = {keys[wire]: answer for wire, answer in task.answers.items() if wire in keys}
+        task.move("working")
+        return answers
+
+    def _fail(self, task: Task, error: dict[str, object]) -> None:
+        if task.detached:
+            self.store.fail(task, dict(error))
+        else:
+            task.error = dict(error)
+            task.move("failed")
