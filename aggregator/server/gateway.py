@@ -30,6 +30,7 @@ from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
 from aggregator.policy.reload import PolicyHolder
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.tokens import TokenVerifier
+from aggregator.registry.federation import Federation
 from aggregator.registry.models import ServersFile
 from aggregator.registry.store import Registry
 from aggregator.server.guard import Guard
@@ -39,6 +40,7 @@ from aggregator.tasks.extension import TasksExtension
 from aggregator.tools.admin import Admin
 from aggregator.tools.finder import FINDER, CallTool, DescribeTool, Finder
 from aggregator.tools.pinning import PinningAdmin
+from aggregator.tools.registries import RegistriesAdmin, follow
 from aggregator.trust.gate import Gate
 from aggregator.trust.store import PinStore
 from aggregator.upstreams.pool import UpstreamPool
@@ -65,6 +67,8 @@ class Gateway:
     server: Server[Any]
     cluster: Cluster | None = None
     """What this replica shares with the others through Redis (`cluster.redis_url`); None: nothing."""
+    federation: Federation | None = None
+    """The registries this gateway follows (servers.yaml `registries:`), refreshed while it runs."""
     tasks: TasksExtension | None = None
     """The tasks extension (SEP-2663): installed on `server`, its background calls run while `running()` does."""
 
@@ -76,7 +80,8 @@ class Gateway:
     async def running(self) -> AsyncIterator[None]:
         """Connect the upstreams and run the background tasks (notifications, policy reload)."""
         shared: AbstractAsyncContextManager[None] = self.cluster.running() if self.cluster else nullcontext()
-        async with shared, self.http, self.pool, anyio.create_task_group() as background:
+        following: AbstractAsyncContextManager[Any] = self.federation or nullcontext()
+        async with shared, self.http, self.pool, following, anyio.create_task_group() as background:
             background.start_soon(self.handlers.notifier.run)
             background.start_soon(self.guard.policy.watch, self.settings.scopes_reload_interval, self._changed)
             background.start_soon(_announce_connected, self.pool)
@@ -168,11 +173,12 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
     renderers: list[NginxRenderer] = []  # the running one, when `nginx.manage` is on
 
     async def registry_changed(servers: ServersFile) -> None:
-        await pool.apply(servers)
+        await federation.apply(servers)  # servers.yaml's servers and the followed ones, in one step
         for renderer in renderers:
             renderer.schedule()
 
     registry = Registry(settings.servers_file, servers, registry_changed)
+    federation = follow(settings, lambda: registry.current, pool.apply, lambda p: guard.policy.current.scopes_of(p))
     handlers = GatewayServer(catalog, pool, guard)
     handlers.admin = Admin(
         settings, registry, pool, catalog, guard.policy, guard.audit, on_policy_change=handlers.notifier.changed
@@ -197,6 +203,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
 
     handlers.admin.add(finder.tools(describe, call), visible_as=FINDER)
     handlers.admin.add(PinningAdmin(gate, guard.policy).tools())
+    handlers.admin.add(RegistriesAdmin(federation, guard.policy).tools(handlers.admin.tools))
     catalog.rebuild(pool)
     http = httpx2.AsyncClient(trust_env=False)
     verifier = None
@@ -215,6 +222,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         handlers,
         handlers.build(),
         cluster,
+        federation=federation,
         tasks=TasksExtension(settings.tasks),
     )
 
