@@ -25,8 +25,9 @@ from anyio.abc import TaskStatus
 from mcp.server import Server
 from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field
+from pydantic import TypeAdapter, ValidationError
 
 from aggregator.config.tasks import TasksSettings
 from aggregator.errors import GatewayError
@@ -43,15 +44,13 @@ MAX_TASK_ID = 256
 
 
 class TaskParams(types.RequestParams):
-    """Params of tasks/get and tasks/cancel."""
+    """Params of tasks/get, tasks/update and tasks/cancel, taken loosely so a bad one is refused by name."""
 
-    task_id: str = Field(min_length=1, max_length=MAX_TASK_ID)
+    task_id: Any = None
+    input_responses: Any = None
 
 
-class UpdateTaskParams(TaskParams):
-    """Params of tasks/update: answers to the task's outstanding questions, by key."""
-
-    input_responses: types.InputResponses
+_RESPONSES: TypeAdapter[types.InputResponses] = TypeAdapter(types.InputResponses)
 
 
 class TasksExtension:
@@ -81,7 +80,7 @@ class TasksExtension:
             raise RuntimeError("the server has no tools/call handler to serve tasks for")
         server.add_request_handler("tools/call", types.CallToolRequestParams, self._tool_call(entry.handler))
         server.add_request_handler("tasks/get", TaskParams, self.get)
-        server.add_request_handler("tasks/update", UpdateTaskParams, self.update)
+        server.add_request_handler("tasks/update", TaskParams, self.update)
         server.add_request_handler("tasks/cancel", TaskParams, self.cancel)
         server.extensions[EXTENSION] = {}
 
@@ -133,12 +132,21 @@ class TasksExtension:
 
     async def get(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
         """tasks/get: the task with the payload of its status (questions, result or error) inlined."""
-        return self._owned(ctx, "tasks/get", params.task_id).detailed()
+        return self._owned(ctx, "tasks/get", params).detailed()
 
-    async def update(self, ctx: Context, params: UpdateTaskParams) -> dict[str, Any]:
+    async def update(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
         """tasks/update: answers to outstanding questions; others (unknown or answered keys) are ignored."""
-        task = self._owned(ctx, "tasks/update", params.task_id)
-        for key, response in params.input_responses.items():
+        try:
+            responses = _RESPONSES.validate_python(params.input_responses, by_name=False)
+        except ValidationError as error:
+            where = ".".join(str(part) for part in error.errors()[0]["loc"][:1])
+            detail = f" (at '{where}')" if where else ""
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"tasks/update needs params.inputResponses, an object of responses by request key{detail}.",
+            ) from None
+        task = self._owned(ctx, "tasks/update", params)
+        for key, response in responses.items():
             if task.input_requests.pop(key, None) is not None:
                 task.answers[key] = response
         task.answered.set()
@@ -146,13 +154,14 @@ class TasksExtension:
 
     async def cancel(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
         """tasks/cancel: stop the call (upstream too); a finished task is left as it is."""
-        task = self._owned(ctx, "tasks/cancel", params.task_id)
+        task = self._owned(ctx, "tasks/cancel", params)
         if not task.terminal:
             self.runner.cancel(task)
             logger.info("task.cancel", extra={"task": task.task_id, "tool": task.tool})
         return {}
 
-    def _owned(self, ctx: Context, method: str, task_id: str) -> Task:
+    def _owned(self, ctx: Context, method: str, params: TaskParams) -> Task:
+        """The caller's task named in `params`, after the era, capability, params and routing-header checks."""
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             raise MCPError(types.METHOD_NOT_FOUND, f"{method} is served to 2026-07-28 requests only (SEP-2663).")
         if not declares_tasks(ctx.meta):
@@ -161,6 +170,16 @@ class TasksExtension:
                 f"{method} needs the '{EXTENSION}' extension in the request's client capabilities.",
                 {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
             )
+        task_id = params.task_id
+        if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_TASK_ID:
+            got = f"{len(task_id)} characters" if isinstance(task_id, str) else type(task_id).__name__
+            raise MCPError(
+                types.INVALID_PARAMS,
+                f"{method} needs params.taskId, a string of 1 to {MAX_TASK_ID} characters (got {got}).",
+            )
+        headers = getattr(ctx.request, "headers", None)
+        if headers is not None and decode_header_value(headers.get(MCP_NAME_HEADER)) != task_id:
+            raise MCPError(types.HEADER_MISMATCH, f"The Mcp-Name header of {method} must be its params.taskId.")
         principal = current_principal.get()
         if principal is None:
             raise MCPError(types.INVALID_REQUEST, "Authentication required.")

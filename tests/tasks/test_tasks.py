@@ -3,60 +3,15 @@ caller's own, and stops upstream when cancelled."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import anyio
 import pytest
 
-from aggregator.tasks.extension import owner_of
-from aggregator.tasks.task import EXTENSION, Task
-from tests.harness import LiveGateway, serve_upstreams
-from tests.policies import ADMIN_SCOPES
-from tests.tasks.upstream import Signals, serve_gated
-from tests.tasks.wire import Caller, caller
+from aggregator.tasks.task import EXTENSION
+from tests.harness import LiveGateway
+from tests.tasks.upstream import Signals
+from tests.tasks.wire import DEADLINE, Caller, caller, settled, task_of
 
 pytestmark = pytest.mark.anyio
-DEADLINE = 10.0
-
-
-@pytest.fixture(scope="module")
-async def gated() -> AsyncIterator[tuple[str, Signals]]:
-    async with serve_gated() as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory, gated: tuple[str, Signals]) -> AsyncIterator[LiveGateway]:
-    """A gateway that answers every declaring caller's call with a task (`tasks.answer_within: 0`) and keeps
-    results up to 1000 bytes."""
-    directory: Path = tmp_path_factory.mktemp("tasks")
-    async with serve_upstreams(
-        directory, {"gated": gated[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0, "max_result_bytes": 1000}
-    ) as live:
-        yield live
-
-
-@pytest.fixture
-def signals(gated: tuple[str, Signals]) -> Signals:
-    return gated[1]
-
-
-def task_of(live: LiveGateway, sub: str, task_id: str) -> Task:
-    """The gateway's own record of `sub`'s task (to wait on its events instead of polling)."""
-    assert live.gateway.tasks is not None
-    principal = type("P", (), {"issuer": "mcp-aggregator", "subject": sub})
-    for task in list(live.gateway.tasks.store._tasks.values()):
-        if task.task_id == task_id:
-            return task
-    raise AssertionError(f"no task {task_id} for {owner_of(principal)}")  # type: ignore[arg-type]
-
-
-async def settled(task: Task) -> None:
-    """Wait (with a deadline) until `task` has finished."""
-    with anyio.fail_after(DEADLINE):
-        while not task.terminal:
-            await task.settled.wait()
 
 
 async def start_slow(client: Caller, signals: Signals, label: str) -> dict[str, object]:

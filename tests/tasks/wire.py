@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 
-from aggregator.tasks.task import EXTENSION
+from aggregator.tasks.task import EXTENSION, Task
 from tests.harness import LiveGateway, token_for
 
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
+DEADLINE = 10.0
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
 
@@ -110,3 +112,17 @@ class _LegacyCaller(Caller):
         message = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         response = await self.http.post("/mcp", content=json.dumps(message), headers={**ACCEPT, **self.session})
         return messages(response)[-1]
+
+
+def task_of(live: LiveGateway, sub: str, task_id: str) -> Task:
+    """The gateway's own record of `sub`'s task (to wait on its events instead of polling)."""
+    assert live.gateway.tasks is not None
+    issuer = live.gateway.settings.auth.issuer
+    return live.gateway.tasks.store.get(task_id, f"{issuer}|{sub}")
+
+
+async def settled(task: Task) -> None:
+    """Wait (with a deadline) until `task` has finished."""
+    with anyio.fail_after(DEADLINE):
+        while not task.terminal:
+            await task.settled.wait()
