@@ -21,6 +21,7 @@ from aggregator.cli.common import EXIT_CONFIG, TOKEN_VARIABLE, load
 from aggregator.cli.hosts import announcement
 from aggregator.config.logs import configure_logging
 from aggregator.config.settings import Settings
+from aggregator.config.tracing import load_tracing_settings
 from aggregator.errors import AuthenticationError
 from aggregator.http.app import LOOPBACK, create_app
 from aggregator.http.auth import INSECURE_DEV_PRINCIPAL
@@ -28,6 +29,7 @@ from aggregator.policy.principal import Principal, current_principal
 from aggregator.policy.revocation import RevocationList
 from aggregator.policy.tokens import TokenVerifier
 from aggregator.server.gateway import build_gateway
+from aggregator.tracing.provider import tracing_from
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def serve(args: argparse.Namespace) -> int:
     if refusal := _refuse_insecure(settings, args.insecure_dev) or _refuse_unnamed(settings):
         print(f"mcp-aggregator: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
-    gateway = build_gateway(settings, servers)
+    gateway = build_gateway(settings, servers, tracing_from(load_tracing_settings()))
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # IPPROTO_TCP (not 0) lets asyncio recognise the socket as TCP and set TCP_NODELAY on each
     # connection; without it a response written in two parts waits ~40 ms for a delayed ACK.
@@ -138,7 +140,7 @@ def stdio(args: argparse.Namespace) -> int:
             refusals.append(error.reason)
             return
         current_principal.set(principal)
-        gateway = build_gateway(settings, servers)
+        gateway = build_gateway(settings, servers, tracing_from(load_tracing_settings()))
         async with gateway.running():
             # Hosts list tools right after connecting and may never ask again: let the first
             # connection attempts finish (an unreachable upstream fails fast; a hung one is bounded).

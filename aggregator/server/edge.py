@@ -36,6 +36,7 @@ from aggregator.errors import (
 )
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.server.guard import Guard
+from aggregator.tracing import RequestSpan, Tracing
 from aggregator.upstreams.caller import current_caller
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ async def answer(
     outcome = "ok"
     denied = False
     principal = current_principal.get()
+    span = _request_span(guard.tracing, method, name) if guard.tracing is not None else None
     try:
         if principal is None:
             raise AuthenticationError("no authenticated principal for this request")
@@ -97,6 +99,16 @@ async def answer(
             )
         if guard.metrics is not None:
             guard.metrics.observe_request(method, name, outcome, seconds)
+        if span is not None:
+            span.end(outcome)
+
+
+def _request_span(tracing: Tracing, method: str, name: str | None) -> RequestSpan:
+    """The request's span, parented on the trace context the caller sent (`_meta` or HTTP header)."""
+    caller = current_caller.get()
+    context = caller.context if caller is not None else None
+    headers = getattr(context.request, "headers", None) if context is not None else None
+    return tracing.request(method, name, context.meta if context is not None else None, headers)
 
 
 def as_mcp_error(error: GatewayError) -> MCPError:

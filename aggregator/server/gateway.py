@@ -41,6 +41,7 @@ from aggregator.tools.admin import Admin
 from aggregator.tools.finder import FINDER, CallTool, DescribeTool, Finder
 from aggregator.tools.pinning import PinningAdmin
 from aggregator.tools.registries import RegistriesAdmin, follow
+from aggregator.tracing import Tracing
 from aggregator.trust.gate import Gate
 from aggregator.trust.store import PinStore
 from aggregator.upstreams.pool import UpstreamPool
@@ -67,6 +68,8 @@ class Gateway:
     server: Server[Any]
     cluster: Cluster | None = None
     """What this replica shares with the others through Redis (`cluster.redis_url`); None: nothing."""
+    tracing: Tracing | None = None
+    """The gateway's spans (`OTEL_*`); flushed and closed when `running()` ends. None: tracing is off."""
     federation: Federation | None = None
     """The registries this gateway follows (servers.yaml `registries:`), refreshed while it runs."""
     tasks: TasksExtension | None = None
@@ -99,6 +102,9 @@ class Gateway:
                 background.cancel_scope.cancel()
                 self.handlers.resources.close_listeners()
         self.guard.audit.close()
+        if self.tracing is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.tracing.close)
 
     async def _manage_nginx(self, *, task_status: TaskStatus[None]) -> None:
         """Keep nginx in step with the registry: one render now, then one per (debounced) change."""
@@ -112,8 +118,9 @@ class Gateway:
         self.handlers.notifier.changed()
 
 
-def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
-    """Create (without starting) the policy, pool, catalog and downstream server for `servers`."""
+def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | None = None) -> Gateway:
+    """Create (without starting) the policy, pool, catalog and downstream server for `servers`; `tracing`:
+    the spans of every request (`aggregator.tracing.tracing_from`)."""
     audit = AuditLog(settings.data_dir / "audit.log" if settings.audit_log else None)
     gate = Gate(PinStore(settings.data_dir / "pins.json"), audit)
     catalog = Catalog(gate)
@@ -144,6 +151,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         upstream_slots=ConcurrencyLimiter(settings.limits.max_calls_per_upstream, "to upstream"),
         max_argument_bytes=settings.limits.max_argument_bytes,
         after_call=(lambda principal, name: finder.called(principal, name)) if settings.search_learning else None,
+        tracing=tracing,
     )
     handlers: GatewayServer | None = None
 
@@ -222,6 +230,7 @@ def build_gateway(settings: Settings, servers: ServersFile) -> Gateway:
         handlers,
         handlers.build(),
         cluster,
+        tracing,
         federation=federation,
         tasks=TasksExtension(settings.tasks),
     )

@@ -10,6 +10,7 @@ from aggregator.policy.principal import Principal
 from aggregator.policy.ratelimit import ConcurrencyLimiter, RateLimiter
 from aggregator.policy.reload import PolicyHolder
 from aggregator.server.metrics import Metrics
+from aggregator.tracing import Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,3 +26,5 @@ class Guard:
     metrics: Metrics | None = None
     after_call: Callable[[Principal, str], None] | None = None
     """Told of every successful `tools/call` (principal, exported name), on every path: the finder learns from it."""
+    tracing: Tracing | None = None
+    """Spans for each request and upstream call (`OTEL_*` settings); None: tracing is off."""

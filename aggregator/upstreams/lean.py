@@ -31,6 +31,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter
 
 from aggregator.sdk import inbound_result
+from aggregator.tracing import propagate
 from aggregator.upstreams.caller import Caller, current_caller
 
 _ResultT = TypeVar("_ResultT")
@@ -81,6 +82,7 @@ class LeanSession:
         method: str = data["method"]
         params: dict[str, Any] = data.setdefault("params", {})
         headers = self._stamp(method, params, caller)
+        propagate(params, headers)
         message = await self._exchange({"jsonrpc": "2.0", "id": next(self._ids), **data}, headers, caller)
         if "error" in message:
             raise MCPError.from_error_data(types.ErrorData.model_validate(message["error"], by_name=False))

@@ -27,6 +27,7 @@ from aggregator.errors import (
     UpstreamUnavailableError,
 )
 from aggregator.sdk import BrokenStream, broken_response_stream
+from aggregator.tracing import upstream_call
 from aggregator.upstreams.breaker import CircuitBreaker
 from aggregator.upstreams.failures import CONNECTION_ERRORS, describe
 
@@ -87,7 +88,7 @@ class RequestPath:
             self._check_request()
         self._breaker.check()
         try:
-            with anyio.fail_after(self._timeout):
+            with upstream_call(self._upstream, request), anyio.fail_after(self._timeout):
                 # A union result (result or input request) is validated by a TypeAdapter.
                 result = await client.session.send_request(request, result_type, progress_callback=progress)  # type: ignore[type-var]
         except TimeoutError:

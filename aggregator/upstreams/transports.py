@@ -28,6 +28,7 @@ from aggregator.errors import AccessDeniedError
 from aggregator.policy.addresses import AddressPolicy
 from aggregator.registry.models import AnyUpstream, OpenApiUpstream, SseUpstream, StdioUpstream, StreamableHttpUpstream
 from aggregator.sdk import TransportStreams, http_transport_on
+from aggregator.tracing import add_trace_headers
 from aggregator.upstreams.child import RECENT_LINES, StdioChild
 from aggregator.upstreams.openapi import OpenApiTransport
 
@@ -96,7 +97,12 @@ class StreamableHttpTransport:
         timeout = httpx2.Timeout(self.connect_timeout, read=_READ_TIMEOUT)
         async with (
             httpx2.AsyncClient(
-                headers=spec.headers, timeout=timeout, auth=auth, trust_env=False, transport=transport
+                headers=spec.headers,
+                timeout=timeout,
+                auth=auth,
+                trust_env=False,
+                transport=transport,
+                event_hooks={"request": [add_trace_headers]},
             ) as http,
             streamable_http_client(spec.url, http_client=http, max_sse_event_size=self.max_event_bytes) as streams,
         ):

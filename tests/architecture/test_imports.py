@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "aggregator"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "sdk"}),
     frozenset({"config"}),
-    frozenset({"registry", "policy"}),
+    frozenset({"registry", "policy", "tracing"}),
     frozenset({"upstreams", "search", "nginx", "trust", "cluster"}),
     frozenset({"catalog"}),
     frozenset({"tools"}),
