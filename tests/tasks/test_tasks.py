@@ -96,3 +96,27 @@ async def test_without_the_extension_calls_are_plain_and_task_methods_are_refuse
     assert answered["resultType"] == "complete" and answered["content"][0]["text"] == "hi"
     assert refused["code"] == -32021
     assert refused["data"] == {"requiredCapabilities": {"extensions": {EXTENSION: {}}}}
+
+
+async def test_a_question_during_a_task_is_answered_with_tasks_update(live: LiveGateway) -> None:
+    async with caller(live, "alice", elicitation={}) as alice:
+        created = await alice.result("tools/call", {"name": "gated__confirm", "arguments": {"label": "deploy"}})
+        task = task_of(live, "alice", str(created["taskId"]))
+        with anyio.fail_after(DEADLINE):
+            while task.status != "input_required":
+                await task.settled.wait()
+        asked = await alice.result("tasks/get", {"taskId": created["taskId"]})
+        (key,) = asked["inputRequests"]
+        ignored = {"not-asked": {"action": "decline"}}
+        ack = await alice.result("tasks/update", {"taskId": created["taskId"], "inputResponses": ignored})
+        still = await alice.result("tasks/get", {"taskId": created["taskId"]})
+        answer = {key: {"action": "accept", "content": {"ok": True}}}
+        await alice.result("tasks/update", {"taskId": created["taskId"], "inputResponses": answer})
+        await settled(task)
+        done = await alice.result("tasks/get", {"taskId": created["taskId"]})
+    assert asked["status"] == "input_required"
+    assert asked["inputRequests"][key]["method"] == "elicitation/create"
+    assert ack["resultType"] == "complete" and "status" not in ack
+    assert still["status"] == "input_required" and list(still["inputRequests"]) == [key]
+    assert done["status"] == "completed"
+    assert done["result"]["content"][0]["text"] == "deploy: accept True"

@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+import mcp_types as types
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from tests.harness import serve_mcp
@@ -41,6 +42,16 @@ def build_server(signals: Signals) -> MCPServer[Any]:
             signals.cancelled[label].set()
             raise
         return f"done {label}"
+
+    @server.tool()
+    async def confirm(label: str, ctx: Context) -> Any:
+        """Ask the caller (a multi round-trip question) whether to go on, then say what it answered."""
+        response = (ctx.input_responses or {}).get("go-on")
+        if not isinstance(response, types.ElicitResult):
+            schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+            question = types.ElicitRequestFormParams(message=f"Go on with {label}?", requested_schema=schema)
+            return types.InputRequiredResult(input_requests={"go-on": types.ElicitRequest(params=question)})
+        return f"{label}: {response.action} {(response.content or {}).get('ok')}"
 
     @server.tool()
     def echo(text: str) -> str:

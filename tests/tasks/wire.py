@@ -27,9 +27,10 @@ ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "appl
 class Caller:
     """Sends single JSON-RPC requests; `declare` puts the tasks extension in each request's capabilities."""
 
-    def __init__(self, http: httpx2.AsyncClient, *, declare: bool = True) -> None:
+    def __init__(self, http: httpx2.AsyncClient, *, declare: bool = True, **capabilities: Any) -> None:
         self.http = http
         self.declare = declare
+        self.capabilities = capabilities
         self._ids = itertools.count(1)
 
     async def request(
@@ -37,6 +38,7 @@ class Caller:
     ) -> dict[str, Any]:
         """The JSON-RPC answer (with `result` or `error`) to `method`."""
         capabilities = {"extensions": {EXTENSION: {}}} if self.declare else {}
+        capabilities.update(self.capabilities)
         meta = {
             "io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": capabilities,
@@ -76,10 +78,10 @@ def messages(response: httpx2.Response) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def caller(live: LiveGateway, sub: str, *, declare: bool = True) -> AsyncIterator[Caller]:
+async def caller(live: LiveGateway, sub: str, *, declare: bool = True, **capabilities: Any) -> AsyncIterator[Caller]:
     """A 2026-07-28 caller of `live` as `sub` (a member of `operators`: it may call every tool)."""
     async with live.http(token_for(sub, groups=["operators"])) as http:
-        yield Caller(http, declare=declare)
+        yield Caller(http, declare=declare, **capabilities)
 
 
 @asynccontextmanager
