@@ -5,6 +5,7 @@ token, nginx, import, check-config, config, tui, login    aggregator.cli.operate
 index                                                     aggregator.cli.connect
 search                                                    aggregator.cli.finder
 tools diff|approve|reject                                 aggregator.cli.tools
+registries list|refresh                                   aggregator.cli.registries
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from aggregator.errors import AccessDeniedError, ConfigError
 
 HOST_FORMATS = ("claude-desktop", "claude-code", "cursor", "vscode", "fastmcp")
 """`import --from` values (aggregator.registry.hosts.HOSTS; not imported here, to keep parsing cheap)."""
+REGISTRIES_URL = "http://127.0.0.1:8000/mcp/admin"
+"""Where `registries refresh` asks by default: a local gateway's management endpoint."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(command="operate:import_records")
 
     _tools_parser(commands)
+    _registries_parser(commands)
 
     settings = commands.add_parser(
         "config", help="Print the settings in effect (secrets masked), or with --reference every setting there is."
@@ -174,3 +178,22 @@ def _tools_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         verdict.set_defaults(command=f"tools:{action}")
     for sub in (diff, *(actions.choices[name] for name in ("approve", "reject"))):
         sub.add_argument("--config", type=Path, help="gateway settings YAML (for data_dir)")
+
+
+def _registries_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    registries = commands.add_parser(
+        "registries", help="The registries this gateway follows (servers.yaml registries:): list, refresh."
+    )
+    actions = registries.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the configured registries, or with --url the running gateway's state")
+    listing.add_argument("--config", type=Path, help="gateway settings YAML (env MCP_AGGREGATOR_* override it)")
+    listing.add_argument("--servers", type=Path, help="servers.yaml (default: servers_file from the settings)")
+    listing.add_argument("--url", help="ask the gateway at this management endpoint (.../mcp/admin) instead")
+    listing.set_defaults(command="registries:list_registries")
+    again = actions.add_parser("refresh", help="have the running gateway read a registry (or every one) now")
+    again.add_argument("name", nargs="?", help="the registry's name in servers.yaml (default: every one)")
+    again.add_argument("--url", default=REGISTRIES_URL, help="the gateway's management endpoint (%(default)s)")
+    again.set_defaults(command="registries:refresh")
+    for sub in (listing, again):
+        sub.add_argument("--token", help=f"bearer token of the caller (default: ${TOKEN_VARIABLE})")
+        sub.add_argument("--json", action="store_true", help="print the gateway's answer as JSON")
