@@ -3,11 +3,12 @@
     health.py       whether Redis answers now; each change logged once, shown on /readyz and /metrics
     ratelimit.py    RedisBuckets: one token bucket per principal for every replica (an atomic Lua script)
     revocations.py  SharedRevocations: the local revocation list mirrored to a Redis set, pushed by pub/sub
+    registry_sync.py SharedFile: servers.yaml and scopes.yml as admin tools change them, versioned in Redis
     cluster.py      Cluster: the client and the listener task, as one async context manager
 
-What is shared is injected by `aggregator.server.gateway` (policy never imports this package).
-Redis unreachable: every replica answers from its own state (its own buckets, its own
-revocation file) and catches up when Redis returns.
+What is shared is injected by `aggregator.server.gateway` (policy and registry never import this
+package). Redis unreachable: every replica answers from its own state (its own buckets, its own
+revocation file, its own servers and scopes files) and catches up when Redis returns.
 """
 
 from aggregator.cluster.cluster import Cluster

@@ -13,6 +13,7 @@ import anyio
 from aggregator.cluster.client import REDIS_ERRORS, connect
 from aggregator.cluster.health import RedisHealth
 from aggregator.cluster.ratelimit import RedisBuckets
+from aggregator.cluster.registry_sync import SharedFile, check_scopes, check_servers
 from aggregator.cluster.revocations import SharedRevocations
 from aggregator.config.cluster import ClusterSettings
 from aggregator.policy.revocation import RevocationList
@@ -23,12 +24,15 @@ logger = logging.getLogger(__name__)
 class Cluster:
     """The state this replica shares with the others through Redis (`cluster.redis_url`).
 
-    Built without connecting; `running()` owns the listener: it subscribes to revocations, merges
-    the revocation lists, marks Redis available, and after any failure tries again every
-    `retry_interval` seconds. Meanwhile `buckets` and `revocations` answer from local state.
+    Built without connecting; `running()` owns the listener: it subscribes to revocations and to
+    the shared files' versions, merges the revocation lists, reconciles the files, marks Redis
+    available, and after any failure tries again every `retry_interval` seconds. Meanwhile
+    `buckets`, `revocations` and `files` answer from local state.
     """
 
-    def __init__(self, settings: ClusterSettings, revocations: Path) -> None:
+    def __init__(
+        self, settings: ClusterSettings, revocations: Path, servers: Path | None = None, scopes: Path | None = None
+    ) -> None:
         assert settings.redis_url is not None
         self._settings = settings
         url = settings.redis_url.get_secret_value()
@@ -38,6 +42,13 @@ class Cluster:
         self.revocations = SharedRevocations(
             self._client, settings.key_prefix, settings.timeout, RevocationList(revocations), self.health
         )
+        shared = {"servers": (servers, check_servers), "scopes": (scopes, check_scopes)}
+        self.files = {
+            kind: SharedFile(self._client, settings.key_prefix, kind, path, check, settings.timeout, self.health)
+            for kind, (path, check) in shared.items()
+            if path is not None
+        }
+        """servers.yaml and scopes.yml as changed through admin tools (`written()`), by kind."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -46,6 +57,8 @@ class Cluster:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._listen)
                 tasks.start_soon(self.revocations.watch, self._settings.revocation_check_interval)
+                for shared in self.files.values():
+                    tasks.start_soon(shared.run)
                 try:
                     yield
                 finally:
@@ -70,21 +83,30 @@ class Cluster:
         timeout = self._settings.timeout
         pubsub = self._client.pubsub()
         try:
+            files = {shared.channel: shared for shared in self.files.values()}
             with anyio.fail_after(timeout):
-                await pubsub.subscribe(self.revocations.channel)
-            await self.revocations.reconcile()
+                await pubsub.subscribe(self.revocations.channel, *files)
+            await self._reconcile()
             while True:
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=self._settings.retry_interval
                 )
                 if message is not None and message.get("type") == "message":
-                    await self.revocations.heard(message.get("data"))
+                    if (shared := files.get(str(message.get("channel")))) is not None:
+                        await shared.heard(message.get("data"))
+                    else:
+                        await self.revocations.heard(message.get("data"))
                 elif message is None and not self.health.available:
                     # A command failed while the channel stayed up: Redis answers again once this does.
-                    await self.revocations.reconcile()
+                    await self._reconcile()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _reconcile(self) -> None:
+        await self.revocations.reconcile()  # marks Redis available
+        for shared in self.files.values():
+            await shared.reconcile()
 
 
 def _password(url: str) -> str:

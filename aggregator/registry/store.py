@@ -39,11 +39,19 @@ _NOT_IN_PLACE = "a round trip of this YAML would not read back the same, so comm
 class Registry:
     """The servers file and the last good state read from it."""
 
-    def __init__(self, path: Path, current: ServersFile, on_change: Callable[[ServersFile], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        current: ServersFile,
+        on_change: Callable[[ServersFile], Awaitable[None]],
+        written: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self.current = current
         self.error: str | None = None
         self._on_change = on_change
+        self._written = written
+        """Told after each change made through `change` (not hand edits): replicas share those (`cluster`)."""
         self._lock = anyio.Lock()
         self._stamp = stamp(path)
 
@@ -59,6 +67,8 @@ class Registry:
             servers = await anyio.to_thread.run_sync(self._change_file, edit, environ)
             self.current = servers
             self.error = None
+        if self._written is not None:
+            self._written()
         await self._on_change(servers)
         return servers
 

@@ -7,7 +7,7 @@ runs the background tasks. The HTTP edge (`aggregator.http.app`) and the CLI ser
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +137,10 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
     def is_gateway_tool(name: str) -> bool:
         return handlers is not None and handlers.admin is not None and name in handlers.admin.tools
 
-    cluster = Cluster(settings.cluster, settings.data_dir / "revoked.json") if settings.cluster.enabled else None
+    cluster = None
+    if settings.cluster.enabled:
+        data = settings.data_dir
+        cluster = Cluster(settings.cluster, data / "revoked.json", settings.servers_file, settings.scopes_file)
     guard = Guard(
         policy=PolicyHolder(settings.scopes_file),
         limiter=RateLimiter(
@@ -185,11 +188,18 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
         for renderer in renderers:
             renderer.schedule()
 
-    registry = Registry(settings.servers_file, servers, registry_changed)
+    registry = Registry(settings.servers_file, servers, registry_changed, _shared(cluster, "servers"))
     federation = follow(settings, lambda: registry.current, pool.apply, lambda p: guard.policy.current.scopes_of(p))
     handlers = GatewayServer(catalog, pool, guard)
+    scopes_written = _shared(cluster, "scopes")
+
+    def policy_changed() -> None:
+        handlers.notifier.changed()
+        if scopes_written is not None:
+            scopes_written()
+
     handlers.admin = Admin(
-        settings, registry, pool, catalog, guard.policy, guard.audit, on_policy_change=handlers.notifier.changed
+        settings, registry, pool, catalog, guard.policy, guard.audit, on_policy_change=policy_changed
     )
     handlers.discovery_mode = settings.discovery_mode
     handlers.management_on_mcp = settings.management_tools_on_mcp
@@ -234,6 +244,12 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
         federation=federation,
         tasks=TasksExtension(settings.tasks),
     )
+
+
+def _shared(cluster: Cluster | None, kind: str) -> Callable[[], None] | None:
+    """What tells the other replicas of a change made here through an admin tool to the `kind` file, if any."""
+    shared = cluster.files.get(kind) if cluster is not None else None
+    return shared.written if shared is not None else None
 
 
 async def _announce_connected(pool: UpstreamPool) -> None:

@@ -101,11 +101,13 @@ async def replicas(
     burst: int = 9,
     own: Sequence[Mapping[str, Any]] = (),
     wait_for_redis: bool = True,
+    scopes: str = SCOPES,
     **settings: Any,
 ) -> AsyncIterator[list[LiveGateway]]:
     """`count` gateways sharing `redis_url`, each with its own folder (its own data_dir and revocation file),
     every one connected to echo and to Redis; callers get `burst` calls, refilled at `REFILL` per second.
-    `own[i]` holds settings of replica i alone; `wait_for_redis` False: yield without waiting for Redis."""
+    `own[i]` holds settings of replica i alone; `wait_for_redis` False: yield without waiting for Redis;
+    `scopes`: the scopes.yml every replica starts with."""
     options: dict[str, Any] = {"rate_limit_per_second": REFILL, "rate_limit_burst": burst, **settings}
     options.setdefault("cluster", {"redis_url": redis_url, "retry_interval": 0.1})
     async with AsyncExitStack() as stack:
@@ -115,7 +117,7 @@ async def replicas(
                 serve_gateway(
                     directory / f"replica-{index}",
                     servers={"echo": {"transport": "streamable-http", "url": echo_url}},
-                    scopes=SCOPES,
+                    scopes=scopes,
                     **{**options, **(own[index] if index < len(own) else {})},
                 )
             )
