@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NPM_TOOLS := tools/node_modules/.installed
 
-.PHONY: setup nginx redis demo test lint typecheck pytest bench clean
+.PHONY: setup nginx redis demo cluster-demo test lint typecheck pytest bench clean
 
 setup: $(VENV)/.installed $(NPM_TOOLS) nginx redis
 
@@ -35,6 +35,10 @@ $(NPM_TOOLS): tools/package.json tools/package-lock.json
 
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh
+
+# Three replicas sharing one redis-server, behind nginx, with the demo upstreams; Ctrl-C stops them all.
+cluster-demo: $(VENV)/.installed nginx redis
+	PATH="$(CURDIR)/$(BIN):$$PATH" examples/cluster/run.sh
 
 test: setup lint typecheck pytest
 
