@@ -207,8 +207,10 @@ def select(name: str, registry: Followed, published: Iterable[Published], check_
             continue
         remote = next((r for r in server.remotes if r.type in _REMOTE_TYPES), None)
         if remote is not None and "{" in remote.url:
-            skipped.append(f"'{server.name}': its remote URL has variables this gateway cannot fill.")
             remote = None
+            if not server.packages:
+                skipped.append(f"'{server.name}': its remote URL has variables this gateway cannot fill.")
+                continue
         if remote is not None:
             _check(name, server.name, remote.url, check_url)
             endpoints.setdefault((remote.type, remote.url), []).append(server)
