@@ -50,7 +50,7 @@ class TaskParams(types.RequestParams):
     input_responses: Any = None
 
 
-_RESPONSES: TypeAdapter[types.InputResponses] = TypeAdapter(types.InputResponses)
+_RESPONSE: TypeAdapter[types.InputResponse] = TypeAdapter(types.InputResponse)
 
 
 class TasksExtension:
@@ -136,19 +136,25 @@ class TasksExtension:
 
     async def update(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
         """tasks/update: answers to outstanding questions; others (unknown or answered keys) are ignored."""
-        try:
-            responses = _RESPONSES.validate_python(params.input_responses, by_name=False)
-        except ValidationError as error:
-            where = ".".join(str(part) for part in error.errors()[0]["loc"][:1])
-            detail = f" (at '{where}')" if where else ""
+        responses = params.input_responses
+        if not isinstance(responses, dict):
             raise MCPError(
                 types.INVALID_PARAMS,
-                f"tasks/update needs params.inputResponses, an object of responses by request key{detail}.",
-            ) from None
+                f"tasks/update needs params.inputResponses, an object of responses by request key "
+                f"(got {type(responses).__name__}).",
+            )
         task = self._owned(ctx, "tasks/update", params)
-        for key, response in responses.items():
-            if task.input_requests.pop(key, None) is not None:
-                task.answers[key] = response
+        answers: dict[str, types.InputResponse] = {}
+        for key in responses.keys() & task.input_requests.keys():
+            try:
+                answers[key] = _RESPONSE.validate_python(responses[key], by_name=False)
+            except ValidationError:
+                raise MCPError(
+                    types.INVALID_PARAMS, f"params.inputResponses['{key}'] is not a response to the request it names."
+                ) from None
+        for key, answer in answers.items():
+            del task.input_requests[key]
+            task.answers[key] = answer
         task.answered.set()
         return {}
 

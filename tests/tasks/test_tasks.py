@@ -107,8 +107,9 @@ async def test_a_question_during_a_task_is_answered_with_tasks_update(live: Live
                 await task.settled.wait()
         asked = await alice.result("tasks/get", {"taskId": created["taskId"]})
         (key,) = asked["inputRequests"]
-        ignored = {"not-asked": {"action": "decline"}}
+        ignored = {"not-asked": {"nonsense": True}}
         ack = await alice.result("tasks/update", {"taskId": created["taskId"], "inputResponses": ignored})
+        malformed = await alice.error("tasks/update", {"taskId": created["taskId"], "inputResponses": {key: "yes"}})
         still = await alice.result("tasks/get", {"taskId": created["taskId"]})
         answer = {key: {"action": "accept", "content": {"ok": True}}}
         await alice.result("tasks/update", {"taskId": created["taskId"], "inputResponses": answer})
@@ -117,6 +118,7 @@ async def test_a_question_during_a_task_is_answered_with_tasks_update(live: Live
     assert asked["status"] == "input_required"
     assert asked["inputRequests"][key]["method"] == "elicitation/create"
     assert ack["resultType"] == "complete" and "status" not in ack
+    assert malformed["code"] == -32602 and key in malformed["message"]
     assert still["status"] == "input_required" and list(still["inputRequests"]) == [key]
     assert done["status"] == "completed"
     assert done["result"]["content"][0]["text"] == "deploy: accept True"
