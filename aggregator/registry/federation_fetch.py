@@ -8,6 +8,7 @@ by the caller, which owns the upstream credential code (`aggregator.upstreams.cr
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -41,6 +42,11 @@ def shown(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+@runtime_checkable
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
 class RegistryReader:
     """Reads a registry's whole list (every page, latest versions) with the gateway's own credential."""
 
@@ -50,11 +56,19 @@ class RegistryReader:
 
     async def read(self, name: str, registry: Followed) -> list[Published]:
         """Every server registry `name` publishes; `RegistryError` if it cannot be reached or its answer is refused."""
+        auth = self._auth_for(name, registry)
+        try:
+            return await self._read(name, registry, auth)
+        finally:
+            if isinstance(auth, _Closable):  # a client-credentials token has an HTTP client of its own
+                await auth.aclose()
+
+    async def _read(self, name: str, registry: Followed, auth: httpx2.Auth | None) -> list[Published]:
         servers: list[Published] = []
         cursors: set[str] = set()
         cursor: str | None = None
         async with httpx2.AsyncClient(
-            auth=self._auth_for(name, registry),
+            auth=auth,
             timeout=registry.timeout,
             trust_env=False,
             follow_redirects=False,
