@@ -64,5 +64,21 @@ async def test_a_2025_11_25_session_gets_plain_calls_and_no_task_methods(live: L
                 await signals.started["legacy"].wait()
             assert len(live.gateway.tasks.store) == held  # no task behind it
             signals.release["legacy"].set()
+    assert "extensions" not in session.initialized["capabilities"]  # not advertised in this era
     assert plain["content"][0]["text"] == "old" and "taskId" not in plain and "task" not in plain
     assert refused["code"] == -32601
+
+
+async def test_with_tasks_disabled_no_caller_gets_a_task(
+    tmp_path_factory: pytest.TempPathFactory, gated: tuple[str, Signals]
+) -> None:
+    directory = tmp_path_factory.mktemp("no-tasks")
+    settings = {"tasks": {"enabled": False, "answer_within": 0}}
+    gateway = serve_upstreams(directory, {"gated": gated[0]}, scopes=ADMIN_SCOPES, **settings)
+    async with gateway as off, caller(off, "alice") as alice:
+        discovered = await alice.result("server/discover", {})
+        answered = await alice.result("tools/call", {"name": "gated__echo", "arguments": {"text": "plain"}})
+        unknown = await alice.error("tasks/get", {"taskId": "anything"})
+    assert EXTENSION not in discovered["capabilities"].get("extensions", {})
+    assert answered["resultType"] == "complete" and answered["content"][0]["text"] == "plain"
+    assert unknown["code"] == -32601

@@ -100,13 +100,17 @@ async def legacy_session(live: LiveGateway, sub: str, capabilities: dict[str, An
         await http.post(
             "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**ACCEPT, **session}
         )
-        yield _LegacyCaller(http, session)
+        legacy = _LegacyCaller(http, session)
+        legacy.initialized = messages(first)[-1]["result"]
+        yield legacy
 
 
 class _LegacyCaller(Caller):
     def __init__(self, http: httpx2.AsyncClient, session: dict[str, str]) -> None:
         super().__init__(http, declare=False)
         self.session = session
+        self.initialized: dict[str, Any] = {}
+        """The initialize result."""
 
     async def request(
         self, method: str, params: dict[str, Any], headers: dict[str, str] | None = None
