@@ -7,6 +7,7 @@ the culprit, the followed upstream stays connected, and health shows the registr
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from aggregator.policy import addresses
 from aggregator.registry.federation import Federation
 from tests.federation.conftest import DEADLINE, FakeRegistry, offers, published, serve_follower
-from tests.harness import ADMIN, LiveGateway, call_structured, free_port, serve_asgi, unchanged
+from tests.harness import ADMIN, LiveGateway, call_structured, free_port, serve_asgi, tool_names, unchanged
 from tests.policies import admins_policy
 
 pytestmark = pytest.mark.anyio
@@ -179,3 +181,32 @@ async def test_package_only_servers_are_listed_as_available_and_never_run(follow
         }
     ]
     assert "local-tool" not in {upstream.name for upstream in followed.follower.gateway.pool}
+
+
+async def test_a_followed_name_that_resolves_to_a_link_local_address_is_refused_at_connect_time(
+    followed: Followed, weather_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name passes the early check (it needs DNS); every connection resolves it and checks what it gets."""
+    real = addresses.resolve_host
+
+    async def resolve(host: str, port: int) -> list[addresses.IPAddress]:
+        if host == "weather.acme.test":
+            return [ipaddress.ip_address("169.254.7.7")]
+        return await real(host, port)
+
+    monkeypatch.setattr(addresses, "resolve_host", resolve)
+    port = weather_url.split(":")[2].split("/")[0]
+    body = _good(weather_url)
+    body["servers"].append(published("io.github.acme/sneaky", f"http://weather.acme.test:{port}/mcp"))
+    followed.registry.body = body
+    [status] = await followed.federation.refresh()
+    assert status.state == "ok" and "sneaky" in status.following.upstreams
+
+    def refused(pool: Any) -> bool:
+        sneaky = next((u for u in pool if u.name == "sneaky"), None)
+        return sneaky is not None and "169.254.7.7, a link-local address" in (sneaky.last_error or "")
+
+    await followed.follower.wait_until(refused, DEADLINE)
+    async with followed.follower.admin() as admin:
+        names = await tool_names(admin)
+    assert not {name for name in names if name.startswith("sneaky__")}
