@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 Call = Callable[[types.CallToolRequestParams], Awaitable[types.CallToolResult | types.InputRequiredResult]]
 """One round of the call: the params (with the answers of earlier rounds) to the upstream's outcome."""
 
-SHUTDOWN_GRACE = 5.0
-"""Seconds the runner's teardown waits for cancelled calls to unwind."""
-
 
 class TaskRunner:
     """Runs each task's call in the background and records its outcome in the store."""
@@ -40,7 +37,7 @@ class TaskRunner:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[TaskRunner]:
-        """Own the task group; leaving cancels every call still running (bounded, shielded)."""
+        """Own the task group; leaving cancels every call still running (their tasks end `cancelled`)."""
         async with anyio.create_task_group() as group:
             self._group = group
             try:

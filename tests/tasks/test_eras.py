@@ -82,3 +82,17 @@ async def test_with_tasks_disabled_no_caller_gets_a_task(
     assert EXTENSION not in discovered["capabilities"].get("extensions", {})
     assert answered["resultType"] == "complete" and answered["content"][0]["text"] == "plain"
     assert unknown["code"] == -32601
+
+
+async def test_a_caller_that_leaves_before_it_is_answered_leaves_no_task_behind(
+    patient: LiveGateway, signals: Signals
+) -> None:
+    """Nobody could ever ask for a task whose id was never sent: the call is cancelled upstream and forgotten."""
+    async with caller(patient, "alice") as alice, anyio.create_task_group() as group:
+        group.start_soon(alice.request, "tools/call", {"name": "gated__slow", "arguments": {"label": "left"}})
+        with anyio.fail_after(DEADLINE):
+            await signals.started["left"].wait()
+        group.cancel_scope.cancel()  # the caller hangs up within answer_within
+    with anyio.fail_after(DEADLINE):
+        await signals.cancelled["left"].wait()
+    assert patient.gateway.tasks is not None and len(patient.gateway.tasks.store) == 0
