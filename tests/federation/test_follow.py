@@ -8,15 +8,31 @@ deadline: nothing depends on the refresh interval.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from tests.federation.conftest import DEADLINE, offers, serve_follower
-from tests.harness import ADMIN, MANAGED, call_structured, serve_upstreams, token_for, tool_names, unchanged
+from tests.harness import (
+    ADMIN,
+    MANAGED,
+    LiveGateway,
+    call_structured,
+    serve_upstreams,
+    token_for,
+    tool_names,
+    unchanged,
+)
 from tests.policies import ADMIN_SCOPES
 
 pytestmark = pytest.mark.anyio
+
+
+def serve_central(tmp_path: Path, weather_url: str) -> AbstractAsyncContextManager[LiveGateway]:
+    """The central gateway: `weather`, `ADMIN_SCOPES`, registrations of loopback URLs allowed."""
+    return serve_upstreams(tmp_path / "central", {"weather": weather_url}, scopes=ADMIN_SCOPES, **MANAGED)
+
 
 FOLLOWER_SCOPES = """
 group_mappings:
@@ -123,3 +139,29 @@ async def test_the_follower_lists_followed_servers_with_their_registry(
             "last_error": None,
         }
     ]
+
+
+async def test_a_tool_new_at_the_central_registry_is_held_by_default(
+    tmp_path: Path, weather_url: str, echo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Followed servers are pinned like registered ones: after the first listing, a new tool waits for an operator."""
+    monkeypatch.setenv("CENTRAL_TOKEN", token_for("follower", groups=["admins"]))
+    async with serve_upstreams(
+        tmp_path / "central", {"weather": weather_url}, scopes=ADMIN_SCOPES, **MANAGED
+    ) as central:
+        registries = {
+            "central": {"url": f"{central.base}/v0.1/servers", "auth": {"type": "bearer", "token_env": "CENTRAL_TOKEN"}}
+        }
+        async with serve_follower(tmp_path / "follower", registries=registries, scopes=FOLLOWER_SCOPES) as follower:
+            assert follower.gateway.federation is not None and follower.gateway.catalog.gate is not None
+            await follower.gateway.federation.refresh()
+            await follower.wait_until(offers("central", "weather__get_forecast"), DEADLINE)
+            async with central.member("admins", path=ADMIN) as admin:
+                await call_structured(admin, "register_service", {"service_name": "echo", "url": echo_url})
+            await follower.gateway.federation.refresh()
+            await follower.wait_until(offers("central", "echo__echo"), DEADLINE)
+            async with follower.member("admins") as admin:
+                names = await tool_names(admin)
+            held = follower.gateway.catalog.gate.held_counts()
+    assert "central__weather__get_forecast" in names and "central__echo__echo" not in names
+    assert held["central"] >= 1
