@@ -24,6 +24,7 @@ from tui.errors import ConsoleError, Refused
 from tui.link import Backoff, GatewayLink, LinkState, LinkStatus
 from tui.messages import (
     CancelRefreshAll,
+    DecideHeld,
     OpenServer,
     RefreshAll,
     RefreshServer,
@@ -139,6 +140,20 @@ class OperatorApp(App[None]):
                     self.pop_screen()
 
         question = f"Remove the server '{name}' from the gateway? Its tools disappear for every caller."
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def on_decide_held(self, request: DecideHeld) -> None:
+        held, approve = request.held, request.approve
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                done = f"{'Approved' if approve else 'Rejected'} {held.key}."
+                self._change(held.server, done, lambda gateway: gateway.decide(held, approve))
+
+        if approve:
+            question = f"Approve {held.key} ({held.change})? It is pinned and served to callers at once."
+        else:
+            question = f"Reject {held.key} ({held.change})? It stays out of every list and call until it changes."
         self.push_screen(ConfirmScreen(question), answered)
 
     def on_try_tool(self, request: TryTool) -> None:

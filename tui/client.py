@@ -23,15 +23,19 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from tui.errors import ConsoleError, Refused, Unreachable
 from tui.models import (
     ACTIVITY,
+    APPROVE,
     FINDER,
     HEALTH_URI,
+    HELD,
     LIST,
     REFRESH,
     REGISTER,
+    REJECT,
     REMOVE,
     TOGGLE,
     Abilities,
     Activity,
+    HeldTool,
     SearchResult,
     ServerContents,
     Service,
@@ -136,7 +140,8 @@ class GatewayClient:
             services = tuple(Service.from_json(item) for item in listing.get("services") or ())
             registry_error = listing.get("registry_error")
         activity, activity_error = await self.activity(abilities)
-        return Snapshot(services, tools, registry_error, activity, activity_error, abilities)
+        held, held_error = await self.held(abilities)
+        return Snapshot(services, tools, registry_error, activity, activity_error, abilities, held, held_error)
 
     async def activity(self, abilities: Abilities) -> tuple[Activity | None, str | None]:
         """The activity tab's data, or why there is none."""
@@ -146,6 +151,21 @@ class GatewayClient:
             return Activity.from_json(await self.call(ACTIVITY, {"limit": ACTIVITY_LIMIT})), None
         except Refused as error:
             return None, str(error)
+
+    async def held(self, abilities: Abilities) -> tuple[tuple[HeldTool, ...], str | None]:
+        """The held tool definitions this token may see, or why there are none to show."""
+        if (reason := abilities.reason(HELD)) is not None:
+            return (), reason
+        try:
+            answer = await self.call(HELD)
+        except Refused as error:
+            return (), str(error)
+        return tuple(HeldTool.from_json(item) for item in answer.get("held") or () if isinstance(item, dict)), None
+
+    async def decide(self, held: HeldTool, approve: bool) -> None:
+        """Approve or reject `held`: its fingerprint goes along, so a definition changed since is not decided."""
+        arguments = {"service_name": held.server, "tool_name": held.tool, "fingerprint": held.fingerprint}
+        await self.call(APPROVE if approve else REJECT, arguments)
 
     async def follow_health(self, changed: Callable[[], None], following: Callable[[], None]) -> None:
         """Call `changed` whenever a server's health or the tool list changes; until cancelled.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import mcp_types as types
 from textual.message import Message
 
+from tui.models import HeldTool
+
 
 class ServerRequest(Message):
     """An action on one registered server."""
@@ -56,3 +58,12 @@ class TryTool(Message):
     def __init__(self, tool: types.Tool) -> None:
         super().__init__()
         self.tool = tool
+
+
+class DecideHeld(Message):
+    """Approve or reject a held tool definition (after the operator confirms)."""
+
+    def __init__(self, held: HeldTool, approve: bool) -> None:
+        super().__init__()
+        self.held = held
+        self.approve = approve

@@ -19,6 +19,9 @@ REGISTER = "register_service"
 LIST = "list_services"
 ACTIVITY = "recent_activity"
 FINDER = "intelligent_tool_finder"
+HELD = "list_held_tools"
+APPROVE = "approve_tool"
+REJECT = "reject_tool"
 HEALTH_URI = "gateway://health"
 UNKNOWN = "unknown"
 """A server's state while the console cannot reach the gateway: it may have changed since."""
@@ -157,6 +160,57 @@ class Activity:
 
 
 @dataclass(frozen=True, slots=True)
+class Finding:
+    """Why the gateway's description scanner flagged a definition: the rule, where, and an excerpt."""
+
+    rule: str
+    reason: str
+    place: str
+    excerpt: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            rule=str(data.get("rule", "")),
+            reason=str(data.get("reason", "")),
+            place=str(data.get("place", "")),
+            excerpt=str(data.get("excerpt", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTool:
+    """A tool definition the gateway holds out of every list and call until an operator decides."""
+
+    server: str
+    tool: str
+    change: str
+    """`new` (never pinned) or `changed` (differs from the pinned definition)."""
+    reason: str
+    fingerprint: str
+    held_since: str
+    diff: str
+    findings: tuple[Finding, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HeldTool:
+        return cls(
+            server=str(data["server"]),
+            tool=str(data["tool"]),
+            change=str(data.get("change", "")),
+            reason=str(data.get("reason", "")),
+            fingerprint=str(data.get("fingerprint", "")),
+            held_since=str(data.get("held_since", "")),
+            diff=str(data.get("diff") or ""),
+            findings=tuple(Finding.from_json(item) for item in data.get("findings") or () if isinstance(item, dict)),
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.server}/{self.tool}"
+
+
+@dataclass(frozen=True, slots=True)
 class Abilities:
     """What the operator's token may do: the gateway's own tools that are in its tools/list."""
 
@@ -174,7 +228,8 @@ class Abilities:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One poll of the gateway: its servers, the caller's tools, and (if allowed) the activity."""
+    """One poll of the gateway: its servers, the caller's tools, and (if allowed) the activity and
+    the tool definitions held for approval."""
 
     services: tuple[Service, ...] = ()
     tools: tuple[types.Tool, ...] = ()
@@ -182,6 +237,8 @@ class Snapshot:
     activity: Activity | None = None
     activity_error: str | None = None
     abilities: Abilities = field(default_factory=Abilities)
+    held: tuple[HeldTool, ...] = ()
+    held_error: str | None = None
 
     def unknown(self) -> Snapshot:
         """This snapshot as the console shows it while the gateway is out of reach: no state is known."""

@@ -1,16 +1,18 @@
 """The console loses the gateway when it stops, says so (its servers' state is then unknown), and
-reconnects by itself when it is back."""
+reconnects by itself when it is back.
+
+The gateway is in-process and restarted on the same port: what the console sees (connections
+refused, then accepted again at the same address) is what a restarted gateway process shows it.
+"""
 
 from __future__ import annotations
 
-import json
-import socket
-import sys
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import gateway_process
+from tests.harness import LiveGateway, free_port, serve_gateway
 from tests.tui.conftest import Notes, until
 from tui.app import OperatorApp
 from tui.link import Backoff, LinkStatus
@@ -20,23 +22,15 @@ from tui.widgets.connection import ConnectionBar
 from tui.widgets.server_table import ServersTable
 
 pytestmark = pytest.mark.anyio
-ROOT = str(Path(__file__).resolve().parents[2])
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) -> None:
-    servers = tmp_path / "servers.yaml"
-    notes_server = {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]}
-    notes_server["cwd"] = ROOT
-    servers.write_text(json.dumps({"servers": {"notes": notes_server}}))
+async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path, weather_url: str) -> None:
     port = free_port()
-    environment = {"MCP_AGGREGATOR_DATA_DIR": str(tmp_path / "data")}
+
+    def gateway() -> AbstractAsyncContextManager[LiveGateway]:
+        servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
+        return serve_gateway(tmp_path / "gateway", servers=servers, secured=False, port=port)
+
     notes = Notes()
     app = OperatorApp(HttpTarget(f"http://127.0.0.1:{port}/mcp/admin"), interval=0.5, backoff=Backoff(0.1, 0.3))
     async with app.run_test(size=(80, 24), message_hook=notes) as pilot:
@@ -48,7 +42,7 @@ async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) 
         def state() -> str | None:
             return next((service.state for service in app.snapshot.services), None)
 
-        async with gateway_process(servers, "--port", str(port), env=environment):
+        async with gateway():
             await until(pilot, lambda: status() is LinkStatus.CONNECTED, "the first connection")
             await until(pilot, lambda: state() == "healthy", "the server healthy")
         await until(pilot, lambda: status() is LinkStatus.LOST, "the console to notice the gateway is gone")
@@ -59,7 +53,7 @@ async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) 
         assert bar.has_class("-lost")
         assert notes.has("Lost the gateway")
 
-        async with gateway_process(servers, "--port", str(port), env=environment):
+        async with gateway():
             await until(pilot, lambda: status() is LinkStatus.CONNECTED, "the reconnection")
             assert app.link_state is not None and app.link_state.reconnected
             assert str(bar.render()).startswith(f"● Reconnected to http://127.0.0.1:{port}/mcp")

@@ -90,6 +90,8 @@ async def test_main_screens_look_as_committed(size: tuple[int, int], tmp_path: P
         await album.take("tools")
         main.action_show("activity")
         await album.take("activity")
+        main.action_show("held")
+        await album.take("held")
 
         main.action_show("servers")
         await pilot.press("n")

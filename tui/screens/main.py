@@ -1,4 +1,4 @@
-"""The main screen: connection status, then tabs for servers, tools and activity."""
+"""The main screen: connection status, then tabs for servers, tools, activity and held tool definitions."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from tui.models import Progress, Snapshot
 from tui.screens.live import LiveScreen
 from tui.widgets.activity import ActivityPane
 from tui.widgets.connection import ConnectionBar
+from tui.widgets.held import HeldPane
 from tui.widgets.server_table import ServersTable
 from tui.widgets.servers import ServersPane
 from tui.widgets.tools import ToolsPane
 
-FOCUS = {"servers": "#server-list", "activity": "#tail"}
+FOCUS = {"servers": "#server-list", "activity": "#tail", "held": "#held-list"}
 """What takes the focus when a tab is shown (the search box, for tools)."""
 
 
 class MainScreen(LiveScreen):
-    """Servers, tools and activity, one tab each; number keys switch tabs."""
+    """Servers, tools, activity and held definitions, one tab each; number keys switch tabs."""
 
     DEFAULT_CSS = """
     MainScreen TabbedContent, MainScreen ContentSwitcher, MainScreen TabPane {
@@ -35,6 +36,7 @@ class MainScreen(LiveScreen):
         Binding("1", "show('servers')", "Servers", show=False),
         Binding("2", "show('tools')", "Tools", show=False),
         Binding("3", "show('activity')", "Activity", show=False),
+        Binding("4", "show('held')", "Held", show=False),
         Binding("slash", "search", "Search"),
     ]
 
@@ -54,6 +56,8 @@ class MainScreen(LiveScreen):
                 yield ToolsPane(self._link).data_bind(MainScreen.snapshot)
             with TabPane("Activity [dim]3[/]", id="activity"):
                 yield ActivityPane().data_bind(MainScreen.snapshot)
+            with TabPane("Held [dim]4[/]", id="held"):
+                yield HeldPane().data_bind(MainScreen.snapshot)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
