@@ -1,7 +1,7 @@
 """Following registries: read each one every `refresh` seconds and run the servers it publishes.
 
 `Federation` is an async context manager that owns the refresh loop. A refresh reads a
-registry's whole list, selects what this gateway takes (`federation_answer.select`), and applies
+registry's whole list, selects what this gateway takes (`federation_select.select`), and applies
 the merged servers (`federation_merge.merge`) in one `apply` call: followed servers are added,
 updated and removed together, never one by one. A registry that cannot be read, or whose answer is
 refused, keeps its last good list; its status says so (`stale`), with the reason, until it answers
@@ -21,17 +21,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from aggregator.errors import GatewayError, UnknownNameError
-from aggregator.registry.federation_answer import (
-    AvailableServer,
-    CheckUrl,
-    Followed,
-    Following,
-    Published,
-    RegistryError,
-    select,
-)
+from aggregator.registry.federation_answer import CheckUrl, Followed, Published, RegistryError
 from aggregator.registry.federation_fetch import shown
 from aggregator.registry.federation_merge import merge
+from aggregator.registry.federation_select import AvailableServer, Following, select
 from aggregator.registry.models import ServersFile
 
 logger = logging.getLogger(__name__)

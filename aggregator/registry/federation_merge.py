@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aggregator.registry.federation_answer import Following
+from aggregator.registry.federation_select import Following
 from aggregator.registry.models import AnyUpstream, ServersFile, exported_prefix
 
 

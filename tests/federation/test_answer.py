@@ -9,8 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from aggregator.policy.addresses import AddressPolicy
-from aggregator.registry.federation_answer import Followed, Following, RegistryAnswerError, parse_page, select
+from aggregator.registry.federation_answer import Followed, RegistryAnswerError, parse_page
 from aggregator.registry.federation_merge import merge
+from aggregator.registry.federation_select import Following, select
 from aggregator.registry.models import BearerAuthSettings, ServersFile, StreamableHttpUpstream
 from aggregator.tools.checks import check_url
 from tests.federation.conftest import published
