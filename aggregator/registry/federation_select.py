@@ -67,11 +67,14 @@ def select(name: str, registry: Followed, published: Iterable[Published], check_
     endpoints: dict[tuple[str, str], list[Published]] = {}
     available: dict[str, AvailableServer] = {}
     skipped: list[str] = []
+    filtered: dict[str, list[str]] = {}  # endpoint URL -> servers the filters left out
     for server in published:
         if server.name in seen:
             raise RegistryAnswerError(f"Registry '{name}' publishes '{server.name}' twice; its answer is refused.")
         seen.add(server.name)
         if not registry.wanted(server.name, server.tags):
+            for remote in server.remotes:
+                filtered.setdefault(remote.url, []).append(server.name)
             continue
         remote = next((r for r in server.remotes if r.type in _REMOTE_TYPES), None)
         if remote is not None and "{" in remote.url:
@@ -102,6 +105,11 @@ def select(name: str, registry: Followed, published: Iterable[Published], check_
             raise RegistryAnswerError(f"Registry '{name}' publishes two servers named '{local}' here; refused.")
         following.upstreams[local] = _entry(name, registry, transport, url, servers)
         following.members[local] = tuple(server.name for server in servers)
+        skipped.extend(
+            f"'{left_out}' is filtered out, but its endpoint is followed as '{local}': its tools stay reachable "
+            "there unless this gateway's scopes.yml denies them."
+            for left_out in filtered.get(url, ())
+        )
     return Following(following.upstreams, following.members, available, tuple(skipped))
 
 

@@ -69,6 +69,17 @@ def test_another_gateways_endpoint_is_one_upstream_named_after_the_registry() ->
     assert following.members["central"] == ("io.github.mcp-aggregator/weather", "io.github.mcp-aggregator/echo")
 
 
+def test_a_filter_that_cannot_hide_a_server_of_a_shared_endpoint_says_so() -> None:
+    gateway = "https://central.example.com/mcp"
+    servers = [_tagged("io.github.mcp-aggregator/weather", gateway), _tagged("io.github.mcp-aggregator/echo", gateway)]
+    following = _select(servers, exclude={"names": ["echo"]})
+    assert following.members == {"central": ("io.github.mcp-aggregator/weather",)}
+    assert following.skipped == (
+        "'io.github.mcp-aggregator/echo' is filtered out, but its endpoint is followed as 'central': its tools stay "
+        "reachable there unless this gateway's scopes.yml denies them.",
+    )
+
+
 def test_followed_entries_are_data_checked_on_every_connection_and_held_by_default() -> None:
     [spec] = _select([published("io.github.acme/weather", "https://weather.example.com/mcp")]).upstreams.values()
     assert isinstance(spec, StreamableHttpUpstream)
