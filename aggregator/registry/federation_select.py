@@ -73,8 +73,8 @@ def select(name: str, registry: Followed, published: Iterable[Published], check_
             raise RegistryAnswerError(f"Registry '{name}' publishes '{server.name}' twice; its answer is refused.")
         seen.add(server.name)
         if not registry.wanted(server.name, server.tags):
-            for remote in server.remotes:
-                filtered.setdefault(remote.url, []).append(server.name)
+            for offered in server.remotes:
+                filtered.setdefault(offered.url, []).append(server.name)
             continue
         remote = next((r for r in server.remotes if r.type in _REMOTE_TYPES), None)
         if remote is not None and "{" in remote.url:
