@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from tests.harness import STARTUP_DEADLINE as STARTUP_DEADLINE
 from tests.harness import LiveGateway, serve_gateway, serve_upstream
@@ -24,16 +25,30 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-async def weather_url() -> AsyncIterator[str]:
+def upstream_portal() -> Iterator[BlockingPortal]:
+    """An event loop in its own thread for the session's shared upstreams.
+
+    A session fixture served in the test runner's task would enter its task group there between
+    module fixtures' own, and pytest tears them down in scope order, not in the reverse order they
+    were entered: the session's cancel scope was then exited while a module's was current
+    ("Attempted to exit a cancel scope that isn't the current task's cancel scope"). Tests reach
+    these upstreams only through their URLs, so they may live on another loop.
+    """
+    with start_blocking_portal() as portal:
+        yield portal
+
+
+@pytest.fixture(scope="session")
+def weather_url(upstream_portal: BlockingPortal) -> Iterator[str]:
     """The demo weather upstream, in-process, shared by every test of the session (it keeps no state)."""
-    async with serve_upstream("weather") as url:
+    with upstream_portal.wrap_async_context_manager(serve_upstream("weather")) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-async def echo_url() -> AsyncIterator[str]:
+def echo_url(upstream_portal: BlockingPortal) -> Iterator[str]:
     """The demo echo upstream, in-process, shared by every test of the session (it keeps no state)."""
-    async with serve_upstream("echo") as url:
+    with upstream_portal.wrap_async_context_manager(serve_upstream("echo")) as url:
         yield url
 
 
