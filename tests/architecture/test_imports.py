@@ -19,7 +19,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "sdk"}),
     frozenset({"config"}),
     frozenset({"registry", "policy", "tracing"}),
-    frozenset({"upstreams", "search", "nginx", "trust", "cluster"}),
+    frozenset({"upstreams", "search", "nginx", "trust", "cluster", "tasks"}),
     frozenset({"catalog"}),
     frozenset({"tools"}),
     frozenset({"server"}),

@@ -55,6 +55,8 @@ MANAGEMENT = {
     "list_held_tools",
     "approve_tool",
     "reject_tool",
+    "list_registries",
+    "refresh_registry",
 }
 # One call per management tool, with arguments it would accept: only the endpoint may refuse it.
 CALLS: dict[str, dict[str, Any]] = {
@@ -74,6 +76,8 @@ CALLS: dict[str, dict[str, Any]] = {
     "list_held_tools": {},
     "approve_tool": {"service_name": "weather", "tool_name": "get_forecast"},
     "reject_tool": {"service_name": "weather", "tool_name": "get_forecast"},
+    "list_registries": {},
+    "refresh_registry": {},
 }
 REFUSAL = "is a management tool, served on /mcp/admin, not on /mcp: call it on /mcp/admin"
 
@@ -141,6 +145,7 @@ async def test_a_caller_without_ui_permissions_sees_on_mcp_admin_only_what_it_ma
             "list_groups",
             "list_held_tools",
             "recent_activity",
+            "list_registries",
         }
         with pytest.raises(MCPError, match="Unknown tool 'remove_service'"):
             await weather_operator.call_tool("remove_service", {"service_name": "weather"})

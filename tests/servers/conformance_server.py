@@ -60,6 +60,8 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 
+from tests.tasks.fixtures import TASK_SCHEMAS, task_fixtures
+
 # The suite exercises logging, sampling and roots on purpose, all deprecated in 2026-07-28.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
@@ -350,6 +352,7 @@ class ConformanceFixtures:
                 "Asks only what the client can answer.",
             ),
         }
+        served |= task_fixtures()
         self.tools: dict[str, tuple[types.Tool, Handler]] = {
             name: (_tool(name, description, INPUT_SCHEMAS.get(name, NO_ARGUMENTS)), handler)
             for name, (handler, description) in served.items()
@@ -750,6 +753,7 @@ INPUT_SCHEMAS: dict[str, dict[str, Any]] = {
     "test_custom_headers": MIRRORED_HEADER,
 }
 """The arguments of the tools that take any (the others take none)."""
+INPUT_SCHEMAS |= TASK_SCHEMAS
 
 
 def _describe(answer: types.InputResponse | None) -> str:
