@@ -120,6 +120,10 @@ async def test_one_trace_from_the_caller_through_the_gateway_to_an_http_upstream
     assert traceparent_ids(seen["header"]) == traceparent_ids(seen["meta"]) == (trace_id, id_of(hop))
     assert edge.attributes is not None and edge.attributes["mcp_aggregator.outcome"] == "ok"
     assert hop.attributes is not None and hop.attributes["mcp_aggregator.upstream"] == "traced"
+    # Neither the principal nor its token is in any span the gateway made.
+    for span in (edge, hop):
+        recorded = repr(dict(span.attributes or {})) + span.name
+        assert "tina" not in recorded and "Bearer" not in recorded and "eyJ" not in recorded
 
 
 @pytest.mark.parametrize("lean", PATHS, ids=["lean", "sdk"])
