@@ -1,4 +1,4 @@
-"""Which HTTP client the lean relay path should use: httpx2, aiohttp and a raw h11 client, side by side.
+"""Which HTTP client the lean relay path should use: httpx2, aiohttp, raw h11 and httptools clients, side by side.
 
 Run from the repository root::
 
@@ -122,7 +122,72 @@ async def h11_client(url: str) -> tuple[Exchange, Callable[[], Awaitable[None]]]
     return exchange, close
 
 
-CLIENTS = {"httpx2": httpx2_client, "aiohttp": aiohttp_client, "h11": h11_client}
+async def httptools_client(url: str) -> tuple[Exchange, Callable[[], Awaitable[None]]]:
+    """One connection, an asyncio protocol with httptools (llhttp, C) parsing the answer: the floor in C."""
+    import httptools
+
+    parts = urlsplit(url)
+    head = "".join(
+        [f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\ncontent-length: {len(BODY)}\r\n"]
+        + [f"{name}: {value}\r\n" for name, value in HEADERS.items()]
+        + ["\r\n"]
+    ).encode()
+    loop = asyncio.get_running_loop()
+
+    class Answer(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpResponseParser(self)
+            self.body: list[bytes] = []
+            self.done: asyncio.Future[bytes] | None = None
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_body(self, body: bytes) -> None:
+            self.body.append(body)
+
+        def on_message_complete(self) -> None:
+            assert self.done is not None
+            self.done.set_result(b"".join(self.body))
+            self.body = []
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.done is not None and not self.done.done():
+                self.done.set_exception(ConnectionResetError())
+
+    state: dict[str, Answer] = {}
+
+    async def connect() -> None:
+        _, state["protocol"] = await loop.create_connection(Answer, parts.hostname, parts.port)
+
+    async def exchange() -> bytes:
+        try:
+            return await attempt()
+        except ConnectionResetError:  # the server closed the idle kept-alive connection (uvicorn: 5 s)
+            await connect()
+            return await attempt()
+
+    async def attempt() -> bytes:
+        protocol = state["protocol"]
+        if protocol.transport is None or protocol.transport.is_closing():
+            raise ConnectionResetError
+        protocol.done = loop.create_future()
+        protocol.transport.write(head + BODY)
+        return await protocol.done
+
+    async def close() -> None:
+        if (transport := state["protocol"].transport) is not None:
+            transport.close()
+
+    await connect()
+    return exchange, close
+
+
+CLIENTS = {"httpx2": httpx2_client, "aiohttp": aiohttp_client, "h11": h11_client, "httptools": httptools_client}
 
 
 async def measure(url: str, calls: int, rounds: int) -> dict[str, tuple[list[float], float]]:

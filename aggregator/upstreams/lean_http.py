@@ -1,7 +1,8 @@
 """The lean transport to a streamable-HTTP upstream: kept-alive HTTP/1.1 POSTs on the shared session.
 
-aiohttp, chosen by measurement (`bench/lean_clients.py`: about a third of httpx2's CPU per
-exchange). Each request is one POST carrying the headers the SDK client's transport sends
+The client is `lean_wire` (httptools), chosen by measurement (`bench/lean_clients.py`: a fifth
+of aiohttp's CPU per exchange, a twentieth of httpx2's). Each request is one POST carrying the
+headers the SDK client's transport sends
 (`Accept`, `Content-Type`, `MCP-Protocol-Version`, the session's `Mcp-Session-Id` for a
 2025-11-25 upstream), the upstream's configured headers, and whatever its `httpx2.Auth` adds
 (credentials, identity headers: the same auth object, driven here). The answer is read as the
@@ -20,7 +21,6 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import anyio
 import httpx2
 import mcp_types as types
@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from aggregator.upstreams.caller import Caller
 from aggregator.upstreams.lean import QUESTIONS, NotSent
+from aggregator.upstreams.lean_wire import PayloadError, WirePool, WireResponse
 
 _SESSION_HEADER = "mcp-session-id"
 _KEEPALIVE = 4.0  # below uvicorn's 5 s, so a kept-alive connection is not reused just as the server drops it
@@ -65,7 +66,7 @@ class SessionTap(httpx2.Auth):
 
 
 class LeanHttp:
-    """POSTs JSON-RPC requests to one upstream URL over a kept-alive aiohttp pool."""
+    """POSTs JSON-RPC requests to one upstream URL over a kept-alive connection pool."""
 
     def __init__(
         self,
@@ -80,25 +81,13 @@ class LeanHttp:
         self._headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         self._headers.update(headers)
         self._tap = tap
-        self._connect_timeout = connect_timeout
         self._max_event_bytes = max_event_bytes
         self._notify = notify
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout, sock_read=_READ_TIMEOUT),
-                trust_env=False,
-            )
-        return self._session
+        self._pool = WirePool(url, connect_timeout, _READ_TIMEOUT, _KEEPALIVE)
 
     async def aclose(self) -> None:
-        """Close the pool (the upstream disconnected or the gateway stops)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the idle connections (the upstream disconnected or the gateway stops)."""
+        await self._pool.aclose()
 
     async def exchange(self, message: dict[str, Any], headers: dict[str, str], caller: Caller) -> dict[str, Any]:
         """POST one request; the JSON-RPC response or error that answers it."""
@@ -114,7 +103,7 @@ class LeanHttp:
                     await self._cancel(request_id)
             raise
 
-    async def _answer(self, response: aiohttp.ClientResponse, request_id: Any, caller: Caller) -> dict[str, Any]:
+    async def _answer(self, response: WireResponse, request_id: Any, caller: Caller) -> dict[str, Any]:
         if response.status == 202:
             raise MCPError(types.INVALID_REQUEST, "server answered a request with 202 Accepted")
         content_type = response.headers.get("content-type", "").lower()
@@ -125,20 +114,20 @@ class LeanHttp:
         if content_type.startswith("application/json"):
             try:
                 return _response_message(json.loads(await response.read()))
-            except (ValueError, aiohttp.ClientPayloadError) as error:
+            except (ValueError, PayloadError) as error:
                 raise MCPError(types.PARSE_ERROR, f"Failed to parse JSON response: {error}") from None
         if content_type.startswith("text/event-stream"):
             return await self._stream(response, request_id, caller)
         raise MCPError(types.INVALID_REQUEST, f"Unexpected content type: {content_type}")
 
-    async def _refusal(self, response: aiohttp.ClientResponse, content_type: str) -> MCPError:
+    async def _refusal(self, response: WireResponse, content_type: str) -> MCPError:
         """The error the SDK transport reports for a 4xx/5xx answer."""
         if content_type.startswith("application/json"):
             try:
                 message = json.loads(await response.read())
                 if isinstance(message, dict) and isinstance(message.get("error"), dict):
                     return MCPError.from_error_data(types.ErrorData.model_validate(message["error"], by_name=False))
-            except (ValueError, ValidationError, aiohttp.ClientPayloadError):
+            except (ValueError, ValidationError, PayloadError):
                 pass
         if response.status == 404:
             if self._tap.session_id is None:
@@ -146,10 +135,10 @@ class LeanHttp:
             return MCPError(types.INVALID_REQUEST, "Session terminated")
         return MCPError(types.INTERNAL_ERROR, "Server returned an error response")
 
-    async def _stream(self, response: aiohttp.ClientResponse, request_id: Any, caller: Caller) -> dict[str, Any]:
+    async def _stream(self, response: WireResponse, request_id: Any, caller: Caller) -> dict[str, Any]:
         """Read SSE events until the response; relay or answer what comes before it."""
         try:
-            async for data in _events(response.content, self._max_event_bytes):
+            async for data in _events(response.iter_any(), self._max_event_bytes):
                 try:
                     message = json.loads(data)
                 except ValueError:
@@ -162,7 +151,7 @@ class LeanHttp:
                     await self._reply(message, caller)
                 else:
                     await self._notification(message, caller)
-        except aiohttp.ClientPayloadError:
+        except PayloadError:
             pass
         raise MCPError(types.CONNECTION_CLOSED, "SSE stream ended without a response")
 
@@ -200,7 +189,7 @@ class LeanHttp:
     async def _cancel(self, request_id: Any) -> None:
         """Tell a 2025-11-25 upstream that a request is abandoned (a 2026-07-28 one sees its POST closed)."""
         notice = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request_id}}
-        with contextlib.suppress(aiohttp.ClientError, OSError, NotSent):
+        with contextlib.suppress(PayloadError, OSError, NotSent):
             await self._send_plain(notice)
 
     async def _send_plain(self, message: dict[str, Any]) -> None:
@@ -212,19 +201,19 @@ class LeanHttp:
         merged = {**self._headers, **headers}
         if self._tap.session_id is not None:
             merged[_SESSION_HEADER] = self._tap.session_id
-        return _Post(self._client(), self._url, body, merged, self._tap.inner)
+        return _Post(self._pool, self._url, body, merged, self._tap.inner)
 
 
 class _Post:
     """One POST, with the upstream's `httpx2.Auth` flow driven around it (a 401 may be retried once)."""
 
     def __init__(
-        self, client: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], auth: httpx2.Auth | None
+        self, pool: WirePool, url: str, body: bytes, headers: dict[str, str], auth: httpx2.Auth | None
     ) -> None:
-        self._client, self._url, self._body, self._headers, self._auth = client, url, body, headers, auth
-        self._response: aiohttp.ClientResponse | None = None
+        self._pool, self._url, self._body, self._headers, self._auth = pool, url, body, headers, auth
+        self._response: WireResponse | None = None
 
-    async def __aenter__(self) -> aiohttp.ClientResponse:
+    async def __aenter__(self) -> WireResponse:
         if self._auth is None:
             self._response = await self._send(self._headers, self._body)
             return self._response
@@ -243,15 +232,8 @@ class _Post:
         if self._response is not None:
             self._response.release()
 
-    async def _send(self, headers: dict[str, str], body: bytes) -> aiohttp.ClientResponse:
-        try:
-            return await self._client.post(self._url, data=body, headers=headers, allow_redirects=False)
-        except aiohttp.ClientConnectorError as error:
-            raise NotSent(str(error)) from None
-        except aiohttp.ServerDisconnectedError:
-            raise ConnectionResetError("the upstream closed the connection before answering") from None
-        except aiohttp.ClientOSError as error:
-            raise ConnectionError(str(error)) from None
+    async def _send(self, headers: dict[str, str], body: bytes) -> WireResponse:
+        return await self._pool.post(body, headers)
 
 
 def _response_message(message: Any) -> dict[str, Any]:
@@ -261,8 +243,8 @@ def _response_message(message: Any) -> dict[str, Any]:
     raise MCPError(types.PARSE_ERROR, "Failed to parse JSON response: not a JSON-RPC response")
 
 
-async def _events(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterator[str]:
-    """The `data` of each SSE event on `content` (comments, ids and retry hints are skipped).
+async def _events(content: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[str]:
+    """The `data` of each SSE event in the chunks of `content` (comments, ids and retry hints are skipped).
 
     Lines are split from raw chunks, not read with `readline`, which refuses long lines: one
     event may carry a result of up to `max_bytes`.
@@ -271,7 +253,7 @@ async def _events(content: aiohttp.StreamReader, max_bytes: int) -> AsyncIterato
     size = 0
     pending: list[bytes] = []
     pending_size = 0
-    async for chunk in content.iter_any():
+    async for chunk in content:
         if b"\n" not in chunk:  # a long line arrives in many chunks: join them once, at its end
             pending.append(chunk)
             pending_size += len(chunk)
