@@ -7,11 +7,13 @@ refused, then accepted again at the same address) is what a restarted gateway pr
 
 from __future__ import annotations
 
+import sys
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPOSITORY
 from tests.harness import LiveGateway, free_port, serve_gateway
 from tests.tui.conftest import Notes, until
 from tui.app import OperatorApp
@@ -24,11 +26,13 @@ from tui.widgets.server_table import ServersTable
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path, weather_url: str) -> None:
+async def test_the_console_reconnects_when_the_gateway_restarts(tmp_path: Path) -> None:
     port = free_port()
+    notes_server = {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]}
+    notes_server["cwd"] = str(REPOSITORY)
 
     def gateway() -> AbstractAsyncContextManager[LiveGateway]:
-        servers = {"weather": {"transport": "streamable-http", "url": weather_url}}
+        servers = {"notes": notes_server}
         return serve_gateway(tmp_path / "gateway", servers=servers, secured=False, port=port)
 
     notes = Notes()
