@@ -84,27 +84,29 @@ class Gateway:
         """Connect the upstreams and run the background tasks (notifications, policy reload)."""
         shared: AbstractAsyncContextManager[None] = self.cluster.running() if self.cluster else nullcontext()
         following: AbstractAsyncContextManager[Any] = self.federation or nullcontext()
-        async with shared, self.http, self.pool, following, anyio.create_task_group() as background:
-            background.start_soon(self.handlers.notifier.run)
-            background.start_soon(self.guard.policy.watch, self.settings.scopes_reload_interval, self._changed)
-            background.start_soon(_announce_connected, self.pool)
-            background.start_soon(self.registry.watch, self.settings.servers_reload_interval)
-            background.start_soon(self.finder.run)
-            if self.tasks is not None:
-                await background.start(self.tasks.serve)
-            if self.catalog.gate is not None:
-                background.start_soon(self.catalog.gate.watch, self.settings.servers_reload_interval)
-            if self.settings.nginx.manage:
-                await background.start(self._manage_nginx)
-            try:
-                yield
-            finally:
-                background.cancel_scope.cancel()
-                self.handlers.resources.close_listeners()
-        self.guard.audit.close()
-        if self.tracing is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.tracing.close)
+        try:
+            async with shared, self.http, self.pool, following, anyio.create_task_group() as background:
+                background.start_soon(self.handlers.notifier.run)
+                background.start_soon(self.guard.policy.watch, self.settings.scopes_reload_interval, self._changed)
+                background.start_soon(_announce_connected, self.pool)
+                background.start_soon(self.registry.watch, self.settings.servers_reload_interval)
+                background.start_soon(self.finder.run)
+                if self.tasks is not None:
+                    await background.start(self.tasks.serve)
+                if self.catalog.gate is not None:
+                    background.start_soon(self.catalog.gate.watch, self.settings.servers_reload_interval)
+                if self.settings.nginx.manage:
+                    await background.start(self._manage_nginx)
+                try:
+                    yield
+                finally:
+                    background.cancel_scope.cancel()
+                    self.handlers.resources.close_listeners()
+        finally:
+            self.guard.audit.close()  # also when the upstreams or a background task failed on the way
+            if self.tracing is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self.tracing.close)
 
     async def _manage_nginx(self, *, task_status: TaskStatus[None]) -> None:
         """Keep nginx in step with the registry: one render now, then one per (debounced) change."""
