@@ -119,7 +119,7 @@ async def test_a_shared_text_a_replica_would_refuse_is_not_written(
         mark = only.log.mark()
         async with redis.client() as client:
             bad = {"version": "99", "id": "forged", "text": "servers:\n  BAD NAME!: {transport: nope}\n"}
-            await client.hset(files.key, mapping=bad)  # type: ignore[misc]
+            await client.hset(files.key, mapping=bad)  # type: ignore[misc,arg-type]
             await client.publish(files.channel, "forged")
         await only.log.wait_for("cluster.file_not_applied", RECOVERY, mark)
         assert only.servers_file.read_text() == before

@@ -4,6 +4,7 @@ a 2025-11-25 session never does (its calls are answered when they end, and the t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -50,7 +51,7 @@ async def test_a_call_that_outlasts_answer_within_becomes_a_task(live: LiveGatew
 
 
 async def test_a_2025_11_25_session_gets_plain_calls_and_no_task_methods(live: LiveGateway, signals: Signals) -> None:
-    capabilities = {"extensions": {EXTENSION: {}}}  # declared, yet not served in this era
+    capabilities: dict[str, Any] = {"extensions": {EXTENSION: {}}}  # declared, yet not served in this era
     assert live.gateway.tasks is not None
     held = len(live.gateway.tasks.store)
     async with legacy_session(live, "alice", capabilities) as session:

@@ -37,7 +37,7 @@ class Caller:
         self, method: str, params: dict[str, Any], headers: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """The JSON-RPC answer (with `result` or `error`) to `method`."""
-        capabilities = {"extensions": {EXTENSION: {}}} if self.declare else {}
+        capabilities: dict[str, Any] = {"extensions": {EXTENSION: {}}} if self.declare else {}
         capabilities.update(self.capabilities)
         meta = {
             "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -59,13 +59,15 @@ class Caller:
         """The `result` of `method`; fails the test on an error."""
         answer = await self.request(method, params)
         assert "result" in answer, answer
-        return answer["result"]
+        result: dict[str, Any] = answer["result"]
+        return result
 
     async def error(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """The `error` of `method`; fails the test on a result."""
         answer = await self.request(method, params)
         assert "error" in answer, answer
-        return answer["error"]
+        error: dict[str, Any] = answer["error"]
+        return error
 
 
 def messages(response: httpx2.Response) -> list[dict[str, Any]]:
@@ -85,7 +87,7 @@ async def caller(live: LiveGateway, sub: str, *, declare: bool = True, **capabil
 
 
 @asynccontextmanager
-async def legacy_session(live: LiveGateway, sub: str, capabilities: dict[str, Any]) -> AsyncIterator[Caller]:
+async def legacy_session(live: LiveGateway, sub: str, capabilities: dict[str, Any]) -> AsyncIterator[_LegacyCaller]:
     """A 2025-11-25 session of `live` as `sub`, initialized with `capabilities`: its `request` sends in the session."""
     async with live.http(token_for(sub, groups=["operators"])) as http:
         initialize = {
