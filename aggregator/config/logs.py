@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_NEEDS_QUOTES = re.compile(r'[\s"=]')  # `\s` is `str.isspace` for str patterns
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -27,7 +29,7 @@ class KeyValueFormatter(logging.Formatter):
 
 def _render(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if text == "" or any(c.isspace() or c in '"=' for c in text):
+    if text == "" or _NEEDS_QUOTES.search(text):
         return json.dumps(text)
     return text
 

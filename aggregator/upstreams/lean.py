@@ -58,11 +58,11 @@ Exchange = Callable[[dict[str, Any], dict[str, str], Caller], Awaitable[dict[str
 class LeanSession:
     """Quacks like the SDK's `ClientSession.send_request` for the one upstream `RequestPath` serves.
 
-    `version` is the protocol version the shared session negotiated; `schema_of(tool)` the
-    upstream tool's input schema (for 2026-07-28 `Mcp-Param-*` headers, as the SDK client sends).
+    `version` is the protocol version the shared session negotiated; `schema_of` the upstream's
+    tool input schemas (for 2026-07-28 `Mcp-Param-*` headers, as the SDK client sends).
     """
 
-    def __init__(self, exchange: Exchange, version: str, schema_of: Callable[[str], dict[str, Any] | None]) -> None:
+    def __init__(self, exchange: Exchange, version: str, schema_of: InputSchemas) -> None:
         self._exchange = exchange
         self.version = version
         self._schema_of = schema_of
@@ -105,8 +105,8 @@ class LeanSession:
         name = params.get("name")
         if isinstance(name, str):
             headers["mcp-name"] = encode_header_value(name)
-            if method == "tools/call" and (schema := self._schema_of(name)) is not None:
-                headers.update(mcp_param_headers(x_mcp_header_map(schema), params.get("arguments") or {}))
+            if method == "tools/call" and (declared := self._schema_of.header_map(name)) is not None:
+                headers.update(mcp_param_headers(declared, params.get("arguments") or {}))
         return headers
 
 
@@ -124,10 +124,23 @@ class InputSchemas:
         self._tools = tools
         self._seen: tuple[types.Tool, ...] | None = None
         self._schemas: dict[str, dict[str, Any]] = {}
+        self._header_maps: dict[str, dict[tuple[str, ...], str]] = {}
 
     def __call__(self, name: str) -> dict[str, Any] | None:
+        self._refresh()
+        return self._schemas.get(name)
+
+    def header_map(self, name: str) -> dict[tuple[str, ...], str] | None:
+        """The `x-mcp-header` declarations of tool `name`'s schema (`x_mcp_header_map`), worked out once per listing."""
+        self._refresh()
+        declared = self._header_maps.get(name)
+        if declared is None and (schema := self._schemas.get(name)) is not None:
+            declared = self._header_maps[name] = x_mcp_header_map(schema)
+        return declared
+
+    def _refresh(self) -> None:
         tools = self._tools()
         if tools is not self._seen:
             self._schemas = {tool.name: dict(tool.input_schema) for tool in tools}
+            self._header_maps = {}
             self._seen = tools
-        return self._schemas.get(name)

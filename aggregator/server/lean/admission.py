@@ -43,6 +43,7 @@ LEAN_METHODS = frozenset({"tools/call", "tools/list"})
 _QUESTION_CAPABILITIES = ("sampling", "elicitation", "roots")
 _PARAM_HEADER_PREFIX = "mcp-param-"
 _HEADER_ANNOTATION = '"x-mcp-header"'  # how a tool's input schema declares an `Mcp-Param-*` header
+_MAX_REMEMBERED = 4096  # tools whose header declaration is remembered (bounded, whatever callers name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ class Admission:
         self._manager = manager
         self._connections = connections
         self._security = TransportSecurityMiddleware(security)
+        self._declared: dict[str, tuple[dict[str, Any], bool]] = {}
 
     async def admit(self, scope: Scope, body: bytes) -> LeanRequest | None:
         """The request in `body` if the lean path may serve it, else None."""
@@ -105,7 +107,9 @@ class Admission:
         headers = request.headers
         has_json, has_sse = check_accept_headers(request)
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if not (has_json and has_sse) or content_type != "application/json" or "tools" in request.query_params:
+        if not (has_json and has_sse) or content_type != "application/json":
+            return None
+        if scope.get("query_string") and "tools" in request.query_params:
             return None
         params = message.get("params")
         if isinstance(params, dict) and not self._plain(message["method"], params):
@@ -134,6 +138,8 @@ class Admission:
             return False
         try:
             entry = self._handlers.catalog.resolve_tool(name, lambda entry: bool(entry.item.name == name))
+            if self._handlers.requires_task(entry.upstream, entry.original_name):
+                return False  # a tool that runs only as a task: the SDK path refuses or serves it (tasks.required)
             return self._handlers.pool.get(entry.upstream).lean.available
         except UnknownNameError:
             return True  # an unknown name is answered with the catalog's own error, no upstream involved
@@ -166,7 +172,9 @@ class Admission:
         raw_headers = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in scope["headers"]]
         if find_duplicated_routing_header(raw_headers) is not None:
             return None
-        verdict = classify_inbound_request(message, headers=dict(request.headers))
+        # As `dict(request.headers)`: names in lower case (the server's), a repeated header's first value.
+        first_values = {key.lower(): value for key, value in reversed(raw_headers)}
+        verdict = classify_inbound_request(message, headers=first_values)
         if not isinstance(verdict, InboundModernRoute):
             return None
         params = message.get("params") or {}
@@ -174,7 +182,9 @@ class Admission:
             return None  # the caller opted in to logs: today's path relays them
         version = verdict.protocol_version
         connection = Connection.from_envelope(version, verdict.client_info, verdict.client_capabilities)
-        if _may_be_asked(connection.client_capabilities) or not self._param_headers_agree(message, request.headers):
+        if _may_be_asked(connection.client_capabilities) or not self._param_headers_agree(
+            message, request.headers, first_values
+        ):
             return None
         try:
             typed = _typed(message, version)
@@ -183,21 +193,37 @@ class Admission:
         raw = message.get("params")
         return LeanRequest(message["id"], message["method"], raw, typed, version, connection, request)
 
-    def _param_headers_agree(self, message: dict[str, Any], headers: Mapping[str, str]) -> bool:
-        """The SDK's `Mcp-Param-*` check (`_mcp_param_rejection`): a mismatch is the SDK's to refuse."""
+    def _param_headers_agree(
+        self, message: dict[str, Any], headers: Mapping[str, str], names: Mapping[str, str]
+    ) -> bool:
+        """The SDK's `Mcp-Param-*` check (`_mcp_param_rejection`): a mismatch is the SDK's to refuse.
+
+        `names` holds the same headers as `headers`, by their lower-case names (cheaper to scan)."""
         if message["method"] != "tools/call":
             return True
         params = message.get("params") or {}
         name, arguments = params.get("name"), params.get("arguments") or {}
         if not isinstance(arguments, dict):
             return False
-        has_param_headers = any(header.startswith(_PARAM_HEADER_PREFIX) for header in headers)
+        has_param_headers = any(header.startswith(_PARAM_HEADER_PREFIX) for header in names)
         if not arguments and not has_param_headers:
             return True
-        schema = self._handlers.input_schema(name) if isinstance(name, str) else None
-        if schema is None or (not has_param_headers and _HEADER_ANNOTATION not in json.dumps(schema)):
+        if not isinstance(name, str) or (schema := self._handlers.input_schema(name)) is None:
+            return True
+        if not has_param_headers and not self._declares_headers(name, schema):
             return True  # nothing declared, nothing sent: the check has nothing to compare
         return validate_mcp_param_headers(schema, arguments, headers) is None
+
+    def _declares_headers(self, name: str, schema: dict[str, Any]) -> bool:
+        """Whether `schema` declares an `Mcp-Param-*` header, remembered per tool while its schema is unchanged."""
+        known = self._declared.get(name)
+        if known is not None and known[0] == schema:
+            return known[1]
+        declares = _HEADER_ANNOTATION in json.dumps(schema)
+        if len(self._declared) >= _MAX_REMEMBERED:
+            self._declared.clear()
+        self._declared[name] = (schema, declares)
+        return declares
 
 
 class _Refused(Exception):
