@@ -25,6 +25,7 @@ Messages are sentences that name the culprit; they never contain secrets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class GatewayError(Exception):
@@ -98,6 +99,11 @@ class MissingCapabilityError(GatewayError):
     def __init__(self, capability: str) -> None:
         self.capability = capability
         super().__init__(f"This request needs the '{capability}' client capability, which the caller did not declare.")
+
+    @property
+    def required_capabilities(self) -> dict[str, Any]:
+        """The missing capability as the error's `data.requiredCapabilities` (the shape of client capabilities)."""
+        return {self.capability: {}}
 
 
 class UnknownNameError(GatewayError):

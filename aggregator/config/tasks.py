@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from fnmatch import fnmatchcase
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ServerName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+ToolPattern = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
 class TasksSettings(BaseModel):
@@ -38,3 +44,15 @@ class TasksSettings(BaseModel):
         gt=0,
         description="Results kept for all tasks together; the oldest finished tasks are dropped to make room.",
     )
+    required: dict[ServerName, tuple[ToolPattern, ...]] = Field(
+        default_factory=dict,
+        description="Tools that run only as tasks (SEP-2663 taskSupport 'required'), by server: its tools' own names "
+        "or `*` patterns. A 2026-07-28 caller that does not declare io.modelcontextprotocol/tasks is refused with "
+        "-32021; 2025-11-25 sessions, which the gateway serves no tasks, are answered when the call ends. The "
+        "2026-07-28 wire cannot carry an upstream's taskSupport, so the operator says it here.",
+    )
+
+    def requires_task(self, server: str, tool: str) -> bool:
+        """Whether `server`'s tool `tool` (its own name) runs only as a task (and tasks are served at all)."""
+        patterns = self.required.get(server, ()) if self.enabled else ()
+        return any(fnmatchcase(tool, pattern) for pattern in patterns)

@@ -127,7 +127,7 @@ def as_mcp_error(error: GatewayError) -> MCPError:
         return MCPError(types.INVALID_REQUEST, str(error))
     if isinstance(error, MissingCapabilityError):
         return MCPError(
-            types.MISSING_REQUIRED_CLIENT_CAPABILITY, str(error), {"requiredCapabilities": {error.capability: {}}}
+            types.MISSING_REQUIRED_CLIENT_CAPABILITY, str(error), {"requiredCapabilities": error.required_capabilities}
         )
     if isinstance(error, ConfigError):
         return MCPError(types.INVALID_PARAMS, str(error), {"issues": [str(issue) for issue in error.issues]})

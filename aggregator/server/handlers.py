@@ -29,6 +29,7 @@ from aggregator.server.endpoints import AGENT_TOOLS, is_management, on_admin_end
 from aggregator.server.guard import Guard
 from aggregator.server.notify import Fingerprints, Notifier, digest
 from aggregator.server.resources import ResourceHandlers
+from aggregator.tasks.task import TaskRequiredError, refused_without_task
 from aggregator.tools.admin import Admin
 from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
 from aggregator.upstreams.pool import UpstreamPool
@@ -51,6 +52,7 @@ class GatewayServer:
         self.admin: Admin | None = None
         self.discovery_mode = False
         self.management_on_mcp = False  # `management_tools_on_mcp`: offered on every endpoint, not only /mcp/admin
+        self.requires_task: Callable[[str, str], bool] = lambda server, tool: False  # `tasks.requires_task`
         self.notifier = Notifier(self.fingerprint)
         self.resources = ResourceHandlers(self)
         self.notifier.after_change = self.resources.health_changed
@@ -162,7 +164,7 @@ class GatewayServer:
                     self._management_elsewhere(principal, params.name)
                 elif self.admin.visible(principal, params.name):
                     return await self.admin.call(principal, params.name, params.arguments)
-            progress = ctx.session.report_progress if _wants_progress(params) else None
+            progress = ctx.session.report_progress if (params.meta or {}).get("progress_token") is not None else None
             return await self.call_upstream_tool(
                 principal, params.name, params.arguments, progress, params.input_responses, params.request_state
             )
@@ -180,6 +182,8 @@ class GatewayServer:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call the exported tool `name` for `principal`: policy, size and concurrency checks, then the upstream."""
         entry = self._resolve_tool(name, principal)
+        if self.requires_task(entry.upstream, entry.original_name) and refused_without_task(current_caller.get()):
+            raise TaskRequiredError(name)
         upstream = self.pool.get(entry.upstream)
         size = len(json.dumps(arguments or {}, separators=(",", ":")))
         if size > self.guard.max_argument_bytes:
@@ -324,7 +328,3 @@ class _AnnouncingServer(Server[Any]):
             prompts_changed=True, resources_changed=True, tools_changed=True
         )
         return super().create_initialization_options(announced, experimental_capabilities, extensions)
-
-
-def _wants_progress(params: types.CallToolRequestParams) -> bool:
-    return params.meta is not None and params.meta.get("progress_token") is not None

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 import mcp_types as types
+from mcp.server.context import ServerRequestContext
 from pydantic import BaseModel
 
-from aggregator.errors import GatewayError, LimitExceededError
+from aggregator.errors import GatewayError, LimitExceededError, MissingCapabilityError
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 """The extension identifier, as callers declare it and the gateway advertises it."""
@@ -40,6 +41,24 @@ class UnknownTaskError(GatewayError):
 class TaskLimitError(LimitExceededError):
     """Raised when a principal already holds `tasks.max_tasks_per_principal` tasks, none of them finished,
     or the gateway holds `tasks.max_tasks` unfinished tasks."""
+
+
+class TaskRequiredError(MissingCapabilityError):
+    """Raised when a 2026-07-28 caller that did not declare the tasks extension calls a tool that runs only
+    as a task (`tasks.required`); the caller sees -32021 naming the extension (SEP-2663)."""
+
+    def __init__(self, tool: str) -> None:
+        self.capability = "extensions"
+        self.tool = tool
+        GatewayError.__init__(
+            self,
+            f"Tool '{tool}' runs only as a task: declare the '{EXTENSION}' extension in the request's client "
+            "capabilities to call it.",
+        )
+
+    @property
+    def required_capabilities(self) -> dict[str, Any]:
+        return {"extensions": {EXTENSION: {}}}
 
 
 def now_iso() -> str:
@@ -136,3 +155,22 @@ def declares_tasks(meta: Mapping[str, Any] | None) -> bool:
         capabilities = capabilities.model_dump(by_alias=True, exclude_none=True)
     extensions = capabilities.get("extensions") if isinstance(capabilities, Mapping) else None
     return isinstance(extensions, Mapping) and EXTENSION in extensions
+
+
+class Request(Protocol):
+    """What `refused_without_task` reads of a downstream request (`aggregator.upstreams.caller.Caller`)."""
+
+    @property
+    def context(self) -> ServerRequestContext[Any, Any]: ...
+
+    @property
+    def modern(self) -> bool: ...
+
+
+def refused_without_task(request: Request | None) -> bool:
+    """Whether a tool that runs only as a task must be refused in `request`: a 2026-07-28 request that does not
+    declare the extension, or none at all. 2025-11-25 sessions, which the gateway serves no tasks, are answered
+    when the call ends; a declaring request's call runs as a task (the extension wraps tools/call)."""
+    if request is None:
+        return True
+    return request.modern and not declares_tasks(request.context.meta)

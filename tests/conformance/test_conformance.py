@@ -38,6 +38,8 @@ _TASKS_SCENARIOS = (
     "tasks-required-task-error",
     "tasks-mrtr-composition",
 )
+REQUIRED_TASK_TOOLS = ["failing_job", "test_tool_with_task"]
+"""Fixtures the tasks scenarios expect to run only as tasks (tasks-required-task-error, tasks-mrtr-composition)."""
 UPSTREAM_GAPS: dict[str, dict[str, str]] = {
     "2025-11-25": {},
     "2026-07-28": {scenario: "tasks extension not implemented by the fixture" for scenario in _TASKS_SCENARIOS},
@@ -63,9 +65,12 @@ async def upstream() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    # An empty prefix: the suite calls every fixture by its upstream name.
+    # An empty prefix: the suite calls every fixture by its upstream name. The tasks scenarios expect
+    # `failing_job` and `test_tool_with_task` to be registered with taskSupport "required": the operator says
+    # so in `tasks.required`, since the 2026-07-28 wire cannot carry it from the upstream.
     servers = {"conf": {"transport": "streamable-http", "url": upstream, "prefix": ""}}
-    async with serve_gateway(tmp_path_factory.mktemp("gateway"), servers=servers, secured=False) as live:
+    tasks = {"required": {"conf": REQUIRED_TASK_TOOLS}}
+    async with serve_gateway(tmp_path_factory.mktemp("gateway"), servers=servers, secured=False, tasks=tasks) as live:
         await live.wait_until(connected("conf"))
         yield live.url
 
