@@ -7,6 +7,7 @@ API, the change is made here and nowhere else.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -24,11 +25,13 @@ from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revisio
 from mcp.server import Server
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.connection import Connection
-from mcp.server.runner import ServerRunner
+from mcp.server.runner import ServerRunner, serve_connection
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED
 from mcp_types import methods as _methods
 from starlette.requests import Request
@@ -39,6 +42,8 @@ TransportStreams = _TransportStreams
 run_input_required_driver = _run_input_required_driver
 """Drives an upstream's 2026-07-28 `input_required` rounds for a caller that speaks 2025-11-25.
 Missing: the driver `Client.call_tool` uses is not exported (`mcp.client._input_required`)."""
+
+_sdk_logger = logging.getLogger("mcp.server.streamable_http_manager")
 
 Stamp = Callable[[dict[str, Any], Any], None]
 
@@ -244,3 +249,80 @@ def http_transport_on(backend: httpcore2.AsyncNetworkBackend, keepalive_expiry: 
         network_backend=backend,
     )
     return transport
+
+
+# --- 2025-11-25 sessions shared by replicas (aggregator.cluster.adoption) -------------------------
+
+
+async def adopt_legacy_session(
+    manager: StreamableHTTPSessionManager,
+    session_id: str,
+    owner: AuthorizationContext | None,
+    prepare: Callable[[Connection], None],
+) -> bool:
+    """Open session `session_id` for `owner` in `manager` as if this process had created it.
+
+    The session starts already initialized: `prepare` fills its `Connection` (negotiated version,
+    the client's initialize params, per-connection state) before its first request is read. It then
+    ends like any other session (DELETE, idle timeout, manager shutdown). False (nothing opened) at
+    the manager's session limit; True if the session is open (already, or now).
+
+    Missing: the manager can only mint session ids (`_admit_session`, `uuid4().hex`) and runs a
+    session with `serve_loop`, whose `Connection` waits for `initialize`; adopting reaches
+    `_server_instances`, `_session_owners`, `_task_group`, `_lifespan_state` and `_discard_session`.
+    """
+    if session_id in manager._server_instances:
+        return True
+    if manager.max_sessions is not None and len(manager._server_instances) >= manager.max_sessions:
+        return False
+    group = manager._task_group
+    if group is None:
+        raise RuntimeError("The session manager is not running.")
+    transport = StreamableHTTPServerTransport(
+        mcp_session_id=session_id,
+        is_json_response_enabled=manager.json_response,
+        event_store=manager.event_store,
+        security_settings=manager.security_settings,
+        retry_interval=manager.retry_interval,
+        idle_timeout=manager.session_idle_timeout,
+    )
+
+    async def run_server(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with transport.connect() as (read_stream, write_stream):
+            dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
+                read_stream, write_stream, inline_methods=frozenset({"initialize"})
+            )
+            connection = Connection.for_loop(dispatcher, session_id=session_id)
+            prepare(connection)
+            task_status.started()
+            try:
+                with transport.idle_scope or anyio.CancelScope():
+                    await serve_connection(
+                        manager.app, dispatcher, connection=connection, lifespan_state=manager._lifespan_state
+                    )
+            except Exception:  # the session's task top level, as the SDK's own sessions: logged, then discarded
+                _sdk_logger.exception("Adopted session crashed")
+            finally:
+                await manager._discard_session(session_id, transport)
+
+    if owner is not None:
+        manager._session_owners[session_id] = owner
+    manager._server_instances[session_id] = transport
+    try:
+        await group.start(run_server)
+    except BaseException:
+        await manager._discard_session(session_id, transport)
+        raise
+    return True
+
+
+async def end_legacy_session(manager: StreamableHTTPSessionManager, session_id: str) -> bool:
+    """End session `session_id` of `manager` as a DELETE would (it answers 404 from now on); False if unknown.
+
+    Missing: a public way to terminate a session (`_server_instances`, `_discard_session`).
+    """
+    transport = manager._server_instances.get(session_id)
+    if transport is None:
+        return False
+    await manager._discard_session(session_id, transport)
+    return True

@@ -15,6 +15,7 @@ from aggregator.cluster.health import RedisHealth
 from aggregator.cluster.ratelimit import RedisBuckets
 from aggregator.cluster.registry_sync import SharedFile, check_scopes, check_servers
 from aggregator.cluster.revocations import SharedRevocations
+from aggregator.cluster.sessions import SharedSessions
 from aggregator.config.cluster import ClusterSettings
 from aggregator.policy.revocation import RevocationList
 
@@ -49,6 +50,8 @@ class Cluster:
             if path is not None
         }
         """servers.yaml and scopes.yml as changed through admin tools (`written()`), by kind."""
+        self.sessions = SharedSessions(self._client, settings.key_prefix, settings.timeout, self.health)
+        """2025-11-25 session records (`aggregator.cluster.adoption` shares the sessions through them)."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -85,15 +88,18 @@ class Cluster:
         try:
             files = {shared.channel: shared for shared in self.files.values()}
             with anyio.fail_after(timeout):
-                await pubsub.subscribe(self.revocations.channel, *files)
+                await pubsub.subscribe(self.revocations.channel, self.sessions.channel, *files)
             await self._reconcile()
             while True:
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=self._settings.retry_interval
                 )
                 if message is not None and message.get("type") == "message":
-                    if (shared := files.get(str(message.get("channel")))) is not None:
+                    channel = str(message.get("channel"))
+                    if (shared := files.get(channel)) is not None:
                         await shared.heard(message.get("data"))
+                    elif channel == self.sessions.channel:
+                        await self.sessions.heard(message.get("data"))
                     else:
                         await self.revocations.heard(message.get("data"))
                 elif message is None and not self.health.available:

@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aggregator.cluster import SessionSharing
 from aggregator.config.settings import Settings
 from aggregator.errors import AuthenticationError
 from aggregator.http.auth import Authenticator, BearerAuthMiddleware, PublicOrigin, metadata_routes
@@ -45,9 +46,10 @@ from aggregator.http.validate import validate_routes
 from aggregator.nginx.cache import REVOCATIONS, CacheMarks
 from aggregator.policy.limits import BodyInspector, BodyLimits, RequestLimitsMiddleware, printable
 from aggregator.server.endpoints import ADMIN_PATH, MCP_PATH, AdminEndpoint
-from aggregator.server.events import RETRY_MILLISECONDS, SessionEventStore
+from aggregator.server.events import RETRY_MILLISECONDS, SessionEvents, SessionEventStore
 from aggregator.server.gateway import Gateway
 from aggregator.server.lean import lean_app
+from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +154,13 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
                 startup.cancel_scope.cancel()
 
     mcp: ASGIApp = events.scoped(StreamableHTTPASGIApp(sessions), sessions)
-    admin = AdminEndpoint(mcp)  # management traffic is light: always the SDK path
+    sharing = _session_sharing(gateway, sessions, events)
+    admin = AdminEndpoint(mcp if sharing is None else sharing.wrap(mcp))  # management traffic is light: the SDK path
     if settings.lean_path:  # tools/call and tools/list below the SDK's session layers (aggregator.server.lean)
         revocations = settings.data_dir / "revoked.json" if gateway.verifier is not None else None
         mcp = lean_app(mcp, gateway.handlers, gateway.server, sessions, security, revocations)
+    if sharing is not None:  # outermost: a session held by another replica is adopted before the lean path looks
+        mcp = sharing.wrap(mcp)
     routes = [
         Route(MCP_PATH, mcp),
         Route(ADMIN_PATH, admin),
@@ -201,6 +206,22 @@ class _AsgiEndpoint:
 
 
 _PRIVATE = {"Cache-Control": "no-store", "Vary": "Authorization"}
+
+
+def _session_sharing(
+    gateway: Gateway, sessions: StreamableHTTPSessionManager, events: SessionEventStore
+) -> SessionSharing | None:
+    """With `cluster.redis_url`: 2025-11-25 sessions recorded in Redis, and continued by any replica."""
+    if gateway.cluster is None:
+        return None
+
+    def opened(session_id: str) -> None:  # an adopted session's stream events are replayable here from now on
+        events.opened(session_id, SessionEvents(events.max_events, events.max_bytes, events.budget), sessions)
+
+    ttl = gateway.settings.limits.session_idle_timeout
+    sharing = SessionSharing(gateway.cluster.sessions, sessions, LOG_LEVEL_STATE_KEY, ttl, opened)
+    gateway.server.middleware.append(sharing.middleware)
+    return sharing
 
 
 def _configured_origins(settings: Settings) -> dict[str, str]:
