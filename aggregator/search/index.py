@@ -208,7 +208,10 @@ class ToolIndex:
         store = self._require_open()
         snapshot = self._snapshot
         rows = snapshot.eligible_rows(allowed, servers, tags)
-        plan = plan_query(query, split_steps=self.ranking.split_steps, whole_words=self.ranking.whole_query_words)
+        ranking = self.ranking
+        plan = plan_query(
+            query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
+        )
         if rows.size == 0 or not plan.text:
             return Evidence(rows[:0], None, None, None)
         dense = server = full_text = None

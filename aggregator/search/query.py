@@ -41,8 +41,10 @@ class QueryPlan:
         return (self.text, *self.steps) if self.encode_whole or not self.steps else self.steps
 
 
-def plan_query(query: str, *, split_steps: bool = True, whole_words: int | None = None) -> QueryPlan:
-    """Split `query` into steps of at least two words, at most `MAX_STEPS` of them.
+def plan_query(
+    query: str, *, split_steps: bool = True, whole_words: int | None = None, max_steps: int = MAX_STEPS
+) -> QueryPlan:
+    """Split `query` into steps of at least two words, at most `max_steps` of them (the first ones).
 
     A query with a single step is searched as it is: no extra encoding cost for short queries. A
     query of more than `whole_words` words that has steps is encoded as its steps only.
@@ -55,4 +57,4 @@ def plan_query(query: str, *, split_steps: bool = True, whole_words: int | None 
     if len(steps) <= 1:
         return QueryPlan(text, ())
     encode_whole = whole_words is None or len(text.split()) <= whole_words
-    return QueryPlan(text, tuple(dict.fromkeys(steps))[:MAX_STEPS], encode_whole)
+    return QueryPlan(text, tuple(dict.fromkeys(steps))[:max_steps], encode_whole)

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aggregator.search.embedder import Vectors
+from aggregator.search.query import MAX_STEPS
 from aggregator.search.snapshot import Rows, Snapshot
 
 Scores = npt.NDArray[np.float32]
@@ -44,6 +45,7 @@ class Ranking:
     `minmax_depth`: "minmax" rescales the dense half so its best tool scores 1 and its
     `minmax_depth`-th best 0, then mixes it with BM25 / best BM25 as `(1 - w) dense + w full-text`.
     `full_text_candidates`: how many full-text hits take part in a fusion.
+    `max_steps`: at most this many steps of a multi-step request are encoded (the first ones).
     """
 
     split_steps: bool = True
@@ -54,6 +56,7 @@ class Ranking:
     rrf_k: int = 60
     minmax_depth: int = 20
     full_text_candidates: int = 100
+    max_steps: int = MAX_STEPS
 
 
 TODAY = Ranking(fusion="weighted", server_weight=0.3, full_text_weight=0.3)
