@@ -12,21 +12,26 @@ The async LanceDB API runs its I/O on its own runtime, so nothing here blocks th
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
 import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lancedb
+import anyio.to_thread
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
-from lancedb.expr import col
-from lancedb.index import FTS
 
 from aggregator.search.documents import ToolDocument
 from aggregator.search.embedder import Vectors
+
+if TYPE_CHECKING:
+    import lancedb
+
+# LanceDB is imported where it is first used: its import (lance_namespace's generated clients) was more
+# than half of `import aggregator.cli.serve`, paid by every gateway process whose finder is never asked.
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +83,7 @@ class ToolStore:
     @classmethod
     async def open(cls, uri: str, storage_options: Mapping[str, str] | None = None) -> ToolStore:
         """Connect to the database at `uri` and open whichever tables already exist."""
+        lancedb = await anyio.to_thread.run_sync(importlib.import_module, "lancedb")  # seconds, off the loop
         connection = await lancedb.connect_async(uri, storage_options=dict(storage_options or {}))
         store = cls(connection)
         existing = set((await connection.list_tables()).tables)
@@ -129,6 +135,9 @@ class ToolStore:
 
     async def replace_documents(self, remove: Collection[str], add: Sequence[tuple[ToolDocument, str]]) -> None:
         """Delete the rows named in `remove`, then add `(document, content_hash)` rows; fold them into the index."""
+        from lancedb.expr import col
+        from lancedb.index import FTS
+
         if remove and self._tools is not None:
             await self._tools.delete(col("name").isin(sorted(remove)))
         if add:
@@ -166,6 +175,8 @@ class ToolStore:
 
     async def delete_vectors(self, keys: Collection[str]) -> None:
         """Forget vectors no document or server uses any more."""
+        from lancedb.expr import col
+
         if keys and self._vectors is not None:
             await self._vectors.delete(col("key").isin(sorted(keys)))
 
@@ -192,6 +203,8 @@ class ToolStore:
         return dict(sorted(found.items(), key=lambda item: -item[1])[:limit])
 
     async def _match(self, query: str, limit: int, where: Iterable[str] | None = None) -> dict[str, float]:
+        from lancedb.expr import col
+
         assert self._tools is not None
         search = self._tools.query().nearest_to_text(query, columns=SEARCH_COLUMN)  # words, never query syntax
         if where is not None:
