@@ -5,7 +5,9 @@ today's behaviour (the replica that holds a session serves it, another answers 4
 from __future__ import annotations
 
 import warnings
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -22,12 +24,22 @@ from tests.cluster.sessions import (
     routed_client,
     sharing_of,
 )
-from tests.harness import text_of, token_for, tool_names
+from tests.harness import LiveGateway, text_of, token_for, tool_names
 
 pytestmark = pytest.mark.anyio
 
 DEADLINE = 20.0
 BURST = 200
+REDIS_TIMEOUT = 2.0
+
+
+def sharing_replicas(
+    directory: Path, redis_url: str, echo_url: str, count: int, **settings: Any
+) -> AbstractAsyncContextManager[list[LiveGateway]]:
+    """`replicas` whose Redis commands may take `REDIS_TIMEOUT`: on a loaded test machine the default 0.25 s
+    can pass, and a replica then keeps its sessions to itself until its listener reconnects."""
+    cluster = {"redis_url": redis_url, "retry_interval": 0.1, "timeout": REDIS_TIMEOUT}
+    return replicas(directory, redis_url, echo_url, count, burst=BURST, cluster=cluster, **settings)
 
 
 async def text_at(client: Redis, key: str) -> str:
@@ -42,7 +54,7 @@ async def test_a_session_opened_on_one_replica_continues_on_another_with_the_sam
 ) -> None:
     async with (
         redis_server(tmp_path / "redis") as redis,
-        replicas(tmp_path, redis.url, echo_url, 2, burst=BURST) as (
+        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (
             first,
             second,
         ),
@@ -91,7 +103,7 @@ async def test_another_principal_with_the_id_is_answered_as_for_an_unknown_id(ec
     paula, quinn = token_for("paula", groups=USERS), token_for("quinn", groups=USERS)
     async with (
         redis_server(tmp_path / "redis") as redis,
-        replicas(tmp_path, redis.url, echo_url, 2, burst=BURST) as (first, second),
+        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
         first.http() as on_first,
         second.http() as on_second,
     ):
@@ -117,7 +129,7 @@ async def test_a_garbage_or_foreign_record_is_ignored_and_the_replica_keeps_serv
     paula = token_for("paula", groups=USERS)
     async with (
         redis_server(tmp_path / "redis") as redis,
-        replicas(tmp_path, redis.url, echo_url, 2, burst=BURST) as (first, second),
+        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
         first.http() as on_first,
         second.http() as on_second,
         redis.client() as look,
@@ -151,7 +163,7 @@ async def test_without_redis_a_session_stays_where_it_was_opened(echo_url: str, 
     paula = token_for("paula", groups=USERS)
     async with (
         redis_server(tmp_path / "redis") as redis,
-        replicas(tmp_path, redis.url, echo_url, 2, burst=BURST) as (first, second),
+        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
         first.http() as on_first,
         second.http() as on_second,
     ):
@@ -175,7 +187,7 @@ async def test_a_session_record_lives_only_as_long_as_the_session_may(echo_url: 
     paula = token_for("paula", groups=USERS)
     async with (
         redis_server(tmp_path / "redis") as redis,
-        replicas(tmp_path, redis.url, echo_url, 1, burst=BURST, limits={"session_idle_timeout": 600}) as (first,),
+        sharing_replicas(tmp_path, redis.url, echo_url, 1, limits={"session_idle_timeout": 600}) as (first,),
         first.http() as on_first,
         redis.client() as look,
     ):
