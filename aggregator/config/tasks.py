@@ -52,6 +52,15 @@ class TasksSettings(BaseModel):
         "2026-07-28 wire cannot carry an upstream's taskSupport, so the operator says it here.",
     )
 
+    stream_hold: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="For 2025-11-25 sessions (served no tasks): seconds a tools/call's SSE stream stays open before "
+        "the gateway closes it; the call goes on and the caller resumes with Last-Event-ID (SEP-1699), through "
+        "proxies that cut long responses. 0: every answer comes on a resumed stream. Unset: held until answered.",
+    )
+
     def requires_task(self, server: str, tool: str) -> bool:
         """Whether `server`'s tool `tool` (its own name) runs only as a task (and tasks are served at all)."""
         patterns = self.required.get(server, ()) if self.enabled else ()

@@ -205,7 +205,7 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
     )
     handlers.discovery_mode = settings.discovery_mode
     handlers.management_on_mcp = settings.management_tools_on_mcp
-    handlers.requires_task = settings.tasks.requires_task
+    handlers.tasks = settings.tasks
     server = handlers
     finder = Finder(
         settings.search_uri or settings.data_dir / "index",

@@ -21,6 +21,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from aggregator.catalog.catalog import SEPARATOR, Catalog, Entry
+from aggregator.config.tasks import TasksSettings
 from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
 from aggregator.policy.principal import Principal
 from aggregator.sdk import connection_of
@@ -29,7 +30,7 @@ from aggregator.server.endpoints import AGENT_TOOLS, is_management, on_admin_end
 from aggregator.server.guard import Guard
 from aggregator.server.notify import Fingerprints, Notifier, digest
 from aggregator.server.resources import ResourceHandlers
-from aggregator.tasks.task import TaskRequiredError, refused_without_task
+from aggregator.tasks.task import require_task
 from aggregator.tools.admin import Admin
 from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
 from aggregator.upstreams.pool import UpstreamPool
@@ -52,7 +53,7 @@ class GatewayServer:
         self.admin: Admin | None = None
         self.discovery_mode = False
         self.management_on_mcp = False  # `management_tools_on_mcp`: offered on every endpoint, not only /mcp/admin
-        self.requires_task: Callable[[str, str], bool] = lambda server, tool: False  # `tasks.requires_task`
+        self.tasks = TasksSettings(enabled=False)  # the gateway's `tasks` settings (required tools, stream hold)
         self.notifier = Notifier(self.fingerprint)
         self.resources = ResourceHandlers(self)
         self.notifier.after_change = self.resources.health_changed
@@ -182,8 +183,7 @@ class GatewayServer:
     ) -> types.CallToolResult | types.InputRequiredResult:
         """Call the exported tool `name` for `principal`: policy, size and concurrency checks, then the upstream."""
         entry = self._resolve_tool(name, principal)
-        if self.requires_task(entry.upstream, entry.original_name) and refused_without_task(current_caller.get()):
-            raise TaskRequiredError(name)
+        require_task(self.tasks, entry.upstream, entry.original_name, name, current_caller.get())
         upstream = self.pool.get(entry.upstream)
         size = len(json.dumps(arguments or {}, separators=(",", ":")))
         if size > self.guard.max_argument_bytes:

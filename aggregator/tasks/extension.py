@@ -34,6 +34,7 @@ from aggregator.errors import GatewayError
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.tasks.runner import TaskRunner
 from aggregator.tasks.store import TaskStore
+from aggregator.tasks.streams import holding_streams
 from aggregator.tasks.task import EXTENSION, Task, UnknownTaskError, declares_tasks
 
 logger = logging.getLogger(__name__)
@@ -72,13 +73,16 @@ class TasksExtension:
             await anyio.sleep_forever()
 
     def install(self, server: Server[Any]) -> None:
-        """Wrap `server`'s tools/call, add the task methods and advertise the extension (when enabled)."""
-        if not self.settings.enabled:
-            return
+        """Wrap `server`'s tools/call (`tasks.stream_hold` too), add the task methods and advertise the extension
+        (when enabled)."""
         entry = server.get_request_handler("tools/call")
         if entry is None:
             raise RuntimeError("the server has no tools/call handler to serve tasks for")
-        server.add_request_handler("tools/call", types.CallToolRequestParams, self._tool_call(entry.handler))
+        held = holding_streams(entry.handler, self.settings.stream_hold)  # 2025-11-25 sessions' long calls
+        if not self.settings.enabled:
+            server.add_request_handler("tools/call", types.CallToolRequestParams, held)
+            return
+        server.add_request_handler("tools/call", types.CallToolRequestParams, self._tool_call(held))
         server.add_request_handler("tasks/get", TaskParams, self.get)
         server.add_request_handler("tasks/update", TaskParams, self.update)
         server.add_request_handler("tasks/cancel", TaskParams, self.cancel)

@@ -17,6 +17,7 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from pydantic import BaseModel
 
+from aggregator.config.tasks import TasksSettings
 from aggregator.errors import GatewayError, LimitExceededError, MissingCapabilityError
 
 EXTENSION = "io.modelcontextprotocol/tasks"
@@ -165,6 +166,13 @@ class Request(Protocol):
 
     @property
     def modern(self) -> bool: ...
+
+
+def require_task(settings: TasksSettings, server: str, tool: str, name: str, request: Request | None) -> None:
+    """Refuse (`TaskRequiredError`) a call of `server`'s `tool`, exported as `name`, that must run as a task and
+    is not one (`tasks.required`, `refused_without_task`)."""
+    if settings.requires_task(server, tool) and refused_without_task(request):
+        raise TaskRequiredError(name)
 
 
 def refused_without_task(request: Request | None) -> bool:

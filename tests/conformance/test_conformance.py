@@ -69,7 +69,9 @@ async def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> As
     # `failing_job` and `test_tool_with_task` to be registered with taskSupport "required": the operator says
     # so in `tasks.required`, since the 2026-07-28 wire cannot carry it from the upstream.
     servers = {"conf": {"transport": "streamable-http", "url": upstream, "prefix": ""}}
-    tasks = {"required": {"conf": REQUIRED_TASK_TOOLS}}
+    # `stream_hold: 0`: a 2025-11-25 caller's call is answered on the stream it resumes with Last-Event-ID, as
+    # `test_reconnection` asks of a server (the stateless 2026-07-28 upstream has no stream of its own to close).
+    tasks = {"required": {"conf": REQUIRED_TASK_TOOLS}, "stream_hold": 0}
     async with serve_gateway(tmp_path_factory.mktemp("gateway"), servers=servers, secured=False, tasks=tasks) as live:
         await live.wait_until(connected("conf"))
         yield live.url

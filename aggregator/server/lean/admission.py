@@ -138,7 +138,7 @@ class Admission:
             return False
         try:
             entry = self._handlers.catalog.resolve_tool(name, lambda entry: bool(entry.item.name == name))
-            if self._handlers.requires_task(entry.upstream, entry.original_name):
+            if self._handlers.tasks.requires_task(entry.upstream, entry.original_name):
                 return False  # a tool that runs only as a task: the SDK path refuses or serves it (tasks.required)
             return self._handlers.pool.get(entry.upstream).lean.available
         except UnknownNameError:
@@ -157,6 +157,8 @@ class Admission:
         version = connection.protocol_version
         if _may_be_asked(connection.client_capabilities) or version in MODERN_PROTOCOL_VERSIONS:
             return None
+        if self._handlers.tasks.stream_hold is not None and message["method"] == "tools/call":
+            return None  # the SDK path closes a held stream for the caller to resume (tasks.stream_hold)
         try:
             params = _typed(message, version)
         except _Refused:
