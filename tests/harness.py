@@ -58,9 +58,10 @@ PoolCondition = Callable[[UpstreamPool], bool]
 
 
 def token_for(
-    sub: str, *, groups: Sequence[str] = (), scopes: Sequence[str] = (), ttl: int = 600, auth: AuthSettings = AUTH
+    sub: str, *, groups: Sequence[str] = (), scopes: Sequence[str] = (), ttl: int = 6 * 3600, auth: AuthSettings = AUTH
 ) -> str:
-    """A gateway token for `sub`, signed with the test secret."""
+    """A gateway token for `sub`, signed with the test secret. Modules mint theirs at import, so the
+    default lifetime outlasts the slowest whole run (a 600 s one expired in a 50-minute run)."""
     return mint_token(auth, sub, list(scopes), ttl, groups=list(groups))[0]
 
 
