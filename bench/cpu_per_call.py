@@ -12,9 +12,11 @@ path on, its default; the per-caller caps lifted as in `bench/latency.py`). One 
 per (version, era) makes `--calls` sequential calls of the echo tool per round; each round visits
 every (version, era) in a rotated order. Around each batch the gateway process's own CPU time
 (its threads' run time from /proc, in nanoseconds) is read, so what other processes on the machine do
-moves wall-clock time but hardly this figure. It prints, per era, the median over rounds of each
-version's CPU ms per call, their spread, and the candidate / baseline ratio of the medians.
-Without `--baseline` it measures the candidate alone.
+moves wall-clock time much more than this figure. It prints, per era, the median over rounds of
+each version's CPU ms per call, their spread, the candidate / baseline ratio of the medians and the
+median of the rounds' own ratios. Under heavy load (other processes on the same cores) the CPU per
+call itself rises for both versions (caches, switches): read the ratios then, which short
+interleaved rounds keep comparable. Without `--baseline` it measures the candidate alone.
 """
 
 from __future__ import annotations
@@ -161,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--baseline", type=Path, help="a checkout (e.g. a git worktree) of the version to compare with")
     parser.add_argument("--candidate", type=Path, default=REPOSITORY, help="the version measured (default: this one)")
-    parser.add_argument("--calls", type=int, default=300, help="sequential calls per (version, era) per round")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds (each visits every version and era)")
+    parser.add_argument("--calls", type=int, default=150, help="sequential calls per (version, era) per round")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds (each visits every version and era)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls per session first")
     args = parser.parse_args(argv)
     versions = {"candidate": args.candidate}

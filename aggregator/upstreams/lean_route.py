@@ -94,10 +94,15 @@ class LeanRoute:
         reach the upstream reads exactly as it does today.
         """
         current_tool.set(tool)
-        params = types.CallToolRequestParams(
-            name=tool, arguments=arguments, input_responses=input_responses, request_state=request_state
-        )
-        request = types.CallToolRequest(params=params)
+        if input_responses is None and request_state is None:
+            # Values already checked (the caller's validated params, the catalog's name): not validated again.
+            params = types.CallToolRequestParams.model_construct(name=tool, arguments=arguments)
+            request = types.CallToolRequest.model_construct(params=params)
+        else:
+            params = types.CallToolRequestParams(
+                name=tool, arguments=arguments, input_responses=input_responses, request_state=request_state
+            )
+            request = types.CallToolRequest(params=params)
         try:
             return await self._requests.send(f"tools/call '{tool}'", request, TOOL_RESULT)
         except NotSent:

@@ -30,6 +30,10 @@ from aggregator.upstreams.lean import NotSent
 _FORBIDDEN = frozenset("\r\n\0")
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 """Headers this client writes itself (an auth flow's copy of the request carries its own)."""
+_HOST = "host"
+"""The line `_line` gives a `Host` header (no real line: a line ends with CRLF)."""
+_MAX_LINES = 1024
+"""Header lines remembered (bounded: tool names and session ids vary)."""
 
 
 class PayloadError(Exception):
@@ -95,6 +99,7 @@ class WirePool:
         self._read_timeout = read_timeout
         self._keepalive = keepalive
         self._idle: list[tuple[_Connection, float]] = []
+        self._lines: dict[tuple[str, str], str] = {}
         self._generation = 0
         """Bumped by `aclose`: connections opened before it are not kept once released."""
 
@@ -103,13 +108,13 @@ class WirePool:
         host = self._host
         lines = [self._request_line, "", f"content-length: {len(body)}\r\n"]
         for name, value in headers.items():
-            if not _FORBIDDEN.isdisjoint(name) or not _FORBIDDEN.isdisjoint(value) or ":" in name:
-                raise ValueError(f"The header {name!r} cannot be sent: it holds a line break, a NUL or a colon.")
-            lowered = name.lower()
-            if lowered == "host":  # as an auth flow's request names it (a signature may cover it)
+            line = self._lines.get((name, value))
+            if line is None:
+                line = self._line(name, value)
+            if line is _HOST:  # as an auth flow's request names it (a signature may cover it)
                 host = value
-            elif lowered not in _FRAMING:
-                lines.append(f"{name}: {value}\r\n")
+            else:
+                lines.append(line)
         lines[1] = f"host: {host}\r\n"
         lines.append("\r\n")
         head = "".join(lines).encode("latin-1", errors="strict")
@@ -126,6 +131,18 @@ class WirePool:
             connection.close()
             raise
         return WireResponse(connection, self)
+
+    def _line(self, name: str, value: str) -> str:
+        """The head's line for one header ("" for one this client writes itself, `_HOST` for the host);
+        remembered, since most of a request's headers are the same on every request."""
+        if not _FORBIDDEN.isdisjoint(name) or not _FORBIDDEN.isdisjoint(value) or ":" in name:
+            raise ValueError(f"The header {name!r} cannot be sent: it holds a line break, a NUL or a colon.")
+        lowered = name.lower()
+        line = _HOST if lowered == "host" else "" if lowered in _FRAMING else f"{name}: {value}\r\n"
+        if len(self._lines) >= _MAX_LINES:
+            self._lines.clear()
+        self._lines[name, value] = line
+        return line
 
     def release(self, connection: _Connection) -> None:
         if connection.reusable and connection.generation == self._generation:

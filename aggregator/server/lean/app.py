@@ -173,8 +173,15 @@ class _Stream:
         self.request_id: int | str | None = request.id
         self.transport = TransportContext(kind="streamable-http", can_send_request=False, headers=request.http.headers)
         self.message_metadata = ServerMessageMetadata(request_context=request.http)
-        self.cancel_requested = anyio.Event()
+        self._cancel_requested: anyio.Event | None = None
         self.can_send_request = False
+
+    @property
+    def cancel_requested(self) -> anyio.Event:
+        """Never set (the request is cancelled through its cancel scope), made when first read: most never are."""
+        if self._cancel_requested is None:
+            self._cancel_requested = anyio.Event()
+        return self._cancel_requested
 
     async def send_raw_request(
         self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
