@@ -12,8 +12,8 @@
   answer says nothing about whether the session exists. A DELETE ends the record, and every
   replica's copy; each use pushes the record's expiry back.
 
-Subscriptions are kept in the record (so they survive in Redis) but a replica that adopts a session
-does not follow them upstream again: the client subscribes again if it needs updates there.
+A replica that adopts a session subscribes it again, through the server's own `resources/subscribe`
+handler (checked, logged and audited as the client's own request), to what its record lists.
 """
 
 from __future__ import annotations
@@ -25,12 +25,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
+from mcp.server import Server
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, authorization_context
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp_types import InitializeRequestParams
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
+from mcp_types import InitializeRequestParams, SubscribeRequestParams
 from pydantic import ValidationError
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregator.cluster.sessions import SESSION_ID_PATTERN, SessionRecord, SharedSessions, owner_digest
@@ -60,6 +67,7 @@ class SessionSharing:
         self,
         shared: SharedSessions,
         manager: StreamableHTTPSessionManager,
+        server: Server[Any],
         log_level_key: str,
         ttl: float,
         opened: Opened | None = None,
@@ -67,6 +75,7 @@ class SessionSharing:
         self._shared = shared
         self._ttl = ttl
         self._manager = manager
+        self._server = server
         self._log_level_key = log_level_key
         self._opened = opened
         self._adopting = anyio.Lock()
@@ -171,6 +180,31 @@ class SessionSharing:
         logger.info(
             "cluster.session_adopted", extra={"key": _short(record), "protocol_version": record.protocol_version}
         )
+        if record.subscriptions and (connection := self.adopted.get(session_id)) is not None:
+            await self._resubscribe(Request(scope), record, connection)
+
+    async def _resubscribe(self, request: Request, record: SessionRecord, connection: Connection) -> None:
+        """Subscribe the adopted session again to what it had subscribed to, as the request's principal."""
+        entry = self._server.get_request_handler("resources/subscribe")
+        if entry is None:
+            return
+        for uri in record.subscriptions:
+            params = {"uri": uri}
+            ctx: ServerRequestContext[Any, Any] = ServerRequestContext(
+                session=ServerSession(_NoStream(request), connection),
+                lifespan_context=None,
+                protocol_version=record.protocol_version,
+                method="resources/subscribe",
+                params=params,
+                request=request,
+            )
+            try:
+                await entry.handler(ctx, SubscribeRequestParams.model_validate(params))
+            except MCPError as error:  # no longer allowed, or gone: the session goes on without it
+                logger.warning(
+                    "cluster.subscription_not_restored",
+                    extra={"key": _short(record), "error": error.error.message[:200]},
+                )
 
     def _prepare(self, connection: Connection, record: SessionRecord) -> None:
         connection.client_params = record.initialize_params()
@@ -195,6 +229,29 @@ class SessionSharing:
     async def _ended_elsewhere(self, session_id: str) -> None:
         if await end_legacy_session(self._manager, session_id):
             logger.info("cluster.session_ended", extra={"reason": "deleted on another replica"})
+
+
+class _NoStream:
+    """The request channel of a subscription restored on adoption (the SDK's `DispatchContext`): no caller
+    waits on it, so nothing is sent and nothing can be asked."""
+
+    def __init__(self, request: Request) -> None:
+        self.request_id: int | str | None = None
+        self.transport = TransportContext(kind="streamable-http", can_send_request=False, headers=request.headers)
+        self.message_metadata = ServerMessageMetadata(request_context=request)
+        self.cancel_requested = anyio.Event()
+        self.can_send_request = False
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        return
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return
 
 
 class _Adopting:

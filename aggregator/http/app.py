@@ -219,7 +219,7 @@ def _session_sharing(
         events.opened(session_id, SessionEvents(events.max_events, events.max_bytes, events.budget), sessions)
 
     ttl = gateway.settings.limits.session_idle_timeout
-    sharing = SessionSharing(gateway.cluster.sessions, sessions, LOG_LEVEL_STATE_KEY, ttl, opened)
+    sharing = SessionSharing(gateway.cluster.sessions, sessions, gateway.server, LOG_LEVEL_STATE_KEY, ttl, opened)
     gateway.server.middleware.append(sharing.middleware)
     return sharing
 

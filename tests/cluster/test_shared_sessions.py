@@ -14,12 +14,15 @@ import pytest
 from redis.asyncio import Redis
 
 from aggregator.cluster.sessions import SessionRecord, owner_digest
+from aggregator.server.resources import HEALTH_URI
 from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY
-from tests.cluster.replicas import USERS, cluster_of, redis_server, replicas
+from tests.cluster.replicas import ADMINS, USERS, cluster_of, redis_server, replicas
 from tests.cluster.sessions import (
     Router,
+    answer,
     call_echo,
     echoed,
+    headers,
     initialize,
     routed_client,
     sharing_of,
@@ -201,3 +204,28 @@ async def test_a_session_record_lives_only_as_long_as_the_session_may(echo_url: 
         )
         assert closed.status_code == 200
         assert await look.exists(key) == 0
+
+
+async def test_an_adopted_session_is_subscribed_again_to_what_it_followed(echo_url: str, tmp_path: Path) -> None:
+    olga = token_for("olga", groups=ADMINS)  # may read gateway://health, the gateway's own subscribable resource
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
+        first.http() as on_first,
+        second.http() as on_second,
+        redis.client() as look,
+    ):
+        session_id = await initialize(on_first, "/mcp", olga)
+        subscribe = {"jsonrpc": "2.0", "id": 5, "method": "resources/subscribe", "params": {"uri": HEALTH_URI}}
+        assert "result" in answer(await on_first.post("/mcp", headers=headers(olga, session_id), json=subscribe))
+        record = SessionRecord.model_validate_json(await text_at(look, cluster_of(first).sessions.key(session_id)))
+        assert record.subscriptions == (HEALTH_URI,)
+
+        mark = second.log.mark()
+        listing = {"jsonrpc": "2.0", "id": 6, "method": "resources/list"}
+        assert "result" in answer(await on_second.post("/mcp", headers=headers(olga, session_id), json=listing))
+        assert session_id in sharing_of(second).adopted
+        # The replica subscribed the session again, as its principal: logged (and audited) like the client's own.
+        restored = [line for line in second.log.lines[mark:] if "method=resources/subscribe" in line]
+        assert len(restored) == 1 and "outcome=ok" in restored[0], restored
+        assert "cluster.subscription_not_restored" not in second.log.output
