@@ -22,7 +22,8 @@ pytestmark = pytest.mark.anyio
 
 
 def signed(claims_change: dict[str, object], secret: str = SECRET) -> str:
-    _, claims = mint_token(AUTH, "admins-user", [], 600, groups=["admins"])
+    # Signed at import: six hours outlast the slowest whole run (600 s expired in a 54-minute loaded one).
+    _, claims = mint_token(AUTH, "admins-user", [], 6 * 3600, groups=["admins"])
     return jwt.encode({**claims, **claims_change}, secret, algorithm="HS256", headers={"kid": KID})
 
 
