@@ -62,6 +62,10 @@ VARIANTS: dict[str, Variant] = {
     "int8": Variant({**TODAY, "query_precision": "int8"}),
     "int8 per tensor": Variant({**TODAY, "query_precision": "int8-per-tensor"}),
     "int8 but FFN output": Variant({**TODAY, "query_precision": "int8-but-feed-forward-output"}),
+    "int8 but FFN output, alone": Variant(
+        {**TODAY, "query_precision": "int8-but-feed-forward-output", "padding_slack": 0.0}
+    ),
+    "int8, alone": Variant({**TODAY, "query_precision": "int8", "padding_slack": 0.0}),
     "64 tokens": Variant({**TODAY, "query_tokens": 64}),
     "32 tokens": Variant({**TODAY, "query_tokens": 32}),
     "4 steps": Variant(TODAY, {"max_steps": 4}),
