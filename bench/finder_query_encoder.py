@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    nice -n 10 python bench/finder_query_encoder.py --cache /tmp/finder-bench-cache          # ~10 minutes
+    nice -n 10 python bench/finder_query_encoder.py --cache /tmp/finder-bench-cache   # 5-45 min, shared machine
     nice -n 10 python bench/finder_query_encoder.py --variants today int8 --repeat 2
 
 Every variant changes one thing against today's query path (float32 model, one torch thread,

@@ -224,8 +224,9 @@ class Embedder:
         with self._model_lock:
             torch.set_num_threads(threads)
             limit = model.max_seq_length
-            if max_tokens is not None and limit is not None:
-                model.max_seq_length = min(limit, max_tokens)  # the tokenizer truncates; nothing raises
+            capped = max_tokens is not None and limit is not None and max_tokens < limit
+            if capped:
+                model.max_seq_length = max_tokens  # the tokenizer truncates; nothing raises
             try:
                 vectors = model.encode(
                     texts,
@@ -235,7 +236,8 @@ class Embedder:
                     show_progress_bar=False,
                 )
             finally:
-                model.max_seq_length = limit
+                if capped:
+                    model.max_seq_length = limit
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
