@@ -104,3 +104,34 @@ async def gateway_process(
 async def wait_connected(process: RunningProcess, upstream: str, after: int = 0) -> None:
     """Wait until a gateway process logs that `upstream` connected (counting only log lines after index `after`)."""
     await process.wait_for(re.compile(rf"upstream\.connected upstream={re.escape(upstream)} "), STARTUP_DEADLINE, after)
+
+
+# pytest-xdist (`--dist loadfile`) hands files to its two workers in collection order, so a slow file
+# collected last keeps one worker busy alone at the end of the run. The slowest files (whole-file wall
+# time on a quiet 2-core machine, slowest first) are handed out first; the rest keep their order.
+SLOWEST_FILES = (
+    "tests/conformance/test_conformance.py",
+    "tests/cli/test_startup.py",
+    "tests/tui/test_live.py",
+    "tests/security/test_shared_state.py",
+    "tests/tui/test_servers.py",
+    "tests/cli/test_search_command.py",
+    "tests/upstreams/test_faults.py",
+    "tests/fuzz/test_fuzz.py",
+    "tests/server/test_lean.py",
+    "tests/federation/test_follow.py",
+    "tests/cli/test_shutdown.py",
+    "tests/search/test_learning.py",
+    "tests/tui/test_snapshots.py",
+    "tests/cluster/test_replica_killed.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the items of `SLOWEST_FILES` first, slowest file first (a stable sort: nothing else moves)."""
+    rank = {name: place for place, name in enumerate(SLOWEST_FILES)}
+
+    def place(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(REPOSITORY).as_posix(), len(rank))
+
+    items.sort(key=place)
