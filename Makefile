@@ -40,7 +40,9 @@ demo: $(VENV)/.installed
 cluster-demo: $(VENV)/.installed nginx redis
 	PATH="$(CURDIR)/$(BIN):$$PATH" examples/cluster/run.sh
 
-test: setup lint typecheck pytest
+# mypy (one core, about two minutes) runs beside the tests, which leave a core idle much of the time.
+test: setup lint
+	$(MAKE) --no-print-directory -j2 typecheck pytest
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
