@@ -36,6 +36,7 @@ from aggregator.http.app import create_app
 from aggregator.policy.vending import mint_token
 from aggregator.registry.models import load_servers
 from aggregator.server.gateway import Gateway, build_gateway
+from aggregator.tracing import Tracing
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import UpstreamState
 from examples.servers._http import http_app
@@ -269,11 +270,19 @@ def build_test_gateway(
     servers_file = write_files(directory, servers, scopes)
     if scopes is not None:
         settings.setdefault("scopes_file", directory / "scopes.yml")
+    return gateway_from_files(directory, servers_file, secured=secured, **settings)
+
+
+def gateway_from_files(
+    directory: Path, servers_file: Path, *, secured: bool = True, tracing: Tracing | None = None, **settings: Any
+) -> Gateway:
+    """Build a gateway from `servers_file` (and a `scopes_file` setting, if any), its data under `directory`/data;
+    `secured` as in `serve_gateway`, `tracing` as `build_gateway` takes it."""
     settings.setdefault("data_dir", directory / "data")
     settings.setdefault("search_uri", str(directory / "data" / "index"))
     settings.setdefault("auth", AUTH if secured else AuthSettings())
     configured = load_settings(None, servers_file=servers_file, host="127.0.0.1", **settings)
-    return build_gateway(configured, load_servers(servers_file))
+    return build_gateway(configured, load_servers(servers_file), tracing)
 
 
 @asynccontextmanager
@@ -295,14 +304,25 @@ async def serve_gateway(
     attempt has settled (connected, or failed once).
     """
     gateway = build_test_gateway(directory, servers=servers, scopes=scopes, secured=secured, **settings)
+    until = UpstreamPool.all_settled if wait_for_upstreams else None
+    async with serve_built(gateway, directory, port=settings.get("port", 0), until=until) as live:
+        yield live
+
+
+@asynccontextmanager
+async def serve_built(
+    gateway: Gateway, directory: Path, *, port: int = 0, until: PoolCondition | None = UpstreamPool.all_settled
+) -> AsyncIterator[LiveGateway]:
+    """Serve a built `gateway` in-process until the block ends; yielded once it is ready and its pool holds
+    `until` (None: at once)."""
     ready = anyio.Event()
     with captured_logs() as log:
         app = create_app(gateway, on_ready=ready.set)
-        async with serve_asgi(app, port=settings.get("port", 0)) as url:
+        async with serve_asgi(app, port=port) as url:
             with anyio.fail_after(STARTUP_DEADLINE):
                 await ready.wait()
-                if wait_for_upstreams:
-                    await gateway.pool.wait_until(UpstreamPool.all_settled)
+                if until is not None:
+                    await gateway.pool.wait_until(until)
             yield LiveGateway(url, gateway, directory, log, app)
 
 

@@ -9,20 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aggregator.config.settings import load_settings
-from aggregator.http.app import create_app
-from aggregator.registry.models import load_servers
-from aggregator.server.gateway import build_gateway
 from aggregator.upstreams.pool import UpstreamPool
-from tests.harness import AUTH, STARTUP_DEADLINE, LiveGateway, serve_asgi
-from tests.logs import captured_logs
+from tests.harness import LiveGateway, gateway_from_files, serve_built
 
 DEADLINE = 30.0
 
@@ -40,25 +34,9 @@ async def serve_follower(
     servers_file = write_follower_files(directory, registries, scopes, servers or {})
     settings.setdefault("admin_allowed_networks", ["127.0.0.0/8"])
     settings.setdefault("rate_limit_per_second", 0)
-    configured = load_settings(
-        None,
-        servers_file=servers_file,
-        host="127.0.0.1",
-        scopes_file=directory / "scopes.yml",
-        data_dir=directory / "data",
-        search_uri=str(directory / "data" / "index"),
-        auth=AUTH,
-        **settings,
-    )
-    gateway = build_gateway(configured, load_servers(servers_file))
-    ready = anyio.Event()
-    with captured_logs() as log:
-        app = create_app(gateway, on_ready=ready.set)
-        async with serve_asgi(app) as url:
-            with anyio.fail_after(STARTUP_DEADLINE):
-                await ready.wait()
-                await gateway.pool.wait_until(UpstreamPool.all_settled)
-            yield LiveGateway(url, gateway, directory, log, app)
+    gateway = gateway_from_files(directory, servers_file, scopes_file=directory / "scopes.yml", **settings)
+    async with serve_built(gateway, directory) as live:
+        yield live
 
 
 def write_follower_files(

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -20,14 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from aggregator.config.settings import load_settings
-from aggregator.http.app import create_app
-from aggregator.registry.models import load_servers
-from aggregator.server.gateway import build_gateway
 from aggregator.tracing import Tracing
 from aggregator.upstreams.pool import UpstreamPool
-from tests.harness import AUTH, STARTUP_DEADLINE, LiveGateway, serve_asgi, write_files
-from tests.logs import captured_logs
+from tests.harness import LiveGateway, gateway_from_files, serve_built, write_files
 
 SCOPES = """
 group_mappings:
@@ -72,26 +66,16 @@ async def traced_gateway(
 ) -> AsyncIterator[LiveGateway]:
     """A secured gateway (tokens from `token_for`) built with `tracing`, served in-process until the block ends."""
     servers_file = write_files(directory, servers, SCOPES)
-    configured = load_settings(
-        None,
-        servers_file=servers_file,
-        host="127.0.0.1",
+    gateway = gateway_from_files(
+        directory,
+        servers_file,
         scopes_file=directory / "scopes.yml",
-        data_dir=directory / "data",
-        search_uri=str(directory / "data" / "index"),
-        auth=AUTH,
+        tracing=tracing,
         rate_limit_per_second=0,
         **settings,
     )
-    gateway = build_gateway(configured, load_servers(servers_file), tracing)
-    ready = anyio.Event()
-    with captured_logs() as log:
-        app = create_app(gateway, on_ready=ready.set)
-        async with serve_asgi(app) as url:
-            with anyio.fail_after(STARTUP_DEADLINE):
-                await ready.wait()
-                await gateway.pool.wait_until(UpstreamPool.all_connected)
-            yield LiveGateway(url, gateway, directory, log, app)
+    async with serve_built(gateway, directory, until=UpstreamPool.all_connected) as live:
+        yield live
 
 
 def parent_of(span: ReadableSpan) -> int | None:
