@@ -5,18 +5,20 @@ today's behaviour (the replica that holds a session serves it, another answers 4
 from __future__ import annotations
 
 import warnings
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
+import httpx2
 import pytest
 from redis.asyncio import Redis
 
 from aggregator.cluster.sessions import SessionRecord, owner_digest
 from aggregator.server.resources import HEALTH_URI
 from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY
-from tests.cluster.replicas import ADMINS, USERS, cluster_of, redis_server, replicas
+from tests.cluster.replicas import ADMINS, USERS, RedisServer, cluster_of, redis_server, replicas
 from tests.cluster.sessions import (
     Router,
     answer,
@@ -34,6 +36,7 @@ pytestmark = pytest.mark.anyio
 DEADLINE = 20.0
 BURST = 200
 REDIS_TIMEOUT = 2.0
+ADOPTED_METRIC = "mcp_aggregator_cluster_sessions_adopted_total"
 
 
 def sharing_replicas(
@@ -45,11 +48,43 @@ def sharing_replicas(
     return replicas(directory, redis_url, echo_url, count, burst=BURST, cluster=cluster, **settings)
 
 
+class TwoReplicas(NamedTuple):
+    """A redis-server, two replicas sharing it, a client of each replica and one of Redis."""
+
+    redis: RedisServer
+    first: LiveGateway
+    second: LiveGateway
+    on_first: httpx2.AsyncClient
+    on_second: httpx2.AsyncClient
+    look: Redis
+
+
+@asynccontextmanager
+async def two_replicas(directory: Path, echo_url: str) -> AsyncIterator[TwoReplicas]:
+    """`sharing_replicas` twice over a fresh redis-server, with the clients the tests talk through."""
+    async with (
+        redis_server(directory / "redis") as redis,
+        sharing_replicas(directory, redis.url, echo_url, 2) as (first, second),
+        first.http() as on_first,
+        second.http() as on_second,
+        redis.client() as look,
+    ):
+        yield TwoReplicas(redis, first, second, on_first, on_second, look)
+
+
 async def text_at(client: Redis, key: str) -> str:
     """The string Redis holds at `key` (fails if there is none)."""
     text = await client.get(key)
     assert isinstance(text, str), f"nothing at {key}"
     return text
+
+
+async def adoptions_counted(live: LiveGateway) -> int:
+    """The sessions the replica says it adopted, as an operator reads them on /metrics."""
+    async with live.http(token_for("olga", groups=ADMINS)) as http:
+        metrics = (await http.get("/metrics")).text
+    (count,) = [line.split()[1] for line in metrics.splitlines() if line.startswith(ADOPTED_METRIC + " ")]
+    return int(count)
 
 
 async def test_a_session_opened_on_one_replica_continues_on_another_with_the_same_id(
@@ -82,6 +117,7 @@ async def test_a_session_opened_on_one_replica_continues_on_another_with_the_sam
             assert connection.state[LOG_LEVEL_STATE_KEY] == "error", "the session's log level came along"
             assert connection.client_params is not None and connection.client_params.client_info.name == "mcp"
             assert connection.protocol_version == "2025-11-25"
+            assert [await adoptions_counted(live) for live in (first, second)] == [0, 1]
 
             async with redis.client() as look:
                 stored = SessionRecord.model_validate_json(
@@ -104,42 +140,31 @@ async def test_a_session_opened_on_one_replica_continues_on_another_with_the_sam
 
 async def test_another_principal_with_the_id_is_answered_as_for_an_unknown_id(echo_url: str, tmp_path: Path) -> None:
     paula, quinn = token_for("paula", groups=USERS), token_for("quinn", groups=USERS)
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
-        first.http() as on_first,
-        second.http() as on_second,
-    ):
-        session_id = await initialize(on_first, "/mcp", paula)
-        stolen = await call_echo(on_second, "/mcp", quinn, session_id, "not mine")
-        unknown = await call_echo(on_second, "/mcp", quinn, "0" * 32, "nobody's")
+    async with two_replicas(tmp_path, echo_url) as pair:
+        session_id = await initialize(pair.on_first, "/mcp", paula)
+        stolen = await call_echo(pair.on_second, "/mcp", quinn, session_id, "not mine")
+        unknown = await call_echo(pair.on_second, "/mcp", quinn, "0" * 32, "nobody's")
         assert stolen.status_code == unknown.status_code == 404
         assert stolen.json() == unknown.json(), "the answer says nothing about whether the session exists"
-        assert session_id not in sharing_of(second).adopted
-        assert "cluster.session_not_adopted" in second.log.output
-        assert session_id not in second.log.output and quinn not in second.log.output
+        assert session_id not in sharing_of(pair.second).adopted
+        assert "cluster.session_not_adopted" in pair.second.log.output
+        assert session_id not in pair.second.log.output and quinn not in pair.second.log.output
 
         # The refused attempt changed nothing: the session's own principal continues there.
-        assert echoed(await call_echo(on_second, "/mcp", paula, session_id, "still mine")) == "still mine"
-        assert session_id in sharing_of(second).adopted
+        assert echoed(await call_echo(pair.on_second, "/mcp", paula, session_id, "still mine")) == "still mine"
+        assert session_id in sharing_of(pair.second).adopted
         # ... and its holder still refuses the other principal, as it did before.
-        assert (await call_echo(on_second, "/mcp", quinn, session_id, "not mine")).status_code == 404
+        assert (await call_echo(pair.on_second, "/mcp", quinn, session_id, "not mine")).status_code == 404
 
 
 async def test_a_garbage_or_foreign_record_is_ignored_and_the_replica_keeps_serving(
     echo_url: str, tmp_path: Path
 ) -> None:
     paula = token_for("paula", groups=USERS)
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
-        first.http() as on_first,
-        second.http() as on_second,
-        redis.client() as look,
-    ):
-        session_id = await initialize(on_first, "/mcp", paula)
-        shared = cluster_of(first).sessions
-        record = SessionRecord.model_validate_json(await text_at(look, shared.key(session_id)))
+    async with two_replicas(tmp_path, echo_url) as pair:
+        session_id = await initialize(pair.on_first, "/mcp", paula)
+        shared = cluster_of(pair.first).sessions
+        record = SessionRecord.model_validate_json(await text_at(pair.look, shared.key(session_id)))
         forged = {
             "1" * 32: "not json {",
             "2" * 32: record.model_copy(update={"session_id": "3" * 32}).model_dump_json(),  # names another id
@@ -150,39 +175,34 @@ async def test_a_garbage_or_foreign_record_is_ignored_and_the_replica_keeps_serv
             "6" * 32: "x" * 100_000,
         }
         for fake, text in forged.items():
-            await look.set(shared.key(fake), text)
-        mark = second.log.mark()
+            await pair.look.set(shared.key(fake), text)
+        mark = pair.second.log.mark()
         for fake in forged:
-            assert (await call_echo(on_second, "/mcp", paula, fake, "forged")).status_code == 404
+            assert (await call_echo(pair.on_second, "/mcp", paula, fake, "forged")).status_code == 404
         for odd in ("Z" * 32, "0" * 31, "*", "a" * 4000):  # not an id the gateway mints: never looked up
-            assert (await call_echo(on_second, "/mcp", paula, odd, "odd")).status_code in (400, 404)
-        ignored = [line for line in second.log.lines[mark:] if "cluster.session_record_ignored" in line]
+            assert (await call_echo(pair.on_second, "/mcp", paula, odd, "odd")).status_code in (400, 404)
+        ignored = [line for line in pair.second.log.lines[mark:] if "cluster.session_record_ignored" in line]
         assert len(ignored) == len(forged)
-        assert not sharing_of(second).adopted
-        assert echoed(await call_echo(on_second, "/mcp", paula, session_id, "real")) == "real"
+        assert not sharing_of(pair.second).adopted
+        assert echoed(await call_echo(pair.on_second, "/mcp", paula, session_id, "real")) == "real"
 
 
 async def test_without_redis_a_session_stays_where_it_was_opened(echo_url: str, tmp_path: Path) -> None:
     paula = token_for("paula", groups=USERS)
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
-        first.http() as on_first,
-        second.http() as on_second,
-    ):
-        shared_before = await initialize(on_first, "/mcp", paula)
-        mark = first.log.mark()
-        await redis.kill()
-        opened_without = await initialize(on_first, "/mcp", paula)
+    async with two_replicas(tmp_path, echo_url) as pair:
+        shared_before = await initialize(pair.on_first, "/mcp", paula)
+        mark = pair.first.log.mark()
+        await pair.redis.kill()
+        opened_without = await initialize(pair.on_first, "/mcp", paula)
         with anyio.fail_after(DEADLINE):
-            await cluster_of(first).health.wait(available=False)
+            await cluster_of(pair.first).health.wait(available=False)
         for session_id in (shared_before, opened_without):
-            assert echoed(await call_echo(on_first, "/mcp", paula, session_id, "here")) == "here"
-            refused = await call_echo(on_second, "/mcp", paula, session_id, "there")
+            assert echoed(await call_echo(pair.on_first, "/mcp", paula, session_id, "here")) == "here"
+            refused = await call_echo(pair.on_second, "/mcp", paula, session_id, "there")
             assert refused.status_code == 404, "without Redis another replica cannot know the session"
-        own = await initialize(on_second, "/mcp", paula)  # and each replica serves sessions of its own
-        assert echoed(await call_echo(on_second, "/mcp", paula, own, "mine")) == "mine"
-        lost = [line for line in first.log.lines[mark:] if "cluster.redis_unavailable" in line]
+        own = await initialize(pair.on_second, "/mcp", paula)  # and each replica serves sessions of its own
+        assert echoed(await call_echo(pair.on_second, "/mcp", paula, own, "mine")) == "mine"
+        lost = [line for line in pair.first.log.lines[mark:] if "cluster.redis_unavailable" in line]
         assert 1 <= len(lost) <= 2, "the outage is logged once per replica, not once per request"
 
 
@@ -208,24 +228,20 @@ async def test_a_session_record_lives_only_as_long_as_the_session_may(echo_url: 
 
 async def test_an_adopted_session_is_subscribed_again_to_what_it_followed(echo_url: str, tmp_path: Path) -> None:
     olga = token_for("olga", groups=ADMINS)  # may read gateway://health, the gateway's own subscribable resource
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        sharing_replicas(tmp_path, redis.url, echo_url, 2) as (first, second),
-        first.http() as on_first,
-        second.http() as on_second,
-        redis.client() as look,
-    ):
-        session_id = await initialize(on_first, "/mcp", olga)
+    async with two_replicas(tmp_path, echo_url) as pair:
+        session_id = await initialize(pair.on_first, "/mcp", olga)
         subscribe = {"jsonrpc": "2.0", "id": 5, "method": "resources/subscribe", "params": {"uri": HEALTH_URI}}
-        assert "result" in answer(await on_first.post("/mcp", headers=headers(olga, session_id), json=subscribe))
-        record = SessionRecord.model_validate_json(await text_at(look, cluster_of(first).sessions.key(session_id)))
+        assert "result" in answer(await pair.on_first.post("/mcp", headers=headers(olga, session_id), json=subscribe))
+        record = SessionRecord.model_validate_json(
+            await text_at(pair.look, cluster_of(pair.first).sessions.key(session_id))
+        )
         assert record.subscriptions == (HEALTH_URI,)
 
-        mark = second.log.mark()
+        mark = pair.second.log.mark()
         listing = {"jsonrpc": "2.0", "id": 6, "method": "resources/list"}
-        assert "result" in answer(await on_second.post("/mcp", headers=headers(olga, session_id), json=listing))
-        assert session_id in sharing_of(second).adopted
+        assert "result" in answer(await pair.on_second.post("/mcp", headers=headers(olga, session_id), json=listing))
+        assert session_id in sharing_of(pair.second).adopted
         # The replica subscribed the session again, as its principal: logged (and audited) like the client's own.
-        restored = [line for line in second.log.lines[mark:] if "method=resources/subscribe" in line]
+        restored = [line for line in pair.second.log.lines[mark:] if "method=resources/subscribe" in line]
         assert len(restored) == 1 and "outcome=ok" in restored[0], restored
-        assert "cluster.subscription_not_restored" not in second.log.output
+        assert "cluster.subscription_not_restored" not in pair.second.log.output
