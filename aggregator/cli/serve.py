@@ -67,16 +67,17 @@ def serve(args: argparse.Namespace) -> int:
 
     app = create_app(gateway, on_ready=announce)
     signal.signal(signal.SIGTERM, _stopped)
-    uvicorn.Server(server_config(app)).run(sockets=[listener])
+    uvicorn.Server(server_config(app, settings.shutdown_grace)).run(sockets=[listener])
     return 0
 
 
-def server_config(app: ASGIApp) -> uvicorn.Config:
+def server_config(app: ASGIApp, shutdown_grace: float = 10.0) -> uvicorn.Config:
     """uvicorn's settings for the gateway: httptools (C) parsing, each answer written in one piece.
 
     httptools (llhttp) strips optional whitespace around header values as HTTP requires, as h11
     does (the 2026-07-28 Mcp-Name/Mcp-Method checks compare those values with the body), at a
-    fraction of h11's CPU per request (`bench/latency.py`).
+    fraction of h11's CPU per request (`bench/latency.py`). `shutdown_grace`: seconds SIGTERM lets
+    calls in flight finish.
     """
     return uvicorn.Config(
         app,
@@ -84,7 +85,7 @@ def server_config(app: ASGIApp) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=shutdown_grace,
     )
 
 

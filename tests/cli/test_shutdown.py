@@ -21,7 +21,8 @@ from tests.harness import write_files
 from tests.processes import RunningProcess, write_gateway_config
 
 pytestmark = pytest.mark.anyio
-GRACEFUL_DEADLINE = 10  # seconds: `timeout_graceful_shutdown` of `mcp-aggregator serve`
+GRACE = 10.0  # seconds: `shutdown_grace`, how long SIGTERM lets calls in flight finish (its default)
+SHORT_GRACE = 1.0  # where the call is to outlast the grace: the test need not wait out the default
 SLOW = 2.0
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -52,8 +53,9 @@ def alive(pid: int) -> bool:
 
 
 @asynccontextmanager
-async def stdio_gateway(directory: Path) -> AsyncIterator[tuple[str, RunningProcess, set[int]]]:
-    """A gateway fronting two stdio upstreams; yields its URL, its process and its children's pids."""
+async def stdio_gateway(directory: Path, grace: float) -> AsyncIterator[tuple[str, RunningProcess, set[int]]]:
+    """A gateway fronting two stdio upstreams, `grace` its `shutdown_grace`; yields its URL, its process and its
+    children's pids."""
     servers = {
         "faulty": {
             "transport": "stdio",
@@ -63,7 +65,7 @@ async def stdio_gateway(directory: Path) -> AsyncIterator[tuple[str, RunningProc
         },
         "notes": {"transport": "stdio", "command": sys.executable, "args": ["-m", "examples.servers.notes"]},
     }
-    config = write_gateway_config(directory)
+    config = write_gateway_config(directory, shutdown_grace=grace)
     async with gateway_process(write_files(directory, servers, None), "--config", str(config)) as (url, gateway):
         await wait_connected(gateway, "faulty")
         await wait_connected(gateway, "notes")
@@ -92,8 +94,8 @@ async def post(url: str, tool: str, arguments: dict[str, Any], answers: list[str
 
 async def test_sigterm_lets_the_call_in_flight_finish_refuses_new_ones_and_reaps_children(tmp_path: Path) -> None:
     answers: list[str] = []
-    async with stdio_gateway(tmp_path) as (url, gateway, upstreams):
-        with anyio.fail_after(SLOW + GRACEFUL_DEADLINE + 5):
+    async with stdio_gateway(tmp_path, GRACE) as (url, gateway, upstreams):
+        with anyio.fail_after(SLOW + GRACE + 5):
             async with anyio.create_task_group() as calls:
                 calls.start_soon(post, url, "faulty__slow", {"seconds": SLOW}, answers)
                 await gateway.wait_for(re.compile(r'upstream=faulty line="STARTED slow"'), 30)  # its stderr, logged
@@ -112,8 +114,8 @@ async def test_sigterm_lets_the_call_in_flight_finish_refuses_new_ones_and_reaps
 
 async def test_a_call_that_outlasts_the_graceful_deadline_does_not_keep_the_gateway_alive(tmp_path: Path) -> None:
     answers: list[str] = []
-    async with stdio_gateway(tmp_path) as (url, gateway, upstreams):
-        with anyio.fail_after(GRACEFUL_DEADLINE + 10):
+    async with stdio_gateway(tmp_path, SHORT_GRACE) as (url, gateway, upstreams):
+        with anyio.fail_after(SHORT_GRACE + 10):
             async with anyio.create_task_group() as calls:
                 calls.start_soon(post, url, "faulty__hang", {}, answers)
                 await gateway.wait_for(re.compile(r'upstream=faulty line="STARTED hang"'), 30)
