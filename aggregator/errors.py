@@ -17,7 +17,8 @@
         ├── UpstreamTimeoutError       no answer within the upstream's timeout
         ├── UpstreamRejectedError      the upstream answered with a JSON-RPC error
         ├── UpstreamProcessError       a stdio upstream's command did not start, or its process ended
-        └── UpstreamProtocolError      the upstream answered with something that is not valid MCP
+        ├── UpstreamProtocolError      the upstream answered with something that is not valid MCP
+        └── UpstreamTaskCancelledError the upstream's own task behind a gateway task ended cancelled by the upstream
 
 Messages are sentences that name the culprit; they never contain secrets.
 """
@@ -170,6 +171,14 @@ class UpstreamProtocolError(UpstreamError):
     def __init__(self, upstream: str, method: str, problem: str = "an invalid answer") -> None:
         self.method = method
         super().__init__(upstream, f"Upstream '{upstream}' sent {problem} to {method}.")
+
+
+class UpstreamTaskCancelledError(UpstreamError):
+    """Raised when the upstream's own task behind a gateway task (`aggregator.upstreams.tasks`) ends `cancelled`
+    without the gateway having asked: there is neither a result nor an error to record."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, f"Upstream '{upstream}' cancelled its task before it produced a result.")
 
 
 class NginxError(GatewayError):

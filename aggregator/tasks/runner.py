@@ -6,13 +6,18 @@ gateway's shutdown all cancel the call, and a cancelled call is cancelled upstre
 request is abandoned the way a caller's own cancellation abandons it). A round that ends with
 questions (`InputRequiredResult`) waits for `tasks/update` to answer every one, then the call is
 made again with the answers, as a multi round-trip retry would.
+
+On an upstream that serves tasks itself, the call runs as the upstream's own task
+(`aggregator.upstreams.tasks`, through `current_task_link`): its questions are surfaced here the same
+way, the answers go back with the upstream's tasks/update, and a cancelled call cancels that task.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import mcp_types as types
@@ -21,6 +26,7 @@ from mcp.shared.exceptions import MCPError
 
 from aggregator.tasks.store import TaskStore
 from aggregator.tasks.task import Task
+from aggregator.upstreams.tasks import TaskLink, current_task_link
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +65,14 @@ class TaskRunner:
         task.move("cancelled", "Cancelled by the caller.")
 
     async def _run(self, task: Task, call: Call, params: types.CallToolRequestParams) -> None:
-        with anyio.CancelScope() as scope:
+        # The scope's deadline is the task's TTL: a call that never ends is ended even if nobody asks again.
+        deadline = anyio.current_time() + max(0.0, task.expires_at - self.store.clock())
+        with anyio.CancelScope(deadline=deadline) as scope:
             task.cancel_scope = scope
             if task.terminal:  # cancelled before it began
                 return
+            # This task's own context: the upstream may run the call as its own task, asking through this one.
+            current_task_link.set(TaskLink(partial(self._ask, task)))
             try:
                 await self._rounds(task, call, params)
             except MCPError as error:
@@ -71,7 +81,8 @@ class TaskRunner:
                 logger.exception("task.failed", extra={"task": task.task_id, "tool": task.tool})
                 self._fail(task, {"code": types.INTERNAL_ERROR, "message": "Internal gateway error."})
         if scope.cancelled_caught:
-            task.move("cancelled", task.status_message or "Cancelled.")
+            expired = anyio.current_time() >= deadline
+            task.move("cancelled", "The task's time ran out (tasks.ttl)." if expired else "Cancelled.")
             logger.info("task.cancelled", extra={"task": task.task_id, "tool": task.tool})
 
     async def _rounds(self, task: Task, call: Call, params: types.CallToolRequestParams) -> None:
@@ -84,12 +95,11 @@ class TaskRunner:
             if isinstance(outcome, types.CallToolResult):
                 self.store.complete(task, outcome)
                 return
-            answers = await self._ask(task, outcome)
+            answers = await self._ask(task, outcome.input_requests or {})
             params = params.model_copy(update={"input_responses": answers, "request_state": outcome.request_state})
 
-    async def _ask(self, task: Task, questions: types.InputRequiredResult) -> types.InputResponses:
-        """Surface `questions` on the task and wait until tasks/update has answered each of them."""
-        requests = questions.input_requests or {}
+    async def _ask(self, task: Task, requests: Mapping[str, types.InputRequest]) -> types.InputResponses:
+        """Surface the questions `requests` on the task and wait until tasks/update has answered each of them."""
         task.answers = {}
         task.move("input_required", "Waiting for the caller's answers (tasks/update).")
         task.rounds += 1

@@ -19,9 +19,7 @@ from pydantic import BaseModel
 
 from aggregator.config.tasks import TasksSettings
 from aggregator.errors import GatewayError, LimitExceededError, MissingCapabilityError
-
-EXTENSION = "io.modelcontextprotocol/tasks"
-"""The extension identifier, as callers declare it and the gateway advertises it."""
+from aggregator.upstreams.tasks import EXTENSION as EXTENSION  # the one identifier, also sent upstream
 
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[Status] = frozenset({"completed", "failed", "cancelled"})

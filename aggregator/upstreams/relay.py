@@ -12,6 +12,7 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY
 
 from aggregator.sdk import Stamp, wrap_request_stamp
 from aggregator.upstreams.caller import current_caller
+from aggregator.upstreams.tasks import tasks_declared
 
 
 def speak_for_the_caller(client: Client) -> None:
@@ -19,8 +20,9 @@ def speak_for_the_caller(client: Client) -> None:
 
     The gateway can relay sampling, elicitation and roots, but only for a caller that offers them:
     with the caller's own capabilities the upstream refuses what the caller cannot answer
-    (-32021), exactly as if the caller were connected directly. The SDK has no per-request hook
-    for this, so the session's request stamp is wrapped (`aggregator.sdk`).
+    (-32021), exactly as if the caller were connected directly. The tasks extension is the
+    gateway's to declare, only where it follows the upstream's task (`tasks_declared`). The SDK
+    has no per-request hook for this, so the session's request stamp is wrapped (`aggregator.sdk`).
     """
 
     def for_caller(stamp: Stamp) -> Stamp:
@@ -28,8 +30,9 @@ def speak_for_the_caller(client: Client) -> None:
             stamp(data, options)
             caller = current_caller.get()
             meta = data.get("params", {}).get("_meta")
-            if caller is not None and isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
-                meta[CLIENT_CAPABILITIES_META_KEY] = caller.declared_capabilities()
+            if isinstance(meta, dict) and CLIENT_CAPABILITIES_META_KEY in meta:
+                capabilities = meta[CLIENT_CAPABILITIES_META_KEY] if caller is None else caller.declared_capabilities()
+                meta[CLIENT_CAPABILITIES_META_KEY] = tasks_declared(capabilities)
 
         return stamp_for_caller
 

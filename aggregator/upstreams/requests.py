@@ -76,7 +76,7 @@ class RequestPath:
     async def send(
         self,
         label: str,
-        request: types.ClientRequest,
+        request: types.ClientRequest | types.Request[Any, Any],
         result_type: TypeAdapter[_ResultT],
         progress: ProgressFnT | None = None,
     ) -> _ResultT:

@@ -45,6 +45,7 @@ from aggregator.upstreams.relay import (
 )
 from aggregator.upstreams.requests import COMPLETE_RESULT, PROMPT_RESULT, READ_RESULT, TOOL_RESULT, RequestPath
 from aggregator.upstreams.state import Timings, UpstreamState
+from aggregator.upstreams.tasks import call_as_task, current_task_link, offers_tasks
 from aggregator.upstreams.transports import StdioTransport, transport_for
 
 logger = logging.getLogger(__name__)
@@ -288,12 +289,17 @@ class Upstream:
         input_responses: types.InputResponses | None = None,
         request_state: str | None = None,
     ) -> types.CallToolResult | types.InputRequiredResult:
-        """Call `tool` (its upstream name); the result, or the upstream's request for input, passes through."""
+        """Call `tool` (its upstream name); the result, or the upstream's request for input, passes through.
+
+        The background call of a gateway task runs as the upstream's own task where it serves them.
+        """
         params = types.CallToolRequestParams(
             name=tool, arguments=arguments, input_responses=input_responses, request_state=request_state
         )
         current_tool.set(tool)
         request = types.CallToolRequest(params=params)
+        if (link := current_task_link.get()) is not None and offers_tasks(self._requests.client):
+            return await call_as_task(self._requests, self.name, request, link)
         return await self._requests.send(f"tools/call '{tool}'", request, TOOL_RESULT, progress)
 
     async def get_prompt(
