@@ -72,7 +72,7 @@ class TaskRunner:
             if task.terminal:  # cancelled before it began
                 return
             # This task's own context: the upstream may run the call as its own task, asking through this one.
-            current_task_link.set(TaskLink(partial(self._ask, task)))
+            current_task_link.set(TaskLink(partial(self._ask, task), task.task_id))
             try:
                 await self._rounds(task, call, params)
             except MCPError as error:

@@ -33,6 +33,7 @@ from pydantic import TypeAdapter
 from aggregator.sdk import inbound_result
 from aggregator.tracing import propagate
 from aggregator.upstreams.caller import Caller, current_caller
+from aggregator.upstreams.tasks import tasks_declared
 
 _ResultT = TypeVar("_ResultT")
 
@@ -99,7 +100,7 @@ class LeanSession:
         meta = params.setdefault("_meta", {})
         meta[PROTOCOL_VERSION_META_KEY] = self.version
         meta[CLIENT_INFO_META_KEY] = CLIENT_INFO
-        meta[CLIENT_CAPABILITIES_META_KEY] = caller.declared_capabilities()
+        meta[CLIENT_CAPABILITIES_META_KEY] = tasks_declared(caller.declared_capabilities())  # never tasks here
         meta.setdefault(LOG_LEVEL_META_KEY, LOG_LEVEL)
         headers["mcp-method"] = method
         name = params.get("name")

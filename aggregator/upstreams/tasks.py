@@ -63,6 +63,8 @@ class TaskLink:
     """
 
     ask: Ask
+    task_id: str
+    """The gateway task's id, for the log."""
     poll_floor: float = POLL_FLOOR
     poll_ceiling: float = POLL_CEILING
     cancel_within: float = CANCEL_WITHIN
@@ -150,7 +152,8 @@ async def call_as_task(
         answer = await _call(requests, upstream, request, link)
         if not isinstance(answer, CreatedTask):
             return answer
-        logger.info("upstream_task.created", extra={"upstream": upstream, "tool": request.params.name})
+        logged = {"task": link.task_id, "upstream": upstream, "upstream_task": answer.task_id}
+        logger.info("upstream_task.created", extra={**logged, "tool": request.params.name})
         return await _UpstreamTask(requests, upstream, answer, link).follow()
     finally:
         _declaring.reset(token)
@@ -186,22 +189,27 @@ async def _call(
                 raise
     except anyio.get_cancelled_exc_class():
         if answers and isinstance(created := answers[0], CreatedTask):
-            await _cancel(requests, upstream, created.task_id, link.cancel_within)
+            await _cancel(requests, upstream, created.task_id, link)
         raise
     if failures:
         raise failures[0]
     return answers[0]
 
 
-async def _cancel(requests: RequestPath, upstream: str, task_id: str, within: float) -> None:
+async def _cancel(requests: RequestPath, upstream: str, task_id: str, link: TaskLink) -> None:
     """Ask the upstream to cancel a task the gateway no longer follows: shielded, bounded, best effort."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(within):
+    logged = {"task": link.task_id, "upstream": upstream, "upstream_task": task_id}
+    with anyio.CancelScope(shield=True), anyio.move_on_after(link.cancel_within) as bounded:
         try:
             await requests.send("tasks/cancel", CancelTask(params=TaskParams(task_id=task_id)), EMPTY_RESULT)
         except GatewayError as error:
-            logger.info("upstream_task.cancel_failed", extra={"upstream": upstream, "error": str(error)})
+            logger.info("upstream_task.cancel_failed", extra={**logged, "error": str(error)})
             return
-        logger.info("upstream_task.cancelled", extra={"upstream": upstream})
+        logger.info("upstream_task.cancelled", extra=logged)
+    if bounded.cancelled_caught:
+        logger.info(
+            "upstream_task.cancel_failed", extra={**logged, "error": f"no answer within {link.cancel_within:g} s"}
+        )
 
 
 class _UpstreamTask:
@@ -228,7 +236,7 @@ class _UpstreamTask:
                     await self._answer(state.input_requests)
         finally:
             if not ended:
-                await _cancel(self.requests, self.upstream, self.task_id, self.link.cancel_within)
+                await _cancel(self.requests, self.upstream, self.task_id, self.link)
 
     async def _get(self) -> TaskState:
         label = "tasks/get"
@@ -279,7 +287,8 @@ class _UpstreamTask:
     def _interval(self, milliseconds: Any) -> float:
         """The upstream's poll interval in seconds within the link's bounds (a second when it gives none it can)."""
         usable = isinstance(milliseconds, int | float) and not isinstance(milliseconds, bool) and milliseconds >= 0
-        seconds = milliseconds / 1000 if usable else DEFAULT_POLL_SECONDS
+        # Capped before dividing: a huge integer (JSON has no bound) does not convert to a float.
+        seconds = min(milliseconds, self.link.poll_ceiling * 1000) / 1000 if usable else DEFAULT_POLL_SECONDS
         return min(max(seconds, self.link.poll_floor), self.link.poll_ceiling)
 
     def _invalid(self, method: str, problem: str) -> UpstreamProtocolError:

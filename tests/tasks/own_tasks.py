@@ -125,7 +125,7 @@ async def serve_tasking() -> AsyncIterator[tuple[str, Seen]]:
         yield url, seen
 
 
-LIES = ("garbage", "unknown_status", "huge", "endless", "upstream_cancelled")
+LIES = ("garbage", "unknown_status", "huge", "endless", "upstream_cancelled", "overflowing")
 HUGE = 5000
 """Bytes of the `huge` tool's result: over the gateway's `tasks.max_result_bytes` in these tests."""
 
@@ -155,6 +155,14 @@ def build_liar(seen: Seen) -> Server[Any]:
         if lie == "huge":
             result = _text("x" * HUGE).model_dump(by_alias=True, mode="json", exclude_none=True)
             return {"resultType": "complete", **_task(task_id, "completed"), "result": result}
+        if lie == "overflowing":  # a poll interval no float can hold, on an answer that is otherwise fine
+            result = _text("fine").model_dump(by_alias=True, mode="json", exclude_none=True)
+            return {
+                "resultType": "complete",
+                **_task(task_id, "completed"),
+                "pollIntervalMs": 10**400,
+                "result": result,
+            }
         if lie == "upstream_cancelled":
             return {"resultType": "complete", **_task(task_id, "cancelled")}
         return {"resultType": "complete", **_task(task_id, "working")}

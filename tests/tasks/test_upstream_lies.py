@@ -98,6 +98,14 @@ async def test_an_upstream_task_that_never_ends_is_ended_by_the_ttl_and_cancelle
     assert gone["code"] == -32602  # expired: the same answer as any unknown task
 
 
+async def test_an_absurd_poll_interval_is_bounded(wary: LiveGateway) -> None:
+    async with caller(wary, "alice") as alice:
+        created = await alice.result("tools/call", {"name": "liar__overflowing", "arguments": {}})
+        await settled(task_of(wary, "alice", str(created["taskId"])))
+        done = await alice.result("tasks/get", {"taskId": created["taskId"]})
+    assert done["status"] == "completed" and done["result"]["content"][0]["text"] == "fine"
+
+
 async def test_an_upstream_that_answers_directly_works_as_before(wary: LiveGateway, seen: Seen) -> None:
     async with caller(wary, "alice") as alice:
         created = await alice.result("tools/call", {"name": "liar__direct", "arguments": {}})

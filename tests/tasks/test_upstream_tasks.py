@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import pytest
@@ -130,3 +131,15 @@ async def test_another_principal_cannot_reach_a_task_run_upstream(through: LiveG
     assert [error["code"] for error in refused] == [-32602, -32602]
     assert still["status"] == "working"
     assert not seen.task_cancels["mine"].is_set()
+
+
+async def test_shutting_the_gateway_down_cancels_the_upstream_task(tmp_path: Path, tasking: tuple[str, Seen]) -> None:
+    seen = tasking[1]
+    async with serve_upstreams(
+        tmp_path, {"tasking": tasking[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}
+    ) as live:
+        async with caller(live, "alice") as alice:
+            await start_work(alice, seen, "shutdown")
+    with anyio.fail_after(DEADLINE):
+        await seen.task_cancels["shutdown"].wait()
+        await seen.cancelled["shutdown"].wait()
