@@ -12,12 +12,14 @@ import anyio
 
 from aggregator.cluster.client import REDIS_ERRORS, connect
 from aggregator.cluster.health import RedisHealth
+from aggregator.cluster.pins import SharedPins
 from aggregator.cluster.ratelimit import RedisBuckets
 from aggregator.cluster.registry_sync import SharedFile, check_scopes, check_servers
 from aggregator.cluster.revocations import SharedRevocations
 from aggregator.cluster.sessions import SharedSessions
 from aggregator.config.cluster import ClusterSettings
 from aggregator.policy.revocation import RevocationList
+from aggregator.trust.gate import Gate
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,12 @@ class Cluster:
     """
 
     def __init__(
-        self, settings: ClusterSettings, revocations: Path, servers: Path | None = None, scopes: Path | None = None
+        self,
+        settings: ClusterSettings,
+        revocations: Path,
+        servers: Path | None = None,
+        scopes: Path | None = None,
+        gate: Gate | None = None,
     ) -> None:
         assert settings.redis_url is not None
         self._settings = settings
@@ -52,16 +59,22 @@ class Cluster:
         """servers.yaml and scopes.yml as changed through admin tools (`written()`), by kind."""
         self.sessions = SharedSessions(self._client, settings.key_prefix, settings.timeout, self.health)
         """2025-11-25 session records (`aggregator.cluster.adoption` shares the sessions through them)."""
+        self.pins = SharedPins(self._client, settings.key_prefix, settings.timeout, self.health, gate) if gate else None
+        """Tool-definition pins (approvals, holds, rejections) merged with every replica's."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Listen for revocations and watch the local list until the block ends; close the client after."""
         try:
+            if self.pins is not None:
+                await self._first_pins()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._listen)
                 tasks.start_soon(self.revocations.watch, self._settings.revocation_check_interval)
                 for shared in self.files.values():
                     tasks.start_soon(shared.run)
+                if self.pins is not None:
+                    tasks.start_soon(self.pins.run)
                 try:
                     yield
                 finally:
@@ -69,6 +82,14 @@ class Cluster:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.timeout * 4):
                 await self._client.aclose()
+
+    async def _first_pins(self) -> None:
+        """Before the upstreams connect: the pins the other replicas decided (a server is then no "first listing")."""
+        assert self.pins is not None
+        try:
+            await self.pins.reconcile()
+        except REDIS_ERRORS as error:
+            self.health.down(error)
 
     async def _listen(self) -> None:
         while True:
@@ -87,8 +108,9 @@ class Cluster:
         pubsub = self._client.pubsub()
         try:
             files = {shared.channel: shared for shared in self.files.values()}
+            pins = [self.pins.channel] if self.pins is not None else []
             with anyio.fail_after(timeout):
-                await pubsub.subscribe(self.revocations.channel, self.sessions.channel, *files)
+                await pubsub.subscribe(self.revocations.channel, self.sessions.channel, *files, *pins)
             await self._reconcile()
             while True:
                 message = await pubsub.get_message(
@@ -100,6 +122,8 @@ class Cluster:
                         await shared.heard(message.get("data"))
                     elif channel == self.sessions.channel:
                         await self.sessions.heard(message.get("data"))
+                    elif self.pins is not None and channel == self.pins.channel:
+                        await self.pins.heard(message.get("data"))
                     else:
                         await self.revocations.heard(message.get("data"))
                 elif message is None and not self.health.available:
@@ -113,6 +137,8 @@ class Cluster:
         await self.revocations.reconcile()  # marks Redis available
         for shared in self.files.values():
             await shared.reconcile()
+        if self.pins is not None:
+            await self.pins.reconcile()
 
 
 def _password(url: str) -> str:

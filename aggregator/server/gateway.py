@@ -142,7 +142,7 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
     cluster = None
     if settings.cluster.enabled:
         data = settings.data_dir
-        cluster = Cluster(settings.cluster, data / "revoked.json", settings.servers_file, settings.scopes_file)
+        cluster = Cluster(settings.cluster, data / "revoked.json", settings.servers_file, settings.scopes_file, gate)
     guard = Guard(
         policy=PolicyHolder(settings.scopes_file),
         limiter=RateLimiter(

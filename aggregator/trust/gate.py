@@ -12,8 +12,10 @@ For each tool of a listing (`Gate.admit`, called by the catalog on every rebuild
 
 Each decision other than "served" is written to the pin store, audited, logged and counted. A
 held tool is left out of the catalog, so callers see it exactly like a tool that does not exist.
-Approvals made elsewhere (`mcp-aggregator tools approve`, another replica) reach a running gateway
-through `watch`, which re-reads the pin store whenever its stamp changes.
+Approvals made elsewhere (`mcp-aggregator tools approve`, another process on the same data_dir) reach
+a running gateway through `watch`, which re-reads the pin store whenever its stamp changes; another
+replica's decisions arrive through `merge` (`aggregator.cluster.pins`), and `on_written` tells that
+replica's peers of this one's.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class Gate:
         """The latest changes served under `warn` and the latest holds, for gateway://health."""
         self.on_change: Callable[[], None] = lambda: None
         """Called after the pins changed (an approval, a rejection, a write by another process)."""
+        self.on_written: Callable[[Pins, Pins], None] = lambda before, after: None
+        """Called with the pins before and after each change made here or read from the pin store (not `merge`'s)."""
         self._missed = False  # another process wrote between our read and our write: rebuild at the next poll
 
     def admit(self, server: str, spec: AnyUpstream, tools: tuple[types.Tool, ...]) -> tuple[types.Tool, ...]:
@@ -165,6 +169,7 @@ class Gate:
         if external is not None:
             self._count_verdicts(external)
             self._missed = True
+        self.on_written(self._pins, pins)
         self._pins = pins
         self._stamp = self.store.stamp()
         self._generation += 1
@@ -199,9 +204,14 @@ class Gate:
         self.changed(pins)
         return decided
 
-    def changed(self, pins: Pins) -> None:
-        """Take `pins` as current (just written, or re-read) and let the catalog rebuild."""
+    def changed(self, pins: Pins, *, shared: bool = False) -> None:
+        """Take `pins` as current (just written, or re-read) and let the catalog rebuild.
+
+        `shared`: they came from another replica (`merge`), so they are not shared again.
+        """
         self._count_verdicts(pins)
+        if not shared:
+            self.on_written(self._pins, pins)
         self._pins = pins
         self._stamp = self.store.stamp()
         self._generation += 1
@@ -212,6 +222,23 @@ class Gate:
             change = "changed" if tool in self._pins[server]["pinned"] else "new"
             self.counts[(server, change, verdict)] += 1
             logger.info("trust.tool_definition_" + verdict, extra={"server": server, "tool": tool})
+
+    def merge(self, change: Callable[[Pins], None]) -> None:
+        """Apply another replica's decisions (`change`) to the pin store, then serve by them.
+
+        In the event loop like `_write`, so no decision of this replica's falls between the write and
+        the pins this gateway holds; a write by another process found on the way is still shared.
+        """
+
+        def apply(pins: Pins) -> Pins | None:
+            external = copy.deepcopy(pins) if pins != self._pins else None
+            change(pins)
+            return external
+
+        external, pins = self.store.update(apply)
+        if external is not None:
+            self.on_written(self._pins, external)
+        self.changed(pins, shared=True)
 
     async def watch(self, interval: float) -> None:
         """Re-read the pin store whenever another process writes it (its stamp is polled every `interval` s)."""
