@@ -103,6 +103,8 @@ class SharedSessions:
         self._held: dict[str, str] = {}
         """Key digest -> session id, for the sessions this replica has shared or adopted (to end them when told)."""
         self._refreshed: dict[str, float] = {}
+        self.adoptions = 0
+        """Sessions this replica has adopted from their records so far (shown on /metrics)."""
 
     def key(self, session_id: str) -> str:
         return f"{self._prefix}session:{_digest(session_id)}"
@@ -135,8 +137,9 @@ class SharedSessions:
         return record
 
     def adopted(self, session_id: str) -> None:
-        """This replica now holds `session_id` too (adopted from its record)."""
+        """This replica now holds `session_id` too (adopted from its record): noted, and counted."""
         self._held[_digest(session_id)] = session_id
+        self.adoptions += 1
         self._refreshed[session_id] = time.monotonic()
 
     async def refresh(self, session_id: str, ttl: float) -> None:

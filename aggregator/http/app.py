@@ -184,7 +184,7 @@ def create_app(gateway: Gateway, on_ready: Callable[[], None] | None = None) -> 
             gateway.guard.metrics,
             gateway.pool,
             public=settings.metrics_public,
-            cluster=gateway.cluster.health if gateway.cluster is not None else None,
+            cluster=gateway.cluster,
         ),
     ]
     middleware = [

@@ -5,6 +5,8 @@ With `cluster.redis_url` set, also:
     mcp_aggregator_cluster_redis_up                      gauge: 1 while this replica reaches Redis, else 0
     mcp_aggregator_cluster_redis_transitions_total       counter: changes between reachable and not
     mcp_aggregator_cluster_local_fallbacks_total         counter: rate-limit decisions made locally, Redis away
+    mcp_aggregator_cluster_sessions_adopted_total        counter: 2025-11-25 sessions this replica took over from
+                                                         their shared record (begun or served on another replica)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aggregator.cluster import RedisHealth
+from aggregator.cluster import Cluster
 from aggregator.errors import AuthenticationError
 from aggregator.http.auth import Authenticator, challenge
 from aggregator.policy.reload import PolicyHolder
@@ -28,7 +30,7 @@ def metrics_routes(
     pool: UpstreamPool,
     *,
     public: bool,
-    cluster: RedisHealth | None = None,
+    cluster: Cluster | None = None,
 ) -> list[Route]:
     """`/metrics`: public when `public` (`metrics_public`), else for callers with UI `list_service` on `all`."""
 
@@ -49,8 +51,9 @@ def metrics_routes(
     return [Route("/metrics", scrape, methods=["GET"])]
 
 
-def cluster_exposition(health: RedisHealth) -> str:
-    """The cluster's gauges and counters, read from `health` now."""
+def cluster_exposition(cluster: Cluster) -> str:
+    """The cluster's gauges and counters, read from `cluster` now."""
+    health = cluster.health
     up = Gauge("mcp_aggregator_cluster_redis_up", "1 while this replica reaches Redis (cluster.redis_url), else 0.", ())
     up.set(value=1.0 if health.available else 0.0)
     transitions = Counter(
@@ -63,4 +66,11 @@ def cluster_exposition(health: RedisHealth) -> str:
         (),
     )
     fallbacks.inc(amount=float(health.fallbacks))
-    return exposition([up, transitions, fallbacks])
+    adopted = Counter(
+        "mcp_aggregator_cluster_sessions_adopted_total",
+        "2025-11-25 sessions this replica took over, under the same id, from the record another replica shared: "
+        "begun elsewhere (behind nginx, where the id hashes elsewhere) or moved here when their replica went away.",
+        (),
+    )
+    adopted.inc(amount=float(cluster.sessions.adoptions))
+    return exposition([up, transitions, fallbacks, adopted])
