@@ -121,6 +121,7 @@ def render(settings: Settings, servers: ServersFile, paths: NginxPaths | None = 
             "stream_timeout": f"{nginx.stream_timeout:g}",
             "max_body_bytes": str(nginx.max_body_bytes),
             "gateway_servers": "\n".join(f"        server {replica};" for replica in replicas),
+            "gateway_next_upstream": _gateway_next_upstream(settings),
             "body_socket": str(paths.body_socket),
             "listen": nginx.listen + (" ssl http2" if nginx.tls_certificate else ""),
             "server_name": nginx.server_name,
@@ -131,6 +132,15 @@ def render(settings: Settings, servers: ServersFile, paths: NginxPaths | None = 
         },
     )
     return RenderedConfig(text, tuple(passthrough), skipped)
+
+
+def _gateway_next_upstream(settings: Settings) -> str:
+    """When nginx sends a streamable-HTTP request to the next replica (`proxy_next_upstream`): on a failed
+    connect always; on a 404, and after a replica died with the request sent, only when the replicas do not
+    share sessions (the 404 hop is then how a session reaches its replica, and it needs `non_idempotent`)."""
+    if settings.cluster.enabled:
+        return "error timeout"
+    return "error timeout http_404 non_idempotent"
 
 
 def _unsupported(name: str, spec: AnyUpstream, addresses: AddressPolicy) -> str | None:

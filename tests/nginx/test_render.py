@@ -101,12 +101,29 @@ def test_the_stdout_render_is_the_text_that_gets_installed(tmp_path: Path) -> No
     assert json.dumps(again.skipped)  # reported every time, not only on change
 
 
+def location(text: str, path: str) -> list[str]:
+    """The directives of `location = path` (or `location path`) in a rendered config."""
+    block = text.split(f"location {'' if path.endswith('/') else '= '}{path} {{", 1)[1].split("}", 1)[0]
+    return [line.strip() for line in block.strip().splitlines() if not line.strip().startswith("#")]
+
+
 def test_the_management_endpoint_is_routed_to_the_gateway_like_the_aggregated_one(tmp_path: Path) -> None:
     text = render(settings_for(tmp_path), SERVERS).text
 
-    def location(path: str) -> list[str]:
-        block = text.split(f"location = {path} {{", 1)[1].split("}", 1)[0]
-        return [line.strip() for line in block.strip().splitlines() if not line.strip().startswith("#")]
+    assert location(text, "/mcp/admin") == location(text, "/mcp")
+    assert "proxy_pass http://mcp_gateway;" in location(text, "/mcp/admin")
 
-    assert location("/mcp/admin") == location("/mcp")
-    assert "proxy_pass http://mcp_gateway;" in location("/mcp/admin")
+
+def test_replicas_sharing_sessions_never_get_a_request_sent_twice(tmp_path: Path) -> None:
+    """Alone, a legacy session finds its replica by the 404 hop, which makes nginx send again a POST whose
+    replica died before answering; replicas sharing sessions through Redis adopt them instead, so nginx moves
+    a streamable-HTTP request on only when it could not reach its replica (the old SSE transport keeps the hop)."""
+    hop = "proxy_next_upstream error timeout http_404 non_idempotent;"
+    alone = settings_for(tmp_path / "alone")
+    shared = Settings.model_validate(
+        {**alone.model_dump(), "data_dir": tmp_path / "shared", "cluster": {"redis_url": "redis://127.0.0.1:1/0"}}
+    )
+    for settings, aggregated in ((alone, hop), (shared, "proxy_next_upstream error timeout;")):
+        _, text = apply(settings, SERVERS, NginxControl("nginx", NginxPaths.from_settings(settings)), reload=False)
+        assert aggregated in location(text, "/mcp") and aggregated in location(text, "/mcp/admin")
+        assert hop in location(text, "/sse") and hop in location(text, "/messages/")
