@@ -85,6 +85,9 @@ class ResourceFollowing:
                     anyio.create_task_group() as reopen,
                 ):
                     reopen.start_soon(_cancel_when, self._reopen, reopen.cancel_scope)
+                    # The stream replays nothing: a change made between the last listing and the ack is
+                    # announced only here, by listing again.
+                    self._on_listing_changed()
                     async for event in subscription:
                         if isinstance(event, ResourceUpdated):
                             await self.updated(event.uri)
