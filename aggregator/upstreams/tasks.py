@@ -21,29 +21,36 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import mcp_types as types
 from mcp import Client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from aggregator.errors import GatewayError, UpstreamProtocolError, UpstreamRejectedError, UpstreamTaskCancelledError
 from aggregator.upstreams.requests import EMPTY_RESULT, RequestPath
+from aggregator.upstreams.task_wire import (
+    CALL_OR_TASK,
+    QUESTIONS,
+    RELATED_TASK_META_KEY,
+    STATUSES,
+    TASK_STATE,
+    CancelTask,
+    CreatedTask,
+    GetTask,
+    TaskParams,
+    TaskState,
+    UpdateTask,
+)
 
 logger = logging.getLogger(__name__)
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 """The extension identifier, as callers declare it and servers advertise it."""
-RELATED_TASK_META_KEY = "io.modelcontextprotocol/related-task"
-MAX_TASK_ID = 1024
 DEFAULT_POLL_SECONDS = 1.0
-STATUSES = frozenset({"working", "input_required", "completed", "failed", "cancelled"})
-
-Ask = Callable[[Mapping[str, types.InputRequest]], Awaitable[types.InputResponses]]
-
-
+"""Seconds between two tasks/get when the upstream names no usable poll interval (within the bounds below)."""
 POLL_FLOOR = 0.05
 """Fewest seconds between two tasks/get for one upstream task, whatever `pollIntervalMs` the upstream asks for."""
 POLL_CEILING = 30.0
@@ -51,6 +58,8 @@ POLL_CEILING = 30.0
 CANCEL_WITHIN = 5.0
 """Seconds the tasks/cancel for an upstream task the gateway gives up on may take (it is also a request on
 the upstream's request path, within the upstream's timeout)."""
+
+Ask = Callable[[Mapping[str, types.InputRequest]], Awaitable[types.InputResponses]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,53 +103,6 @@ def tasks_declared(capabilities: dict[str, Any]) -> dict[str, Any]:
         others[EXTENSION] = {}
     shaped = {key: value for key, value in capabilities.items() if key != "extensions"}
     return {**shaped, "extensions": others} if others else shaped
-
-
-class TaskParams(types.RequestParams):
-    task_id: str
-    input_responses: dict[str, Any] | None = None
-
-
-class GetTask(types.Request[TaskParams, Literal["tasks/get"]]):
-    method: Literal["tasks/get"] = "tasks/get"
-    params: TaskParams
-    name_param = "taskId"
-
-
-class UpdateTask(types.Request[TaskParams, Literal["tasks/update"]]):
-    method: Literal["tasks/update"] = "tasks/update"
-    params: TaskParams
-    name_param = "taskId"
-
-
-class CancelTask(types.Request[TaskParams, Literal["tasks/cancel"]]):
-    method: Literal["tasks/cancel"] = "tasks/cancel"
-    params: TaskParams
-    name_param = "taskId"
-
-
-class CreatedTask(types.Result):
-    """An upstream's `CreateTaskResult`: the fields the gateway needs to follow the task."""
-
-    result_type: Literal["task"]
-    task_id: str = Field(min_length=1, max_length=MAX_TASK_ID)
-    poll_interval_ms: Any = None
-
-
-class TaskState(types.Result):
-    """An upstream's answer to tasks/get, taken loosely so that each fault is named (`_UpstreamTask._get`)."""
-
-    task_id: Any = None
-    status: Any = None
-    poll_interval_ms: Any = None
-    input_requests: Any = None
-    result: Any = None
-    error: Any = None
-
-
-CALL_OR_TASK = TypeAdapter(types.CallToolResult | types.InputRequiredResult | CreatedTask)
-TASK_STATE = TypeAdapter(TaskState)
-_QUESTIONS: TypeAdapter[dict[str, types.InputRequest]] = TypeAdapter(dict[str, types.InputRequest])
 
 
 async def call_as_task(
@@ -270,7 +232,7 @@ class _UpstreamTask:
     async def _answer(self, questions: Any) -> None:
         """Put the upstream's new questions to the gateway task; send the answers back with tasks/update."""
         try:
-            asked = _QUESTIONS.validate_python(questions, by_name=False)
+            asked = QUESTIONS.validate_python(questions, by_name=False)
         except ValidationError:
             raise self._invalid("tasks/get", "a task waiting for input without valid input requests") from None
         new = {key: question for key, question in asked.items() if key not in self.answered}

@@ -10,11 +10,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from aggregator.tasks.task import EXTENSION
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
 from tests.tasks.own_tasks import Seen, serve_tasking
 from tests.tasks.upstream import Signals
-from tests.tasks.wire import DEADLINE, Caller, caller, settled, task_of
+from tests.tasks.wire import DEADLINE, Caller, caller, legacy_session, settled, task_of
 
 pytestmark = pytest.mark.anyio
 
@@ -114,6 +115,16 @@ async def test_a_call_that_is_no_gateway_task_declares_no_tasks_upstream(through
     assert refused["message"] == "Upstream 'tasking' returned an error: The crash tool crashed."
 
 
+async def test_a_2025_11_25_session_that_declared_tasks_declares_none_upstream(
+    through: LiveGateway, seen: Seen
+) -> None:
+    """The gateway serves that era no tasks, so it cannot follow one: the extension is not relayed upstream."""
+    async with legacy_session(through, "alice", {"extensions": {EXTENSION: {}}}) as session:
+        refused = await session.error("tools/call", {"name": "tasking__crash", "arguments": {}})
+    assert seen.calls[-1] == ("crash", False)
+    assert refused["message"] == "Upstream 'tasking' returned an error: The crash tool crashed."
+
+
 async def test_an_upstream_without_tasks_is_called_as_before(through: LiveGateway) -> None:
     async with caller(through, "alice") as alice:
         created = await alice.result("tools/call", {"name": "gated__echo", "arguments": {"text": "plain"}})
@@ -135,11 +146,11 @@ async def test_another_principal_cannot_reach_a_task_run_upstream(through: LiveG
 
 async def test_shutting_the_gateway_down_cancels_the_upstream_task(tmp_path: Path, tasking: tuple[str, Seen]) -> None:
     seen = tasking[1]
-    async with serve_upstreams(
-        tmp_path, {"tasking": tasking[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}
-    ) as live:
-        async with caller(live, "alice") as alice:
-            await start_work(alice, seen, "shutdown")
+    async with (
+        serve_upstreams(tmp_path, {"tasking": tasking[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}) as live,
+        caller(live, "alice") as alice,
+    ):
+        await start_work(alice, seen, "shutdown")
     with anyio.fail_after(DEADLINE):
         await seen.task_cancels["shutdown"].wait()
         await seen.cancelled["shutdown"].wait()
