@@ -6,10 +6,10 @@ so that an upstream's fault is named in the error rather than lost in a validati
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import mcp_types as types
-from pydantic import Field, TypeAdapter
+from pydantic import Discriminator, Field, Tag, TypeAdapter
 
 RELATED_TASK_META_KEY = "io.modelcontextprotocol/related-task"
 """Where a result's `_meta` may name its task: removed from what the caller gets."""
@@ -68,6 +68,19 @@ class TaskState(types.Result):
     error: Any = None
 
 
-CALL_OR_TASK = TypeAdapter(types.CallToolResult | types.InputRequiredResult | CreatedTask)
+def _result_kind(value: Any) -> str:
+    """Which shape a tools/call answer is, by its `resultType` alone (a task with `content` is still a task)."""
+    kind = value.get("resultType") if isinstance(value, dict) else getattr(value, "result_type", None)
+    return kind if kind in ("task", "input_required") else "complete"
+
+
+CALL_OR_TASK: TypeAdapter[types.CallToolResult | types.InputRequiredResult | CreatedTask] = TypeAdapter(
+    Annotated[
+        Annotated[types.CallToolResult, Tag("complete")]
+        | Annotated[types.InputRequiredResult, Tag("input_required")]
+        | Annotated[CreatedTask, Tag("task")],
+        Discriminator(_result_kind),
+    ]
+)
 TASK_STATE = TypeAdapter(TaskState)
 QUESTIONS: TypeAdapter[dict[str, types.InputRequest]] = TypeAdapter(dict[str, types.InputRequest])

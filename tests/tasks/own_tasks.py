@@ -125,7 +125,7 @@ async def serve_tasking() -> AsyncIterator[tuple[str, Seen]]:
         yield url, seen
 
 
-LIES = ("garbage", "unknown_status", "huge", "endless", "upstream_cancelled", "overflowing")
+LIES = ("garbage", "unknown_status", "huge", "endless", "upstream_cancelled", "overflowing", "disguised")
 HUGE = 5000
 """Bytes of the `huge` tool's result: over the gateway's `tasks.max_result_bytes` in these tests."""
 
@@ -143,6 +143,8 @@ def build_liar(seen: Seen) -> Server[Any]:
             return _text("answered directly")
         shape = _task(f"{params.name}:{next(numbers)}", "working")
         seen.task_ids.append(shape["taskId"])
+        if params.name == "disguised":  # a task that also looks like a result: it is still a task
+            return {"resultType": "task", **shape, "content": [{"type": "text", "text": "not the result"}]}
         return {"resultType": "task", **shape}
 
     async def get(ctx: Context, params: TaskParams) -> dict[str, Any]:
@@ -154,6 +156,9 @@ def build_liar(seen: Seen) -> Server[Any]:
             return {"resultType": "complete", **_task(task_id, "exploded")}
         if lie == "huge":
             result = _text("x" * HUGE).model_dump(by_alias=True, mode="json", exclude_none=True)
+            return {"resultType": "complete", **_task(task_id, "completed"), "result": result}
+        if lie == "disguised":
+            result = _text("the real result").model_dump(by_alias=True, mode="json", exclude_none=True)
             return {"resultType": "complete", **_task(task_id, "completed"), "result": result}
         if lie == "overflowing":  # a poll interval no float can hold, on an answer that is otherwise fine
             result = _text("fine").model_dump(by_alias=True, mode="json", exclude_none=True)

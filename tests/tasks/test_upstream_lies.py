@@ -98,12 +98,21 @@ async def test_an_upstream_task_that_never_ends_is_ended_by_the_ttl_and_cancelle
     assert gone["code"] == -32602  # expired: the same answer as any unknown task
 
 
-async def test_an_absurd_poll_interval_is_bounded(wary: LiveGateway) -> None:
+@pytest.mark.parametrize(
+    ("lie", "text"),
+    [
+        ("overflowing", "fine"),  # a pollIntervalMs no float can hold is bounded, not a crash
+        ("disguised", "the real result"),  # a task answer carrying content is followed as the task it says it is
+    ],
+)
+async def test_an_odd_but_usable_upstream_task_is_followed_to_its_result(
+    wary: LiveGateway, lie: str, text: str
+) -> None:
     async with caller(wary, "alice") as alice:
-        created = await alice.result("tools/call", {"name": "liar__overflowing", "arguments": {}})
+        created = await alice.result("tools/call", {"name": f"liar__{lie}", "arguments": {}})
         await settled(task_of(wary, "alice", str(created["taskId"])))
         done = await alice.result("tasks/get", {"taskId": created["taskId"]})
-    assert done["status"] == "completed" and done["result"]["content"][0]["text"] == "fine"
+    assert done["status"] == "completed" and done["result"]["content"][0]["text"] == text
 
 
 async def test_an_upstream_that_answers_directly_works_as_before(wary: LiveGateway, seen: Seen) -> None:
