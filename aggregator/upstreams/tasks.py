@@ -95,11 +95,12 @@ def offers_tasks(client: Client | None) -> bool:
 def tasks_declared(capabilities: dict[str, Any]) -> dict[str, Any]:
     """`capabilities` as they go upstream: with the tasks extension while following a task, without it otherwise."""
     extensions = capabilities.get("extensions")
-    declared = isinstance(extensions, Mapping) and EXTENSION in extensions
-    if declared == _declaring.get():
+    others = dict(extensions) if isinstance(extensions, Mapping) else {}
+    declaring = _declaring.get()
+    if (EXTENSION in others) == declaring:
         return capabilities
-    others = {key: value for key, value in (extensions or {}).items() if key != EXTENSION}
-    if _declaring.get():
+    others.pop(EXTENSION, None)
+    if declaring:
         others[EXTENSION] = {}
     shaped = {key: value for key, value in capabilities.items() if key != "extensions"}
     return {**shaped, "extensions": others} if others else shaped
