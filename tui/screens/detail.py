@@ -7,6 +7,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widgets import Button, DataTable, Footer, Header, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
@@ -166,8 +167,12 @@ class DetailScreen(LiveScreen):
     def watch_contents(self, contents: ServerContents | None) -> None:
         if contents is None:
             return
-        tabs = self.query_one(TabbedContent)
-        tabs.get_tab("tools-tab").label = f"Tools ({len(contents.tools)})"
+        try:
+            tabs = self.query_one(TabbedContent)
+            tools_tab = tabs.get_tab("tools-tab")
+        except NoMatches:  # the answer came while the console was closing: its tabs are already gone
+            return
+        tools_tab.label = f"Tools ({len(contents.tools)})"
         tabs.get_tab("resources-tab").label = f"Resources ({len(contents.resources) + len(contents.templates)})"
         tabs.get_tab("prompts-tab").label = f"Prompts ({len(contents.prompts)})"
         options = self.query_one("#tool-list", OptionList)
