@@ -6,12 +6,13 @@
     registry_sync.py SharedFile: servers.yaml and scopes.yml as admin tools change them, versioned in Redis
     sessions.py     SharedSessions: 2025-11-25 session records (principal digest, version, client, log level)
     pins.py         SharedPins: tool-definition approvals, holds and rejections, merged tool by tool
+    tasks.py        SharedTasks: 2026-07-28 task records any replica reads; cancel and answers sent to the runner
     adoption.py     SessionSharing: writes those records as sessions change; any replica adopts a session by id
     cluster.py      Cluster: the client and the listener task, as one async context manager
 
 What is shared is injected by `aggregator.server.gateway` (policy and registry never import this
 package). Redis unreachable: every replica answers from its own state (its own buckets, its own
-revocation file, its own servers and scopes files, its own sessions, its own pin store) and catches
+revocation file, its own servers and scopes files, its own sessions, its own pin store, its own tasks) and catches
 up when Redis returns.
 """
 

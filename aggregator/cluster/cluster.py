@@ -17,6 +17,7 @@ from aggregator.cluster.ratelimit import RedisBuckets
 from aggregator.cluster.registry_sync import SharedFile, check_scopes, check_servers
 from aggregator.cluster.revocations import SharedRevocations
 from aggregator.cluster.sessions import SharedSessions
+from aggregator.cluster.tasks import SharedTasks
 from aggregator.config.cluster import ClusterSettings
 from aggregator.policy.revocation import RevocationList
 from aggregator.trust.gate import Gate
@@ -61,6 +62,10 @@ class Cluster:
         """2025-11-25 session records (`aggregator.cluster.adoption` shares the sessions through them)."""
         self.pins = SharedPins(self._client, settings.key_prefix, settings.timeout, self.health, gate) if gate else None
         """Tool-definition pins (approvals, holds, rejections) merged with every replica's."""
+        self.tasks = SharedTasks(
+            self._client, settings.key_prefix, settings.timeout, self.health, settings.heartbeat_interval
+        )
+        """2026-07-28 tasks: this replica's mirrored for the others, theirs read (`aggregator.tasks.shared`)."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -75,12 +80,14 @@ class Cluster:
                     tasks.start_soon(shared.run)
                 if self.pins is not None:
                     tasks.start_soon(self.pins.run)
+                tasks.start_soon(self.tasks.run)
                 try:
                     yield
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._settings.timeout * 4):
+                await self.tasks.close()
                 await self._client.aclose()
 
     async def _first_pins(self) -> None:
@@ -110,7 +117,9 @@ class Cluster:
             files = {shared.channel: shared for shared in self.files.values()}
             pins = [self.pins.channel] if self.pins is not None else []
             with anyio.fail_after(timeout):
-                await pubsub.subscribe(self.revocations.channel, self.sessions.channel, *files, *pins)
+                await pubsub.subscribe(
+                    self.revocations.channel, self.sessions.channel, self.tasks.channel, *files, *pins
+                )
             await self._reconcile()
             while True:
                 message = await pubsub.get_message(
@@ -124,6 +133,8 @@ class Cluster:
                         await self.sessions.heard(message.get("data"))
                     elif self.pins is not None and channel == self.pins.channel:
                         await self.pins.heard(message.get("data"))
+                    elif channel == self.tasks.channel:
+                        await self.tasks.heard(message.get("data"))
                     else:
                         await self.revocations.heard(message.get("data"))
                 elif message is None and not self.health.available:
@@ -139,6 +150,7 @@ class Cluster:
             await shared.reconcile()
         if self.pins is not None:
             await self.pins.reconcile()
+        await self.tasks.reconcile()
 
 
 def _password(url: str) -> str:

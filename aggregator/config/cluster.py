@@ -35,6 +35,14 @@ class ClusterSettings(BaseModel):
         "which are then shared with every replica (keep it well under 1 s).",
     )
 
+    heartbeat_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between this replica's heartbeats in Redis; a replica silent for three intervals is "
+        "taken as gone, and the tasks it ran read `failed` on every replica.",
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:

@@ -245,7 +245,7 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
         cluster,
         tracing,
         federation=federation,
-        tasks=TasksExtension(settings.tasks),
+        tasks=TasksExtension(settings.tasks, shared=cluster.tasks if cluster is not None else None),
     )
 
 

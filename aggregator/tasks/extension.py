@@ -8,6 +8,10 @@ extension in the request's client capabilities gets its call answered directly w
 the background (`runner`). Others, and every 2025-11-25 session, are served as before; the task
 methods are unknown to 2025-11-25 sessions and need the extension declared on 2026-07-28 requests.
 
+With `cluster.redis_url` set, a task handed to its caller is mirrored for the other replicas
+(`aggregator.tasks.shared`): a task method naming a task this replica does not run is answered from
+the shared record (tasks/get) or sent to the running replica (tasks/update, tasks/cancel).
+
 The extension's errors are its own (SEP-2663 fixes their codes), so they become MCP errors here:
 an unknown, expired or another principal's task is one answer, -32602; a limit, -32602 too.
 """
@@ -15,6 +19,7 @@ an unknown, expired or another principal's task is one answer, -32602; a limit, 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -33,6 +38,7 @@ from aggregator.config.tasks import TasksSettings
 from aggregator.errors import GatewayError
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.tasks.runner import TaskRunner
+from aggregator.tasks.shared import SharedTaskRecords, TaskCommand, owner_digest
 from aggregator.tasks.store import TaskStore
 from aggregator.tasks.streams import holding_streams
 from aggregator.tasks.task import EXTENSION, Task, UnknownTaskError, declares_tasks
@@ -57,10 +63,16 @@ _RESPONSE: TypeAdapter[types.InputResponse] = TypeAdapter(types.InputResponse)
 class TasksExtension:
     """The store, the runner and the handlers of the tasks extension, for one SDK server."""
 
-    def __init__(self, settings: TasksSettings, store: TaskStore | None = None) -> None:
+    def __init__(
+        self, settings: TasksSettings, store: TaskStore | None = None, shared: SharedTaskRecords | None = None
+    ) -> None:
         self.settings = settings
         self.store = store if store is not None else TaskStore(settings)
         self.runner = TaskRunner(self.store)
+        self.shared = shared
+        """The other replicas' tasks, and this one's mirrored for them (`cluster.redis_url`); None: this one's only."""
+        if shared is not None:
+            shared.serve(self._command)
 
     def running(self) -> AbstractAsyncContextManager[TaskRunner]:
         """Run the background calls; leaving cancels those still running."""
@@ -125,6 +137,8 @@ class TasksExtension:
                 return _outcome(task)
             task.detached = True
             answered = True
+            if self.shared is not None:
+                self.shared.track(task, task.expires_at - self.store.clock())
             logger.info(
                 "task.created", extra={"task": task.task_id, "principal": principal.describe(), "tool": task.tool}
             )
@@ -136,7 +150,12 @@ class TasksExtension:
 
     async def get(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
         """tasks/get: the task with the payload of its status (questions, result or error) inlined."""
-        return self._owned(ctx, "tasks/get", params).detailed()
+        task_id, owner = self._checked(ctx, "tasks/get", params)
+        if (task := self._find(task_id, owner)) is not None:
+            return task.detailed()
+        if self.shared is not None and (shape := await self.shared.read(task_id, owner)) is not None:
+            return shape
+        raise _unknown(task_id)
 
     async def update(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
         """tasks/update: answers to outstanding questions; others (unknown or answered keys) are ignored."""
@@ -147,31 +166,62 @@ class TasksExtension:
                 f"tasks/update needs params.inputResponses, an object of responses by request key "
                 f"(got {type(responses).__name__}).",
             )
-        task = self._owned(ctx, "tasks/update", params)
-        answers: dict[str, types.InputResponse] = {}
-        for key in responses.keys() & task.input_requests.keys():
-            try:
-                answers[key] = _RESPONSE.validate_python(responses[key], by_name=False)
-            except ValidationError:
-                raise MCPError(
-                    types.INVALID_PARAMS, f"params.inputResponses['{key}'] is not a response to the request it names."
-                ) from None
+        task_id, owner = self._checked(ctx, "tasks/update", params)
+        if (task := self._find(task_id, owner)) is not None:
+            self._answer(task, responses)
+            return {}
+        shape = await self.shared.read(task_id, owner) if self.shared is not None else None
+        if self.shared is None or shape is None:
+            raise _unknown(task_id)
+        _answers(responses, shape.get("inputRequests") or {})  # refused here as the running replica would
+        await self.shared.send(task_id, owner, "update", responses)
+        return {}
+
+    def _answer(self, task: Task, responses: dict[str, Any]) -> None:
+        answers = _answers(responses, task.input_requests)
         for key, answer in answers.items():
             del task.input_requests[key]
             task.answers[key] = answer
         task.answered.set()
-        return {}
+        if self.shared is not None:
+            self.shared.changed(task)
 
     async def cancel(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
         """tasks/cancel: stop the call (upstream too); a finished task is left as it is."""
-        task = self._owned(ctx, "tasks/cancel", params)
-        if not task.terminal:
-            self.runner.cancel(task)
-            logger.info("task.cancel", extra={"task": task.task_id, "tool": task.tool})
+        task_id, owner = self._checked(ctx, "tasks/cancel", params)
+        if (task := self._find(task_id, owner)) is not None:
+            self._cancel(task)
+        elif self.shared is None or not await self.shared.send(task_id, owner, "cancel", None):
+            raise _unknown(task_id)
         return {}
 
-    def _owned(self, ctx: Context, method: str, params: TaskParams) -> Task:
-        """The caller's task named in `params`, after the era, capability, params and routing-header checks."""
+    def _cancel(self, task: Task, where: str = "here") -> None:
+        if not task.terminal:
+            self.runner.cancel(task)
+            logger.info("task.cancel", extra={"task": task.task_id, "tool": task.tool, "from": where})
+
+    def _command(self, command: TaskCommand) -> None:
+        """tasks/cancel or tasks/update sent by another replica about a task of this one, for the same owner."""
+        task = self.store.find(command["task"])
+        if task is None or not secrets.compare_digest(owner_digest(task.owner), command["owner"]):
+            logger.warning("task.command_ignored", extra={"task": command["task"][:64], "command": command["command"]})
+            return
+        if command["command"] == "cancel":
+            self._cancel(task, "another replica")
+            return
+        try:
+            self._answer(task, command["responses"])
+        except MCPError as error:
+            logger.warning("task.answers_refused", extra={"task": task.task_id, "error": error.error.message})
+
+    def _find(self, task_id: str, owner: str) -> Task | None:
+        try:
+            return self.store.get(task_id, owner)
+        except UnknownTaskError:
+            return None
+
+    def _checked(self, ctx: Context, method: str, params: TaskParams) -> tuple[str, str]:
+        """(task id, owner) of the caller's request, after the era, capability, params and routing-header checks."""
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             raise MCPError(types.METHOD_NOT_FOUND, f"{method} is served to 2026-07-28 requests only (SEP-2663).")
         if not declares_tasks(ctx.meta):
@@ -193,10 +243,24 @@ class TasksExtension:
         principal = current_principal.get()
         if principal is None:
             raise MCPError(types.INVALID_REQUEST, "Authentication required.")
+        return task_id, owner_of(principal)
+
+
+def _answers(responses: dict[str, Any], asked: dict[str, Any]) -> dict[str, types.InputResponse]:
+    """The responses to questions in `asked` (others are ignored); -32602 naming the first malformed one."""
+    answers: dict[str, types.InputResponse] = {}
+    for key in responses.keys() & asked.keys():
         try:
-            return self.store.get(task_id, owner_of(principal))
-        except UnknownTaskError as error:
-            raise MCPError(types.INVALID_PARAMS, str(error)) from None
+            answers[key] = _RESPONSE.validate_python(responses[key], by_name=False)
+        except ValidationError:
+            raise MCPError(
+                types.INVALID_PARAMS, f"params.inputResponses['{key}'] is not a response to the request it names."
+            ) from None
+    return answers
+
+
+def _unknown(task_id: str) -> MCPError:
+    return MCPError(types.INVALID_PARAMS, str(UnknownTaskError(task_id)))
 
 
 def owner_of(principal: Principal) -> str:

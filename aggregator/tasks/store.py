@@ -74,6 +74,11 @@ class TaskStore:
             raise UnknownTaskError(task_id)
         return task
 
+    def find(self, task_id: str) -> Task | None:
+        """The task `task_id` whoever owns it (for a command whose owner the caller checks itself)."""
+        self.purge()
+        return self._tasks.get(task_id)
+
     def discard(self, task: Task) -> None:
         """Forget `task` (a call answered directly, or one whose caller left before it was answered)."""
         if self._tasks.pop(task.task_id, None) is task:

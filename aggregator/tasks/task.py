@@ -7,7 +7,7 @@ change. `settled` fires on every change a waiting caller cares about, so nothing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -95,6 +95,8 @@ class Task:
     immediate: types.CallToolResult | types.InputRequiredResult | None = None
     """An outcome reached before the caller was answered: given to it directly."""
     cancel_scope: anyio.CancelScope | None = None
+    on_change: Callable[[Task], None] | None = None
+    """Told of every status change (the replica mirroring the task for the others, `aggregator.tasks.shared`)."""
     settled: anyio.Event = field(default_factory=anyio.Event)
     answered: anyio.Event = field(default_factory=anyio.Event)
 
@@ -116,6 +118,8 @@ class Task:
             self.input_requests = {}
         self.settled.set()
         self.settled = anyio.Event()
+        if self.on_change is not None:
+            self.on_change(self)
 
     def base(self) -> dict[str, Any]:
         """The `Task` fields every shape carries (camelCase wire names)."""

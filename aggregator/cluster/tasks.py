@@ -1,0 +1,233 @@
+"""Tasks any replica serves: records mirrored by the replica that runs them, commands sent to it by pub/sub.
+
+    <prefix>task:<id>        the task as tasks/get shows it, its owner's digest and its replica;
+                             written by the running replica on every change, expiring with the task
+    <prefix>replica:<id>     this replica's heartbeat, renewed every `heartbeat_interval` seconds and
+                             lapsing after three: a task whose replica's heartbeat lapsed reads `failed`
+    <prefix>tasks:<replica>  the channel where other replicas send tasks/cancel and tasks/update
+
+A caller's task id names a key only if it has the shape of the gateway's own ids (`shareable`),
+so no id can reach another key. Another principal's task reads as unknown, exactly as on the
+running replica. Redis unavailable: each replica serves the tasks it runs, as without a cluster,
+and mirrors them again when Redis returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import anyio
+import mcp_types as types
+from redis.asyncio import Redis
+
+from aggregator.cluster.client import REDIS_ERRORS
+from aggregator.cluster.health import RedisHealth
+from aggregator.tasks.shared import CommandHandler, TaskCommand, owner_digest, shareable
+from aggregator.tasks.task import Task
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARACTERS = 1024 * 1024
+"""A command longer than this is ignored (answers to a task's questions are small)."""
+REPLICA = re.compile(r"[0-9a-f]{16}")
+LAPSED = "The replica running this task stopped (its heartbeat lapsed); the outcome of the call is unknown."
+
+
+class SharedTasks:
+    """This replica's tasks mirrored to Redis, other replicas' tasks read from it (`SharedTaskRecords`)."""
+
+    def __init__(self, client: Redis, prefix: str, timeout: float, health: RedisHealth, heartbeat: float) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._timeout = timeout
+        self._health = health
+        self._heartbeat = heartbeat
+        self.replica = secrets.token_hex(8)
+        self.channel = f"{prefix}tasks:{self.replica}"
+        self._handler: CommandHandler = lambda command: None
+        self._tracked: dict[str, tuple[Task, float]] = {}  # id -> (task, wall-clock end of its lifetime)
+        self._dirty: set[str] = set()
+        self._wake = anyio.Event()
+        self.mirrored: set[str] = set()
+        """Ids of tasks whose latest state is in Redis."""
+        self._written: anyio.Event | None = None
+
+    def serve(self, handler: CommandHandler) -> None:
+        self._handler = handler
+
+    def track(self, task: Task, lifetime: float) -> None:
+        self._tracked[task.task_id] = (task, time.time() + lifetime)
+        task.on_change = self.changed
+        self.changed(task)
+
+    def changed(self, task: Task) -> None:
+        if task.task_id in self._tracked:
+            self._dirty.add(task.task_id)
+            self.mirrored.discard(task.task_id)
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Beat the heart and mirror changed tasks until cancelled."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._beat)
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                await self._mirror()
+
+    async def reconcile(self) -> None:
+        """On every connection: beat at once and mirror every task again (Redis may have restarted empty)."""
+        await self._beat_once()
+        self._dirty.update(self._tracked)
+        self.mirrored.clear()
+        await self._mirror()
+
+    async def close(self) -> None:
+        """Leaving the cluster: mirror what changed last (calls cancelled by the shutdown), stop the heartbeat."""
+        if not self._health.available:
+            return
+        await self._mirror()
+        try:
+            with anyio.fail_after(self._timeout):
+                await self._client.delete(self._beat_key(self.replica))
+        except REDIS_ERRORS as error:
+            self._health.down(error)
+
+    async def _beat(self) -> None:
+        while True:
+            if self._health.available:
+                try:
+                    await self._beat_once()
+                except REDIS_ERRORS as error:
+                    self._health.down(error)
+            await anyio.sleep(self._heartbeat)
+
+    async def _beat_once(self) -> None:
+        with anyio.fail_after(self._timeout):
+            await self._client.set(self._beat_key(self.replica), "1", px=round(self._heartbeat * 3000))
+
+    async def _mirror(self) -> None:
+        if not self._health.available:
+            return
+        for task_id in list(self._dirty):
+            task, end = self._tracked[task_id]
+            self._dirty.discard(task_id)
+            lifetime = round((end - time.time()) * 1000)
+            record = {"owner": owner_digest(task.owner), "replica": self.replica, "task": task.detailed()}
+            try:
+                with anyio.fail_after(self._timeout):
+                    if lifetime > 0:
+                        await self._client.set(self._key(task_id), json.dumps(record), px=lifetime)
+            except REDIS_ERRORS as error:
+                self._dirty.add(task_id)
+                self._health.down(error)
+                return
+            self.mirrored.add(task_id)
+            if task.terminal or lifetime <= 0:
+                del self._tracked[task_id]
+        if self._written is not None:
+            self._written.set()
+            self._written = None
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Return once `condition()` holds, testing it again after each round of mirroring."""
+        while not condition():
+            if self._written is None:
+                self._written = anyio.Event()
+            await self._written.wait()
+
+    async def read(self, task_id: str, owner: str) -> dict[str, Any] | None:
+        found = await self._record(task_id, owner)
+        return found[1] if found is not None else None
+
+    async def send(self, task_id: str, owner: str, command: Literal["cancel", "update"], responses: Any) -> bool:
+        found = await self._record(task_id, owner)
+        if found is None:
+            return False
+        replica, shape = found
+        if shape.get("status") not in ("working", "input_required"):
+            return True  # finished: nothing to cancel or answer
+        message: TaskCommand = {
+            "task": task_id,
+            "owner": owner_digest(owner),
+            "command": command,
+            "responses": responses if isinstance(responses, dict) else {},
+        }
+        try:
+            with anyio.fail_after(self._timeout):
+                await self._client.publish(f"{self._prefix}tasks:{replica}", json.dumps(message))
+        except REDIS_ERRORS as error:
+            self._health.down(error)
+        return True
+
+    async def heard(self, data: object) -> None:
+        """A command about one of this replica's tasks (the handler checks the owner)."""
+        if not isinstance(data, str) or len(data) > MAX_MESSAGE_CHARACTERS:
+            return
+        try:
+            message: Any = json.loads(data)
+        except ValueError:
+            message = None
+        fields = ("task", "owner", "command")
+        if not (isinstance(message, dict) and all(isinstance(message.get(key), str) for key in fields)):
+            logger.warning("cluster.task_command_ignored", extra={"replica": self.replica})
+            return
+        if message["command"] in ("cancel", "update") and isinstance(message.get("responses", {}), dict):
+            self._handler(message)  # type: ignore[arg-type]
+
+    async def _record(self, task_id: str, owner: str) -> tuple[str, dict[str, Any]] | None:
+        """(replica, shape) of `owner`'s task `task_id` in Redis, `failed` if its replica is gone; None: unknown."""
+        if not shareable(task_id) or not self._health.available:
+            return None
+        try:
+            with anyio.fail_after(self._timeout):
+                text = await self._client.get(self._key(task_id))
+                record = _parsed(text, task_id)
+                if record is None or not secrets.compare_digest(record["owner"], owner_digest(owner)):
+                    return None
+                shape: dict[str, Any] = record["task"]
+                alive = True
+                if shape.get("status") in ("working", "input_required"):
+                    alive = bool(await self._client.exists(self._beat_key(record["replica"])))
+        except REDIS_ERRORS as error:
+            self._health.down(error)
+            return None
+        if not alive:
+            shape = _lapsed(shape)
+        return str(record["replica"]), shape
+
+    def _key(self, task_id: str) -> str:
+        return f"{self._prefix}task:{task_id}"
+
+    def _beat_key(self, replica: str) -> str:
+        return f"{self._prefix}replica:{replica}"
+
+
+def _parsed(text: object, task_id: str) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        record: Any = json.loads(text)
+    except ValueError:
+        return None
+    valid = (
+        isinstance(record, dict)
+        and isinstance(record.get("owner"), str)
+        and isinstance(record.get("replica"), str)
+        and REPLICA.fullmatch(record["replica"]) is not None
+        and isinstance(record.get("task"), dict)
+        and record["task"].get("taskId") == task_id
+    )
+    return record if valid else None
+
+
+def _lapsed(shape: dict[str, Any]) -> dict[str, Any]:
+    ended = {key: value for key, value in shape.items() if key != "inputRequests"}
+    ended.update(status="failed", statusMessage=LAPSED, error={"code": types.INTERNAL_ERROR, "message": LAPSED})
+    return ended

@@ -1,0 +1,215 @@
+"""2026-07-28 tasks served by any replica: read, answered and cancelled through a replica that does not run them.
+
+Two in-process gateways share a real redis-server and the gated upstream (`tests.tasks.upstream`),
+whose calls run until the test releases them. A task created on one replica is read on the
+other, answered there, cancelled there (the call stops upstream); it stays its owner's own; a
+forged task id names nothing; a task whose replica's heartbeat lapsed reads `failed`; with Redis
+down the running replica still serves its tasks, and the other reads them again once it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from aggregator.cluster.tasks import LAPSED, SharedTasks
+from tests.cluster.replicas import cluster_of, redis_server, running
+from tests.harness import LiveGateway, serve_upstreams
+from tests.policies import ADMIN_SCOPES
+from tests.tasks.upstream import Signals, serve_gated
+from tests.tasks.wire import DEADLINE, Caller, caller, settled, task_of
+
+pytestmark = pytest.mark.anyio
+
+RECOVERY = 20.0
+
+
+@asynccontextmanager
+async def replica(directory: Path, redis_url: str, upstream: str, heartbeat: float = 1.0) -> AsyncIterator[LiveGateway]:
+    """A gateway of its own folder in front of `upstream` that answers every declaring call with a task."""
+    cluster = {"redis_url": redis_url, "retry_interval": 0.1, "timeout": 2.0, "heartbeat_interval": heartbeat}
+    async with serve_upstreams(
+        directory, {"gated": upstream}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}, cluster=cluster
+    ) as live:
+        with anyio.fail_after(RECOVERY):
+            await cluster_of(live).health.wait(available=True)
+        yield live
+
+
+def shared(live: LiveGateway) -> SharedTasks:
+    return cluster_of(live).tasks
+
+
+async def mirrored(live: LiveGateway, task_id: str) -> None:
+    """Wait until the latest state of `task_id` is in Redis."""
+    tasks = shared(live)
+    with anyio.fail_after(DEADLINE):
+        await tasks.wait_until(lambda: task_id in tasks.mirrored)
+
+
+async def start(client: Caller, signals: Signals, label: str) -> str:
+    created = await client.result("tools/call", {"name": "gated__slow", "arguments": {"label": label}})
+    with anyio.fail_after(DEADLINE):
+        await signals.started[label].wait()
+    return str(created["taskId"])
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[str, Signals]]:
+    async with serve_gated() as served:
+        yield served
+
+
+async def test_a_task_is_read_and_cancelled_through_the_replica_that_does_not_run_it(
+    tmp_path: Path, gated: tuple[str, Signals]
+) -> None:
+    url, signals = gated
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        replica(tmp_path / "a", redis.url, url) as first,
+        replica(tmp_path / "b", redis.url, url) as second,
+        caller(first, "alice") as here,
+        caller(second, "alice") as there,
+    ):
+        finishing = await start(here, signals, "finishing")
+        await mirrored(first, finishing)
+        assert (await there.result("tasks/get", {"taskId": finishing}))["status"] == "working"
+        signals.release["finishing"].set()
+        await settled(task_of(first, "alice", finishing))
+        await mirrored(first, finishing)
+        done = await there.result("tasks/get", {"taskId": finishing})
+        assert done["status"] == "completed"
+        assert done["result"]["content"] == [{"type": "text", "text": "done finishing"}]
+
+        stopped = await start(here, signals, "stopped")
+        await mirrored(first, stopped)
+        ack = await there.result("tasks/cancel", {"taskId": stopped})
+        assert ack["resultType"] == "complete" and "status" not in ack
+        with anyio.fail_after(DEADLINE):
+            await signals.cancelled["stopped"].wait()  # the running replica cancelled the call upstream
+        await settled(task_of(first, "alice", stopped))
+        await mirrored(first, stopped)
+        assert (await there.result("tasks/get", {"taskId": stopped}))["status"] == "cancelled"
+
+
+async def test_a_question_is_answered_through_the_other_replica(tmp_path: Path, gated: tuple[str, Signals]) -> None:
+    url, _ = gated
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        replica(tmp_path / "a", redis.url, url) as first,
+        replica(tmp_path / "b", redis.url, url) as second,
+        caller(first, "alice", elicitation={}) as here,
+        caller(second, "alice", elicitation={}) as there,
+    ):
+        created = await here.result("tools/call", {"name": "gated__confirm", "arguments": {"label": "deploy"}})
+        task_id = str(created["taskId"])
+        task = task_of(first, "alice", task_id)
+        with anyio.fail_after(DEADLINE):
+            while task.status != "input_required":
+                await task.settled.wait()
+        await mirrored(first, task_id)
+        asked = await there.result("tasks/get", {"taskId": task_id})
+        (key,) = asked["inputRequests"]
+        malformed = await there.error("tasks/update", {"taskId": task_id, "inputResponses": {key: "yes"}})
+        assert malformed["code"] == -32602 and key in malformed["message"]
+        answer = {key: {"action": "accept", "content": {"ok": True}}}
+        await there.result("tasks/update", {"taskId": task_id, "inputResponses": answer})
+        await settled(task)
+        await mirrored(first, task_id)
+        done = await there.result("tasks/get", {"taskId": task_id})
+        assert done["result"]["content"][0]["text"] == "deploy: accept True"
+
+
+async def test_another_principal_and_forged_ids_reach_nothing_through_another_replica(
+    tmp_path: Path, gated: tuple[str, Signals]
+) -> None:
+    url, signals = gated
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        replica(tmp_path / "a", redis.url, url) as first,
+        replica(tmp_path / "b", redis.url, url) as second,
+        caller(first, "alice") as alice,
+        caller(second, "bob") as bob,
+    ):
+        task_id = await start(alice, signals, "private")
+        await mirrored(first, task_id)
+        unknown = await bob.error("tasks/get", {"taskId": "no-such-task-0000"})
+        attempts: dict[str, dict[str, Any]] = {
+            "tasks/get": {"taskId": task_id},
+            "tasks/cancel": {"taskId": task_id},
+            "tasks/update": {"taskId": task_id, "inputResponses": {}},
+        }
+        async with redis.client() as client:
+            (replica_key, *_) = [key async for key in client.scan_iter("mcp-aggregator:replica:*")]
+        forged = [
+            "*",
+            "../" * 20,
+            "mcp-aggregator:pins",
+            replica_key,
+            replica_key.split(":", 1)[1],
+            shared(first).replica,
+            "x" * 256,
+            "a b",
+        ]
+        for method, params in attempts.items():
+            error = await bob.error(method, params)
+            assert error["code"] == unknown["code"] == -32602
+            assert error["message"] == unknown["message"].replace("no-such-task-0000", task_id)
+        for task in forged:
+            error = await bob.error("tasks/get", {"taskId": task})
+            assert error["code"] == -32602 and "Unknown task" in error["message"], task
+        oversized = await bob.error("tasks/cancel", {"taskId": "y" * 257})
+        assert oversized["code"] == -32602 and "1 to 256 characters" in oversized["message"]
+        assert (await alice.result("tasks/get", {"taskId": task_id}))["status"] == "working"
+        assert not signals.cancelled["private"].is_set()
+        signals.release["private"].set()
+
+
+async def test_a_task_whose_replica_stopped_beating_reads_failed(tmp_path: Path, gated: tuple[str, Signals]) -> None:
+    url, signals = gated
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        replica(tmp_path / "a", redis.url, url, heartbeat=60.0) as first,  # its next beat: long after the test
+        replica(tmp_path / "b", redis.url, url) as second,
+        caller(first, "alice") as here,
+        caller(second, "alice") as there,
+    ):
+        task_id = await start(here, signals, "orphan")
+        await mirrored(first, task_id)
+        async with redis.client() as client:
+            assert await client.delete(f"mcp-aggregator:replica:{shared(first).replica}") == 1  # as if it lapsed
+        failed = await there.result("tasks/get", {"taskId": task_id})
+        assert failed["status"] == "failed" and failed["statusMessage"] == LAPSED
+        assert failed["error"]["message"] == LAPSED and "inputRequests" not in failed
+        signals.release["orphan"].set()
+
+
+async def test_with_redis_down_the_running_replica_serves_its_task_and_the_other_catches_up(
+    tmp_path: Path, gated: tuple[str, Signals]
+) -> None:
+    url, signals = gated
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        replica(tmp_path / "a", redis.url, url) as first,
+        replica(tmp_path / "b", redis.url, url) as second,
+        caller(first, "alice") as here,
+        caller(second, "alice") as there,
+    ):
+        task_id = await start(here, signals, "offline")
+        await mirrored(first, task_id)
+        await redis.kill()
+        signals.release["offline"].set()
+        await settled(task_of(first, "alice", task_id))
+        assert (await here.result("tasks/get", {"taskId": task_id}))["status"] == "completed"
+        assert (await there.error("tasks/get", {"taskId": task_id}))["code"] == -32602  # nothing to read it from
+
+        async with running(redis):  # the same port, empty: as after a crash
+            with anyio.fail_after(RECOVERY):
+                await shared(first).wait_until(lambda: task_id in shared(first).mirrored)
+            done = await there.result("tasks/get", {"taskId": task_id})
+        assert done["status"] == "completed"
