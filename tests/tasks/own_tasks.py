@@ -2,9 +2,10 @@
 
 `serve_tasking` is an SDK low-level server with this project's own `TasksExtension` installed (every
 call of a declaring caller becomes a task at once): its `work` tool runs until the test releases its
-label, `confirm` asks a question first, `crash` fails. `serve_liar` answers every call with a task and
-then answers `tasks/get` as its tool's name says: with garbage, an unknown status, a huge result, or
-`working` for ever. Both tell the test what reached them (`Seen`); nothing here sleeps.
+label, `confirm` asks a question once its call is a task, `crash` fails. `serve_liar` answers every
+call with a task and then answers `tasks/get` as its tool's name says: with garbage, an unknown
+status, a huge result, its own cancel, or `working` for ever. Both tell the test what reached them
+(`Seen`); nothing here sleeps.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ class Seen(Signals):
         self.task_ids: list[str] = []
         """The ids of the tasks the upstream made."""
         self.task_cancels: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
-        """By tool name (the liar) or label (the tasking upstream's `work`): a tasks/cancel for its task."""
+        """By tool name (the liar) or label (the tasking upstream): a tasks/cancel for its task."""
+        self.task_made: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+        """By label: the tasking upstream answered the call with a task."""
+        self.task_updates: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+        """By label: a tasks/update for the tasking upstream's task."""
 
 
 def _tool(name: str, **properties: str) -> types.Tool:
@@ -79,6 +84,7 @@ def build_tasking(seen: Seen) -> tuple[Server[Any], TasksExtension]:
         if params.name == "confirm":
             answer = (params.input_responses or {}).get("go-on")
             if not isinstance(answer, types.ElicitResult):
+                await seen.task_made[label].wait()  # ask as a task, not in a direct answer to the call
                 schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
                 question = types.ElicitRequestFormParams(message=f"Go on with {label}?", requested_schema=schema)
                 return types.InputRequiredResult(input_requests={"go-on": types.ElicitRequest(params=question)})
@@ -105,8 +111,11 @@ def build_tasking(seen: Seen) -> tuple[Server[Any], TasksExtension]:
             if method == "tools/call" and isinstance(answer, dict):
                 seen.task_ids.append(answer["taskId"])
                 labels[answer["taskId"]] = str((params.arguments or {}).get("label", ""))
+                seen.task_made[labels[answer["taskId"]]].set()
             if method == "tasks/cancel":
                 seen.task_cancels[labels.get(params.task_id, params.task_id)].set()
+            if method == "tasks/update":
+                seen.task_updates[labels.get(params.task_id, params.task_id)].set()
             return answer
 
         server.add_request_handler(method, entry.params_type, handler)

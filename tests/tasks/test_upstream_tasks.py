@@ -90,6 +90,7 @@ async def test_the_upstreams_questions_are_relayed_both_ways(through: LiveGatewa
         await alice.result("tasks/update", {"taskId": created["taskId"], "inputResponses": answer})
         await settled(task)
         done = await alice.result("tasks/get", {"taskId": created["taskId"]})
+    assert seen.task_updates["deploy"].is_set()  # the answer reached the upstream's task with its tasks/update
     assert ("confirm", True) in seen.calls
     assert asked["status"] == "input_required"
     assert asked["inputRequests"][key]["method"] == "elicitation/create"
@@ -154,3 +155,23 @@ async def test_shutting_the_gateway_down_cancels_the_upstream_task(tmp_path: Pat
     with anyio.fail_after(DEADLINE):
         await seen.task_cancels["shutdown"].wait()
         await seen.cancelled["shutdown"].wait()
+
+
+async def test_an_upstream_question_within_answer_within_answers_the_caller_with_the_task_at_once(
+    tmp_path: Path, tasking: tuple[str, Seen]
+) -> None:
+    """The caller is not kept waiting for `answer_within` while the upstream's task waits for its answer."""
+    seen = tasking[1]
+    gateway = serve_upstreams(tmp_path, {"tasking": tasking[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 60})
+    async with gateway as live, caller(live, "alice", elicitation={}) as alice:
+        with anyio.fail_after(DEADLINE):
+            created = await alice.result("tools/call", {"name": "tasking__confirm", "arguments": {"label": "soon"}})
+        asked = await alice.result("tasks/get", {"taskId": created["taskId"]})
+        (key,) = asked["inputRequests"]
+        answer = {key: {"action": "decline"}}
+        await alice.result("tasks/update", {"taskId": created["taskId"], "inputResponses": answer})
+        await settled(task_of(live, "alice", str(created["taskId"])))
+        done = await alice.result("tasks/get", {"taskId": created["taskId"]})
+    assert seen.task_updates["soon"].is_set()
+    assert created["resultType"] == "task" and created["status"] == "input_required"
+    assert done["result"]["content"][0]["text"] == "soon: decline None"
