@@ -2,8 +2,9 @@
 
     <prefix>task:<id>        the task as tasks/get shows it, its owner's digest and its replica;
                              written by the running replica on every change, expiring with the task
-    <prefix>replica:<id>     this replica's heartbeat, renewed every `heartbeat_interval` seconds and
-                             lapsing after three: a task whose replica's heartbeat lapsed reads `failed`
+    <prefix>replica:<id>     this replica's heartbeat while it runs tasks, renewed every `heartbeat_interval`
+                             seconds and lapsing after three: a task whose replica's heartbeat lapsed
+                             reads `failed`
     <prefix>tasks:<replica>  the channel where other replicas send tasks/cancel and tasks/update
 
 A caller's task id names a key only if it has the shape of the gateway's own ids (`shareable`),
@@ -28,6 +29,7 @@ from redis.asyncio import Redis
 
 from aggregator.cluster.client import REDIS_ERRORS
 from aggregator.cluster.health import RedisHealth
+from aggregator.errors import LimitExceededError
 from aggregator.tasks.shared import CommandHandler, TaskCommand, owner_digest, shareable
 from aggregator.tasks.task import Task
 
@@ -57,6 +59,7 @@ class SharedTasks:
         self.mirrored: set[str] = set()
         """Ids of tasks whose latest state is in Redis."""
         self._written: anyio.Event | None = None
+        self._beaten_at = -float("inf")
 
     def serve(self, handler: CommandHandler) -> None:
         self._handler = handler
@@ -83,7 +86,7 @@ class SharedTasks:
 
     async def reconcile(self) -> None:
         """On every connection: beat at once and mirror every task again (Redis may have restarted empty)."""
-        await self._beat_once()
+        self._beaten_at = -float("inf")  # Redis may have restarted empty: beat before the next record
         self._dirty.update(self._tracked)
         self.mirrored.clear()
         await self._mirror()
@@ -101,7 +104,7 @@ class SharedTasks:
 
     async def _beat(self) -> None:
         while True:
-            if self._health.available:
+            if self._health.available and self._tracked:  # idle replicas leave Redis alone
                 try:
                     await self._beat_once()
                 except REDIS_ERRORS as error:
@@ -111,10 +114,17 @@ class SharedTasks:
     async def _beat_once(self) -> None:
         with anyio.fail_after(self._timeout):
             await self._client.set(self._beat_key(self.replica), "1", px=round(self._heartbeat * 3000))
+        self._beaten_at = anyio.current_time()
 
     async def _mirror(self) -> None:
         if not self._health.available:
             return
+        if self._dirty and anyio.current_time() - self._beaten_at > self._heartbeat:
+            try:  # a record never names a replica without a heartbeat
+                await self._beat_once()
+            except REDIS_ERRORS as error:
+                self._health.down(error)
+                return
         for task_id in list(self._dirty):
             task, end = self._tracked[task_id]
             self._dirty.discard(task_id)
@@ -159,11 +169,20 @@ class SharedTasks:
             "command": command,
             "responses": responses if isinstance(responses, dict) else {},
         }
+        text = json.dumps(message)
+        if len(text) > MAX_MESSAGE_CHARACTERS:
+            raise LimitExceededError(
+                f"The answers to task '{task_id}' are {len(text)} characters; at most {MAX_MESSAGE_CHARACTERS} "
+                "reach the replica running it."
+            )
         try:
             with anyio.fail_after(self._timeout):
-                await self._client.publish(f"{self._prefix}tasks:{replica}", json.dumps(message))
+                heard = await self._client.publish(f"{self._prefix}tasks:{replica}", text)
         except REDIS_ERRORS as error:
             self._health.down(error)
+            heard = 0
+        if not heard:  # its listener is reconnecting: the caller may send it again
+            logger.warning("cluster.task_command_lost", extra={"task": task_id, "command": command})
         return True
 
     async def heard(self, data: object) -> None:

@@ -173,8 +173,12 @@ class TasksExtension:
         shape = await self.shared.read(task_id, owner) if self.shared is not None else None
         if self.shared is None or shape is None:
             raise _unknown(task_id)
-        _answers(responses, shape.get("inputRequests") or {})  # refused here as the running replica would
-        await self.shared.send(task_id, owner, "update", responses)
+        asked = shape.get("inputRequests") or {}
+        _answers(responses, asked)  # refused here as the running replica would refuse them
+        try:
+            await self.shared.send(task_id, owner, "update", {key: responses[key] for key in responses.keys() & asked})
+        except GatewayError as error:
+            raise MCPError(types.INVALID_PARAMS, str(error)) from None
         return {}
 
     def _answer(self, task: Task, responses: dict[str, Any]) -> None:

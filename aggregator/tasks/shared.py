@@ -51,12 +51,15 @@ class SharedTaskRecords(Protocol):
         """`owner`'s task `task_id` as tasks/get shows it, if another replica runs it; else None."""
 
     async def send(self, task_id: str, owner: str, command: Literal["cancel", "update"], responses: Any) -> bool:
-        """Send `command` to the replica running `owner`'s task `task_id`; False when there is no such task."""
+        """Send `command` to the replica running `owner`'s task `task_id`; False when there is no such task.
+
+        Raises `LimitExceededError` when the answers (`responses`) are too large to send.
+        """
 
 
 def owner_digest(owner: str) -> str:
     """What shared records keep of a task's owner: enough to compare, nothing to read."""
-    return hashlib.sha256(owner.encode("utf-8")).hexdigest()
+    return hashlib.sha256(b"mcp-aggregator task owner\0" + owner.encode("utf-8")).hexdigest()
 
 
 def shareable(task_id: object) -> bool:

@@ -9,6 +9,7 @@ down the running replica still serves its tasks, and the other reads them again 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ import anyio
 import pytest
 
 from aggregator.cluster.tasks import LAPSED, SharedTasks
+from aggregator.tasks.shared import owner_digest
 from tests.cluster.replicas import cluster_of, redis_server, running
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
@@ -165,6 +167,11 @@ async def test_another_principal_and_forged_ids_reach_nothing_through_another_re
             assert error["code"] == -32602 and "Unknown task" in error["message"], task
         oversized = await bob.error("tasks/cancel", {"taskId": "y" * 257})
         assert oversized["code"] == -32602 and "1 to 256 characters" in oversized["message"]
+        mark = first.log.mark()
+        async with redis.client() as client:  # a cancel that names the task but not its owner
+            command = {"task": task_id, "owner": owner_digest("x|bob"), "command": "cancel", "responses": {}}
+            assert await client.publish(shared(first).channel, json.dumps(command)) == 1
+        await first.log.wait_for("task.command_ignored", DEADLINE, mark)
         assert (await alice.result("tasks/get", {"taskId": task_id}))["status"] == "working"
         assert not signals.cancelled["private"].is_set()
         signals.release["private"].set()
