@@ -7,6 +7,10 @@
                              reads `failed`
     <prefix>tasks:<replica>  the channel where other replicas send tasks/cancel and tasks/update
 
+A record that reads `failed` because its replica's heartbeat lapsed is written so (every replica
+then agrees), and no record that is finished in Redis is ever written over: a replica that comes
+back after its heartbeat lapsed (Redis was out of its reach) ends such a task `failed` itself.
+
 A caller's task id names a key only if it has the shape of the gateway's own ids (`shareable`),
 so no id can reach another key. Another principal's task reads as unknown, exactly as on the
 running replica. Redis unavailable: each replica serves the tasks it runs, as without a cluster,
@@ -30,7 +34,7 @@ from redis.asyncio import Redis
 from aggregator.cluster.client import REDIS_ERRORS
 from aggregator.cluster.health import RedisHealth
 from aggregator.errors import LimitExceededError
-from aggregator.tasks.shared import CommandHandler, TaskCommand, owner_digest, shareable
+from aggregator.tasks.shared import LAPSED, CommandHandler, TaskCommand, owner_digest, shareable
 from aggregator.tasks.task import Task
 
 logger = logging.getLogger(__name__)
@@ -38,7 +42,25 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_CHARACTERS = 1024 * 1024
 """A command longer than this is ignored (answers to a task's questions are small)."""
 REPLICA = re.compile(r"[0-9a-f]{16}")
-LAPSED = "The replica running this task stopped (its heartbeat lapsed); the outcome of the call is unknown."
+WRITE = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local ok, record = pcall(cjson.decode, old)
+  if ok and type(record) == 'table' and type(record.task) == 'table' then
+    local status = record.task.status
+    if status == 'completed' or status == 'failed' or status == 'cancelled' then return 0 end
+  end
+elseif ARGV[2] == 'keep' then
+  return 0
+end
+if ARGV[2] == 'keep' then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+"""Write a task record unless the one in Redis is finished (ARGV[2]: lifetime in ms, or 'keep' it, if any)."""
 
 
 class SharedTasks:
@@ -46,6 +68,7 @@ class SharedTasks:
 
     def __init__(self, client: Redis, prefix: str, timeout: float, health: RedisHealth, heartbeat: float) -> None:
         self._client = client
+        self._write = client.register_script(WRITE)
         self._prefix = prefix
         self._timeout = timeout
         self._health = health
@@ -130,17 +153,23 @@ class SharedTasks:
             self._dirty.discard(task_id)
             lifetime = round((end - time.time()) * 1000)
             record = {"owner": owner_digest(task.owner), "replica": self.replica, "task": task.detailed()}
+            written = 1
             try:
                 with anyio.fail_after(self._timeout):
                     if lifetime > 0:
-                        await self._client.set(self._key(task_id), json.dumps(record), px=lifetime)
+                        written = await self._write(keys=[self._key(task_id)], args=[json.dumps(record), lifetime])
             except REDIS_ERRORS as error:
                 self._dirty.add(task_id)
                 self._health.down(error)
                 return
             self.mirrored.add(task_id)
-            if task.terminal or lifetime <= 0:
+            if task.terminal or lifetime <= 0 or not written:
                 del self._tracked[task_id]
+            if not written and not task.terminal:  # the others took it as lost while Redis was out of reach
+                logger.warning("cluster.task_lapsed", extra={"task": task_id, "tool": task.tool})
+                self._handler(
+                    {"task": task_id, "owner": owner_digest(task.owner), "command": "lapsed", "responses": {}}
+                )
         if self._written is not None:
             self._written.set()
             self._written = None
@@ -219,6 +248,12 @@ class SharedTasks:
             return None
         if not alive:
             shape = _lapsed(shape)
+            record["task"] = shape
+            try:  # so every replica reads it so from now on, and its own replica too if it comes back
+                with anyio.fail_after(self._timeout):
+                    await self._write(keys=[self._key(task_id)], args=[json.dumps(record), "keep"])
+            except REDIS_ERRORS as error:
+                self._health.down(error)
         return str(record["replica"]), shape
 
     def _key(self, task_id: str) -> str:

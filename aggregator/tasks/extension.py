@@ -38,7 +38,7 @@ from aggregator.config.tasks import TasksSettings
 from aggregator.errors import GatewayError
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.tasks.runner import TaskRunner
-from aggregator.tasks.shared import SharedTaskRecords, TaskCommand, owner_digest
+from aggregator.tasks.shared import LAPSED, SharedTaskRecords, TaskCommand, owner_digest
 from aggregator.tasks.store import TaskStore
 from aggregator.tasks.streams import holding_streams
 from aggregator.tasks.task import EXTENSION, Task, UnknownTaskError, declares_tasks
@@ -212,6 +212,10 @@ class TasksExtension:
             return
         if command["command"] == "cancel":
             self._cancel(task, "another replica")
+            return
+        if command["command"] == "lapsed":
+            self.store.fail(task, {"code": types.INTERNAL_ERROR, "message": LAPSED})
+            self.runner.cancel(task)
             return
         try:
             self._answer(task, command["responses"])

@@ -18,6 +18,8 @@ from typing_extensions import TypedDict
 
 from aggregator.tasks.task import Task
 
+LAPSED = "The replica running this task stopped (its heartbeat lapsed); the outcome of the call is unknown."
+"""How a task ends when its replica is gone: on every replica, and on its own if it comes back."""
 TASK_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 """What the gateway's task ids look like (`secrets.token_urlsafe`): only such an id is looked up in Redis."""
 
@@ -28,7 +30,8 @@ class TaskCommand(TypedDict):
     task: str
     owner: str
     """`owner_digest` of the caller: the running replica checks it against the task's owner."""
-    command: Literal["cancel", "update"]
+    command: Literal["cancel", "update", "lapsed"]
+    """"lapsed" comes from this replica's own mirroring (`LAPSED`), never from another replica."""
     responses: dict[str, Any]
 
 

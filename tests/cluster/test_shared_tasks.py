@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 import pytest
 
-from aggregator.cluster.tasks import LAPSED, SharedTasks
-from aggregator.tasks.shared import owner_digest
+from aggregator.cluster.tasks import SharedTasks
+from aggregator.tasks.shared import LAPSED, owner_digest
 from tests.cluster.replicas import cluster_of, redis_server, running
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
@@ -177,7 +177,9 @@ async def test_another_principal_and_forged_ids_reach_nothing_through_another_re
         signals.release["private"].set()
 
 
-async def test_a_task_whose_replica_stopped_beating_reads_failed(tmp_path: Path, gated: tuple[str, Signals]) -> None:
+async def test_a_task_whose_replica_stopped_beating_reads_failed_everywhere(
+    tmp_path: Path, gated: tuple[str, Signals]
+) -> None:
     url, signals = gated
     async with (
         redis_server(tmp_path / "redis") as redis,
@@ -193,7 +195,14 @@ async def test_a_task_whose_replica_stopped_beating_reads_failed(tmp_path: Path,
         failed = await there.result("tasks/get", {"taskId": task_id})
         assert failed["status"] == "failed" and failed["statusMessage"] == LAPSED
         assert failed["error"]["message"] == LAPSED and "inputRequests" not in failed
-        signals.release["orphan"].set()
+
+        await shared(first).reconcile()  # what its listener does once it reaches Redis again
+        await settled(task_of(first, "alice", task_id))  # it learns the others took the task as lost
+        with anyio.fail_after(DEADLINE):
+            await signals.cancelled["orphan"].wait()
+        for client in (here, there):
+            again = await client.result("tasks/get", {"taskId": task_id})
+            assert (again["status"], again["statusMessage"]) == ("failed", LAPSED)
 
 
 async def test_with_redis_down_the_running_replica_serves_its_task_and_the_other_catches_up(
