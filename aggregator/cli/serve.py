@@ -71,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def server_config(app: ASGIApp, shutdown_grace: float = 10.0) -> uvicorn.Config:
+def server_config(app: ASGIApp, shutdown_grace: int = 10) -> uvicorn.Config:
     """uvicorn's settings for the gateway: httptools (C) parsing, each answer written in one piece.
 
     httptools (llhttp) strips optional whitespace around header values as HTTP requires, as h11

@@ -170,12 +170,7 @@ class Settings(BaseSettings):
     servers_file: Path = Field(default=Path("configs/servers.yaml"), description="The registered upstreams.")
     public_url: str | None = Field(default=None, description="The URL clients use, when behind a proxy.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Least severe logged.")
-    shutdown_grace: float = Field(
-        default=10.0,
-        ge=0,
-        le=600,
-        description="Seconds SIGTERM lets calls in flight finish before their connections are closed.",
-    )
+    shutdown_grace: int = Field(default=10, ge=0, le=600, description="Seconds SIGTERM lets calls in flight finish.")
     connect_timeout: float = Field(default=20.0, gt=0, description="Seconds to connect to and list one upstream.")
     health_interval: float = Field(default=15.0, gt=0, description="Seconds between liveness probes of an upstream.")
     backoff_initial: float = Field(default=0.5, gt=0, description="First reconnect delay, in seconds.")

@@ -21,8 +21,8 @@ from tests.harness import write_files
 from tests.processes import RunningProcess, write_gateway_config
 
 pytestmark = pytest.mark.anyio
-GRACE = 10.0  # seconds: `shutdown_grace`, how long SIGTERM lets calls in flight finish (its default)
-SHORT_GRACE = 1.0  # where the call is to outlast the grace: the test need not wait out the default
+GRACE = 10  # seconds: `shutdown_grace`, how long SIGTERM lets calls in flight finish (its default)
+SHORT_GRACE = 1  # where the call is to outlast the grace: the test need not wait out the default
 SLOW = 2.0
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -53,7 +53,7 @@ def alive(pid: int) -> bool:
 
 
 @asynccontextmanager
-async def stdio_gateway(directory: Path, grace: float) -> AsyncIterator[tuple[str, RunningProcess, set[int]]]:
+async def stdio_gateway(directory: Path, grace: int) -> AsyncIterator[tuple[str, RunningProcess, set[int]]]:
     """A gateway fronting two stdio upstreams, `grace` its `shutdown_grace`; yields its URL, its process and its
     children's pids."""
     servers = {
