@@ -190,8 +190,8 @@ async def test_a_task_whose_replica_stopped_beating_reads_failed_everywhere(
     ):
         task_id = await start(here, signals, "orphan")
         await mirrored(first, task_id)
-        async with redis.client() as client:
-            assert await client.delete(f"mcp-aggregator:replica:{shared(first).replica}") == 1  # as if it lapsed
+        async with redis.client() as admin:
+            assert await admin.delete(f"mcp-aggregator:replica:{shared(first).replica}") == 1  # as if it lapsed
         failed = await there.result("tasks/get", {"taskId": task_id})
         assert failed["status"] == "failed" and failed["statusMessage"] == LAPSED
         assert failed["error"]["message"] == LAPSED and "inputRequests" not in failed
@@ -200,8 +200,8 @@ async def test_a_task_whose_replica_stopped_beating_reads_failed_everywhere(
         await settled(task_of(first, "alice", task_id))  # it learns the others took the task as lost
         with anyio.fail_after(DEADLINE):
             await signals.cancelled["orphan"].wait()
-        for client in (here, there):
-            again = await client.result("tasks/get", {"taskId": task_id})
+        for tasks_caller in (here, there):
+            again = await tasks_caller.result("tasks/get", {"taskId": task_id})
             assert (again["status"], again["statusMessage"]) == ("failed", LAPSED)
 
 
