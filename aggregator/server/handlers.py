@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from typing import Any, TypeVar
 
 import mcp_types as types
@@ -34,6 +35,7 @@ from aggregator.tasks.task import require_task
 from aggregator.tools.admin import Admin
 from aggregator.upstreams.caller import LOG_LEVEL_STATE_KEY, Caller, current_caller, interactive
 from aggregator.upstreams.pool import UpstreamPool
+from aggregator.upstreams.tasks import held_slots
 from aggregator.upstreams.upstream import Upstream
 
 SERVER_NAME = "mcp-aggregator"
@@ -198,11 +200,16 @@ class GatewayServer:
                 entry.original_name, arguments, progress=progress, input_responses=responses, request_state=state
             )
 
-        with (
-            self.guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
-            self.guard.upstream_slots.slot(upstream.name, upstream.name),
-        ):
-            return await interactive(attempt, input_responses, request_state)
+        with ExitStack() as slots:
+            slots.enter_context(
+                self.guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe())
+            )
+            slots.enter_context(self.guard.upstream_slots.slot(upstream.name, upstream.name))
+            token = held_slots.set(slots.close)  # released early once the upstream runs the call as its own task
+            try:
+                return await interactive(attempt, input_responses, request_state)
+            finally:
+                held_slots.reset(token)
 
     async def describe_tool(self, principal: Principal, name: str) -> dict[str, Any]:
         """A tool's description and schemas, for discovery mode (same visibility as tools/list)."""

@@ -81,6 +81,10 @@ class TaskLink:
 
 current_task_link: ContextVar[TaskLink | None] = ContextVar("current_task_link", default=None)
 """Set by the task runner for the background call of a gateway task; None for every other request."""
+held_slots: ContextVar[Callable[[], None] | None] = ContextVar("held_slots", default=None)
+"""Releases the concurrency slots (per principal, per upstream) the current call holds; set by the request
+handler. A call the upstream has turned into its own task gives them up while it is followed: the upstream does
+the work, the gateway only polls, and such calls are bounded by the gateway's task limits instead."""
 _declaring: ContextVar[bool] = ContextVar("declaring_tasks", default=False)
 
 
@@ -117,6 +121,8 @@ async def call_as_task(
             return answer
         logged = {"task": link.task_id, "upstream": upstream, "upstream_task": answer.task_id}
         logger.info("upstream_task.created", extra={**logged, "tool": request.params.name})
+        if (release := held_slots.get()) is not None:
+            release()
         return await _UpstreamTask(requests, upstream, answer, link).follow()
     finally:
         _declaring.reset(token)

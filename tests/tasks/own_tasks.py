@@ -48,6 +48,8 @@ class Seen(Signals):
         """By label: the tasking upstream answered the call with a task."""
         self.task_updates: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
         """By label: a tasks/update for the tasking upstream's task."""
+        self.task_polls: defaultdict[str, anyio.Event] = defaultdict(anyio.Event)
+        """By label: a tasks/get for the tasking upstream's task (the gateway follows it)."""
 
 
 def _tool(name: str, **properties: str) -> types.Tool:
@@ -116,6 +118,8 @@ def build_tasking(seen: Seen) -> tuple[Server[Any], TasksExtension]:
                 seen.task_cancels[labels.get(params.task_id, params.task_id)].set()
             if method == "tasks/update":
                 seen.task_updates[labels.get(params.task_id, params.task_id)].set()
+            if method == "tasks/get":
+                seen.task_polls[labels.get(params.task_id, params.task_id)].set()
             return answer
 
         server.add_request_handler(method, entry.params_type, handler)

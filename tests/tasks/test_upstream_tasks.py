@@ -175,3 +175,26 @@ async def test_an_upstream_question_within_answer_within_answers_the_caller_with
     assert seen.task_updates["soon"].is_set()
     assert created["resultType"] == "task" and created["status"] == "input_required"
     assert done["result"]["content"][0]["text"] == "soon: decline None"
+
+
+async def test_a_call_followed_as_an_upstream_task_holds_no_concurrency_slot(
+    tmp_path: Path, tasking: tuple[str, Seen]
+) -> None:
+    """With one call in flight allowed per principal, a principal still runs two upstream tasks side by side:
+    the upstream does the work, the gateway only polls (tasks are bounded by tasks.max_tasks_per_principal)."""
+    seen = tasking[1]
+    limits = {"max_calls_per_principal": 1}
+    gateway = serve_upstreams(
+        tmp_path, {"tasking": tasking[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}, limits=limits
+    )
+    async with gateway as live, caller(live, "alice") as alice:
+        first = await start_work(alice, seen, "side-1")
+        with anyio.fail_after(DEADLINE):
+            await seen.task_polls["side-1"].wait()  # the gateway follows the upstream's task
+        second = await start_work(alice, seen, "side-2")
+        for label in ("side-1", "side-2"):
+            seen.release[label].set()
+        for created in (first, second):
+            await settled(task_of(live, "alice", str(created["taskId"])))
+        done = [await alice.result("tasks/get", {"taskId": created["taskId"]}) for created in (first, second)]
+    assert [answer["result"]["content"][0]["text"] for answer in done] == ["worked side-1", "worked side-2"]
