@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -226,7 +226,7 @@ class _UpstreamTask:
             except ValidationError:
                 raise self._invalid("tasks/get", "a completed task without a valid tool result") from None
             if result.meta:
-                result.meta.pop(RELATED_TASK_META_KEY, None)
+                result.meta.pop(RELATED_TASK_META_KEY, None)  # the upstream's task id stays here
             return result
         if state.status == "failed":
             try:
@@ -245,6 +245,10 @@ class _UpstreamTask:
         new = {key: question for key, question in asked.items() if key not in self.answered}
         if not new:
             return  # answered already; the upstream has not moved on yet
+        for question in new.values():
+            if question.params is not None and question.params.meta:
+                meta = cast("dict[str, Any]", question.params.meta)  # a TypedDict, open to any `_meta` key
+                meta.pop(RELATED_TASK_META_KEY, None)  # the upstream's task id stays here
         answers = await self.link.ask(new)
         self.answered |= new.keys()
         responses = {

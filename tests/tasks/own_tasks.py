@@ -30,6 +30,9 @@ from tests.harness import serve_asgi
 from tests.tasks.upstream import Signals
 
 Context = ServerRequestContext[Any, Any]
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+UPSTREAM_SECRET = "the-upstreams-own-task"
+"""What the tasking upstream puts in `_meta` as its task's id: it must never reach the gateway's caller."""
 GATEWAY = Principal(subject="gateway", client_id="gateway", issuer="upstream", auth_method=AuthMethod.LOCAL)
 """Who the tasking upstream takes every request to come from: its tasks are the gateway's."""
 
@@ -82,13 +85,19 @@ def build_tasking(seen: Seen) -> tuple[Server[Any], TasksExtension]:
             except anyio.get_cancelled_exc_class():
                 seen.cancelled[label].set()
                 raise
-            return _text(f"worked {label}")
+            worked = _text(f"worked {label}")
+            worked.meta = {RELATED_TASK: {"taskId": UPSTREAM_SECRET}}  # as an upstream may name its task
+            return worked
         if params.name == "confirm":
             answer = (params.input_responses or {}).get("go-on")
             if not isinstance(answer, types.ElicitResult):
                 await seen.task_made[label].wait()  # ask as a task, not in a direct answer to the call
                 schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-                question = types.ElicitRequestFormParams(message=f"Go on with {label}?", requested_schema=schema)
+                question = types.ElicitRequestFormParams(
+                    message=f"Go on with {label}?",
+                    requested_schema=schema,
+                    _meta={RELATED_TASK: {"taskId": UPSTREAM_SECRET}},
+                )
                 return types.InputRequiredResult(input_requests={"go-on": types.ElicitRequest(params=question)})
             return _text(f"{label}: {answer.action} {(answer.content or {}).get('ok')}")
         raise MCPError(types.INTERNAL_ERROR, "The crash tool crashed.")

@@ -13,7 +13,7 @@ import pytest
 from aggregator.tasks.task import EXTENSION
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
-from tests.tasks.own_tasks import Seen, serve_tasking
+from tests.tasks.own_tasks import UPSTREAM_SECRET, Seen, serve_tasking
 from tests.tasks.upstream import Signals
 from tests.tasks.wire import DEADLINE, Caller, caller, legacy_session, settled, task_of
 
@@ -64,6 +64,7 @@ async def test_a_task_runs_as_the_upstreams_own_task_and_returns_its_result(thro
     assert done["result"]["content"] == [{"type": "text", "text": "worked own"}]
     for answer in (created, working, done):
         assert upstream_id not in json.dumps(answer)  # the caller only ever sees the gateway's task
+        assert UPSTREAM_SECRET not in json.dumps(answer)
 
 
 async def test_cancelling_the_gateway_task_cancels_the_upstream_task(through: LiveGateway, seen: Seen) -> None:
@@ -95,6 +96,7 @@ async def test_the_upstreams_questions_are_relayed_both_ways(through: LiveGatewa
     assert asked["status"] == "input_required"
     assert asked["inputRequests"][key]["method"] == "elicitation/create"
     assert asked["inputRequests"][key]["params"]["message"] == "Go on with deploy?"
+    assert UPSTREAM_SECRET not in json.dumps(asked)
     assert done["status"] == "completed"
     assert done["result"]["content"][0]["text"] == "deploy: accept True"
 
