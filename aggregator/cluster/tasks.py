@@ -83,6 +83,7 @@ class SharedTasks:
         """Ids of tasks whose latest state is in Redis."""
         self._written: anyio.Event | None = None
         self._beaten_at = -float("inf")
+        self._mirroring = anyio.Lock()  # the writer, the listener's reconcile and close() take turns
 
     def serve(self, handler: CommandHandler) -> None:
         self._handler = handler
@@ -108,7 +109,7 @@ class SharedTasks:
                 await self._mirror()
 
     async def reconcile(self) -> None:
-        """On every connection: beat at once and mirror every task again (Redis may have restarted empty)."""
+        """On every connection: mirror every task again, heartbeat first (Redis may have restarted empty)."""
         self._beaten_at = -float("inf")  # Redis may have restarted empty: beat before the next record
         self._dirty.update(self._tracked)
         self.mirrored.clear()
@@ -140,6 +141,10 @@ class SharedTasks:
         self._beaten_at = anyio.current_time()
 
     async def _mirror(self) -> None:
+        async with self._mirroring:
+            await self._mirror_dirty()
+
+    async def _mirror_dirty(self) -> None:
         if not self._health.available:
             return
         if self._dirty and anyio.current_time() - self._beaten_at > self._heartbeat:

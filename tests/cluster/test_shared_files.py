@@ -113,6 +113,8 @@ async def test_a_change_made_while_redis_is_down_works_locally_and_reaches_the_o
 async def test_a_shared_text_a_replica_would_refuse_is_not_written(
     redis: RedisServer, echo_url: str, tmp_path: Path
 ) -> None:
+    async with redis.client() as client:  # the module's earlier tests shared a servers.yaml the replica would apply
+        await client.delete("mcp-aggregator:servers")
     async with replicas(tmp_path, redis.url, echo_url, 1, burst=100, scopes=SCOPES, **FAST) as (only,):
         before = only.servers_file.read_text()
         files = shared(only, "servers")
