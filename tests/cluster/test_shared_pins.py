@@ -19,6 +19,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from aggregator.cli.main import main
 from aggregator.cluster.pins import SharedPins
 from aggregator.trust.store import Pins
 from tests.cluster.replicas import cluster_of, redis_server, running
@@ -119,6 +120,25 @@ async def test_a_verdict_on_one_replica_is_applied_by_every_replica_and_by_one_s
 
             await verdict(third, "approve_tool", "stock")  # and its verdicts reach the earlier replicas
             await names_on(caller, listener, lambda names: "shop__stock" in names)
+
+
+async def test_an_approval_made_with_the_cli_on_one_replicas_host_reaches_the_others(tmp_path: Path) -> None:
+    shop = Shop()
+    listener = Listener()
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        serve_mcp(shop.server) as shop_url,
+        replica(tmp_path / "a", redis.url, shop_url) as first,
+        replica(tmp_path / "b", redis.url, shop_url) as second,
+        second.member("callers", era="legacy", message_handler=listener.on_message) as caller,
+    ):
+        shop.change()
+        await refresh(first, second)
+        config = tmp_path / "cli.yaml"
+        config.write_text(f"data_dir: {first.gateway.settings.data_dir}\n")
+        assert await anyio.to_thread.run_sync(main, ["tools", "approve", "shop", "stock", "--config", str(config)]) == 0
+        names = await names_on(caller, listener, lambda names: "shop__stock" in names)  # read by a's watcher
+        assert not {"shop__price", "shop__refund"} & names
 
 
 async def test_a_verdict_made_while_redis_is_down_works_locally_and_reaches_the_others_when_it_returns(
