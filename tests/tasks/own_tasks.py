@@ -93,11 +93,9 @@ def build_tasking(seen: Seen) -> tuple[Server[Any], TasksExtension]:
             if not isinstance(answer, types.ElicitResult):
                 await seen.task_made[label].wait()  # ask as a task, not in a direct answer to the call
                 schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-                question = types.ElicitRequestFormParams(
-                    message=f"Go on with {label}?",
-                    requested_schema=schema,
-                    _meta={RELATED_TASK: {"taskId": UPSTREAM_SECRET}},
-                )
+                wire = {"message": f"Go on with {label}?", "requestedSchema": schema}
+                meta = {"_meta": {RELATED_TASK: {"taskId": UPSTREAM_SECRET}}}
+                question = types.ElicitRequestFormParams.model_validate({**wire, **meta}, by_name=False)
                 return types.InputRequiredResult(input_requests={"go-on": types.ElicitRequest(params=question)})
             return _text(f"{label}: {answer.action} {(answer.content or {}).get('ok')}")
         raise MCPError(types.INTERNAL_ERROR, "The crash tool crashed.")
