@@ -7,6 +7,7 @@
     sessions.py     SharedSessions: 2025-11-25 session records (principal digest, version, client, log level)
     pins.py         SharedPins: tool-definition approvals, holds and rejections, merged tool by tool
     tasks.py        SharedTasks: 2026-07-28 task records any replica reads; cancel and answers sent to the runner
+    task_records.py the shape of those records, and the script that never writes over a finished one
     adoption.py     SessionSharing: writes those records as sessions change; any replica adopts a session by id
     cluster.py      Cluster: the client and the listener task, as one async context manager
 

@@ -21,46 +21,25 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
-import mcp_types as types
 from redis.asyncio import Redis
 
 from aggregator.cluster.client import REDIS_ERRORS
 from aggregator.cluster.health import RedisHealth
+from aggregator.cluster.task_records import WRITE, lapsed, parsed
 from aggregator.errors import LimitExceededError
-from aggregator.tasks.shared import LAPSED, CommandHandler, TaskCommand, owner_digest, shareable
+from aggregator.tasks.shared import CommandHandler, TaskCommand, owner_digest, shareable
 from aggregator.tasks.task import Task
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARACTERS = 1024 * 1024
 """A command longer than this is ignored (answers to a task's questions are small)."""
-REPLICA = re.compile(r"[0-9a-f]{16}")
-WRITE = """
-local old = redis.call('GET', KEYS[1])
-if old then
-  local ok, record = pcall(cjson.decode, old)
-  if ok and type(record) == 'table' and type(record.task) == 'table' then
-    local status = record.task.status
-    if status == 'completed' or status == 'failed' or status == 'cancelled' then return 0 end
-  end
-elseif ARGV[2] == 'keep' then
-  return 0
-end
-if ARGV[2] == 'keep' then
-  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-return 1
-"""
-"""Write a task record unless the one in Redis is finished (ARGV[2]: lifetime in ms, or 'keep' it, if any)."""
 
 
 class SharedTasks:
@@ -78,9 +57,9 @@ class SharedTasks:
         self._handler: CommandHandler = lambda command: None
         self._tracked: dict[str, tuple[Task, float]] = {}  # id -> (task, wall-clock end of its lifetime)
         self._dirty: set[str] = set()
+        self._forgotten: set[str] = set()
         self._wake = anyio.Event()
-        self.mirrored: set[str] = set()
-        """Ids of tasks whose latest state is in Redis."""
+        self._mirrored: set[str] = set()  # ids of tracked tasks whose latest state is in Redis
         self._written: anyio.Event | None = None
         self._beaten_at = -float("inf")
         self._mirroring = anyio.Lock()  # the writer, the listener's reconcile and close() take turns
@@ -93,10 +72,17 @@ class SharedTasks:
         task.on_change = self.changed
         self.changed(task)
 
+    def forget(self, task: Task) -> None:
+        self._tracked.pop(task.task_id, None)
+        if task.detached:  # handed to its caller, so perhaps mirrored
+            self._dirty.discard(task.task_id)
+            self._forgotten.add(task.task_id)
+            self._wake.set()
+
     def changed(self, task: Task) -> None:
         if task.task_id in self._tracked:
             self._dirty.add(task.task_id)
-            self.mirrored.discard(task.task_id)
+            self._mirrored.discard(task.task_id)
             self._wake.set()
 
     async def run(self) -> None:
@@ -112,7 +98,7 @@ class SharedTasks:
         """On every connection: mirror every task again, heartbeat first (Redis may have restarted empty)."""
         self._beaten_at = -float("inf")  # Redis may have restarted empty: beat before the next record
         self._dirty.update(self._tracked)
-        self.mirrored.clear()
+        self._mirrored.clear()
         await self._mirror()
 
     async def close(self) -> None:
@@ -147,6 +133,16 @@ class SharedTasks:
     async def _mirror_dirty(self) -> None:
         if not self._health.available:
             return
+        if self._forgotten:
+            forgotten = list(self._forgotten)
+            try:
+                with anyio.fail_after(self._timeout):
+                    await self._client.delete(*map(self._key, forgotten))
+            except REDIS_ERRORS as error:
+                self._health.down(error)
+                return
+            self._forgotten.difference_update(forgotten)
+            self._mirrored.difference_update(forgotten)
         if self._dirty and anyio.current_time() - self._beaten_at > self._heartbeat:
             try:  # a record never names a replica without a heartbeat
                 await self._beat_once()
@@ -167,7 +163,7 @@ class SharedTasks:
                 self._dirty.add(task_id)
                 self._health.down(error)
                 return
-            self.mirrored.add(task_id)
+            self._mirrored.add(task_id)
             if task.terminal or lifetime <= 0 or not written:
                 del self._tracked[task_id]
             if not written and not task.terminal:  # the others took it as lost while Redis was out of reach
@@ -178,6 +174,12 @@ class SharedTasks:
         if self._written is not None:
             self._written.set()
             self._written = None
+
+    def current(self, task_id: str) -> bool:
+        """Whether Redis holds what this replica knows of `task_id`: its latest state, or nothing once forgotten."""
+        if task_id in self._dirty or task_id in self._forgotten:
+            return False
+        return task_id in self._mirrored or task_id not in self._tracked
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         """Return once `condition()` holds, testing it again after each round of mirroring."""
@@ -241,8 +243,10 @@ class SharedTasks:
         try:
             with anyio.fail_after(self._timeout):
                 text = await self._client.get(self._key(task_id))
-                record = _parsed(text, task_id)
+                record = parsed(text, task_id)
                 if record is None or not secrets.compare_digest(record["owner"], owner_digest(owner)):
+                    return None
+                if record["replica"] == self.replica:  # not in this replica's store: dropped or expired here
                     return None
                 shape: dict[str, Any] = record["task"]
                 alive = True
@@ -252,7 +256,7 @@ class SharedTasks:
             self._health.down(error)
             return None
         if not alive:
-            shape = _lapsed(shape)
+            shape = lapsed(shape)
             record["task"] = shape
             try:  # so every replica reads it so from now on, and its own replica too if it comes back
                 with anyio.fail_after(self._timeout):
@@ -266,27 +270,3 @@ class SharedTasks:
 
     def _beat_key(self, replica: str) -> str:
         return f"{self._prefix}replica:{replica}"
-
-
-def _parsed(text: object, task_id: str) -> dict[str, Any] | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        record: Any = json.loads(text)
-    except ValueError:
-        return None
-    valid = (
-        isinstance(record, dict)
-        and isinstance(record.get("owner"), str)
-        and isinstance(record.get("replica"), str)
-        and REPLICA.fullmatch(record["replica"]) is not None
-        and isinstance(record.get("task"), dict)
-        and record["task"].get("taskId") == task_id
-    )
-    return record if valid else None
-
-
-def _lapsed(shape: dict[str, Any]) -> dict[str, Any]:
-    ended = {key: value for key, value in shape.items() if key != "inputRequests"}
-    ended.update(status="failed", statusMessage=LAPSED, error={"code": types.INTERNAL_ERROR, "message": LAPSED})
-    return ended

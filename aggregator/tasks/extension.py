@@ -73,6 +73,7 @@ class TasksExtension:
         """The other replicas' tasks, and this one's mirrored for them (`cluster.redis_url`); None: this one's only."""
         if shared is not None:
             shared.serve(self._command)
+            self.store.forgotten = shared.forget
 
     def running(self) -> AbstractAsyncContextManager[TaskRunner]:
         """Run the background calls; leaving cancels those still running."""

@@ -50,6 +50,9 @@ class SharedTaskRecords(Protocol):
     def changed(self, task: Task) -> None:
         """`task` changed without a status change (an answer taken): mirror it again."""
 
+    def forget(self, task: Task) -> None:
+        """`task` was dropped or expired here: it reads as unknown on every replica."""
+
     async def read(self, task_id: str, owner: str) -> dict[str, Any] | None:
         """`owner`'s task `task_id` as tasks/get shows it, if another replica runs it; else None."""
 

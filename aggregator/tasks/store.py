@@ -33,6 +33,8 @@ class TaskStore:
         self.clock = clock
         self._tasks: dict[str, Task] = {}  # insertion order is creation order: the oldest first
         self._stored_bytes = 0
+        self.forgotten: Callable[[Task], None] = lambda task: None
+        """Told of each task dropped or expired (its shared record goes too, `aggregator.tasks.shared`)."""
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -84,6 +86,7 @@ class TaskStore:
         if self._tasks.pop(task.task_id, None) is task:
             self._stored_bytes -= task.size
             task.size = 0
+            self.forgotten(task)
 
     def complete(self, task: Task, result: types.CallToolResult) -> None:
         """Keep `result` for `task`, within `max_result_bytes` (else the task fails saying so)."""

@@ -32,11 +32,13 @@ RECOVERY = 20.0
 
 
 @asynccontextmanager
-async def replica(directory: Path, redis_url: str, upstream: str, heartbeat: float = 1.0) -> AsyncIterator[LiveGateway]:
+async def replica(
+    directory: Path, redis_url: str, upstream: str, heartbeat: float = 1.0, **tasks: Any
+) -> AsyncIterator[LiveGateway]:
     """A gateway of its own folder in front of `upstream` that answers every declaring call with a task."""
     cluster = {"redis_url": redis_url, "retry_interval": 0.1, "timeout": 2.0, "heartbeat_interval": heartbeat}
     async with serve_upstreams(
-        directory, {"gated": upstream}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}, cluster=cluster
+        directory, {"gated": upstream}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0, **tasks}, cluster=cluster
     ) as live:
         with anyio.fail_after(RECOVERY):
             await cluster_of(live).health.wait(available=True)
@@ -48,10 +50,10 @@ def shared(live: LiveGateway) -> SharedTasks:
 
 
 async def mirrored(live: LiveGateway, task_id: str) -> None:
-    """Wait until the latest state of `task_id` is in Redis."""
+    """Wait until Redis holds what `live` knows of `task_id` (its latest state, or nothing once dropped)."""
     tasks = shared(live)
     with anyio.fail_after(DEADLINE):
-        await tasks.wait_until(lambda: task_id in tasks.mirrored)
+        await tasks.wait_until(lambda: tasks.current(task_id))
 
 
 async def start(client: Caller, signals: Signals, label: str) -> str:
@@ -226,6 +228,27 @@ async def test_with_redis_down_the_running_replica_serves_its_task_and_the_other
 
         async with running(redis):  # the same port, empty: as after a crash
             with anyio.fail_after(RECOVERY):
-                await shared(first).wait_until(lambda: task_id in shared(first).mirrored)
+                await shared(first).wait_until(lambda: shared(first).current(task_id))
             done = await there.result("tasks/get", {"taskId": task_id})
         assert done["status"] == "completed"
+
+
+async def test_a_task_that_expired_on_its_replica_is_unknown_on_every_replica(
+    tmp_path: Path, gated: tuple[str, Signals]
+) -> None:
+    url, signals = gated
+    async with (
+        redis_server(tmp_path / "redis") as redis,
+        replica(tmp_path / "a", redis.url, url, ttl=1.0) as first,
+        replica(tmp_path / "b", redis.url, url) as second,
+        caller(first, "alice") as here,
+        caller(second, "alice") as there,
+    ):
+        task_id = await start(here, signals, "expiring")
+        await mirrored(first, task_id)
+        await settled(task_of(first, "alice", task_id))  # its time ran out (tasks.ttl): the call was cancelled
+        assert (await here.error("tasks/get", {"taskId": task_id}))["code"] == -32602  # and the store dropped it
+        await mirrored(first, task_id)  # here: its record deleted
+        assert (await there.error("tasks/get", {"taskId": task_id}))["code"] == -32602
+        async with redis.client() as client:
+            assert not await client.exists(f"mcp-aggregator:task:{task_id}")
