@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -104,10 +104,18 @@ class Cluster:
                 await self._subscribed()
             except REDIS_ERRORS as error:
                 self.health.down(error)
+                await self._drop_connections()
             except Exception as error:  # the task's top level: log, answer locally, try again
                 logger.exception("cluster.listener_failed")
                 self.health.down(error)
             await anyio.sleep(self._settings.retry_interval)
+
+    async def _drop_connections(self) -> None:
+        """Close every pooled connection once Redis is lost. One made before it went away can look open (a reset
+        socket reads as alive until used): after Redis returns, its first command would fail and mark Redis
+        unavailable again, for one more round of local decisions and one more log line."""
+        with anyio.move_on_after(self._settings.timeout), suppress(*REDIS_ERRORS):
+            await self._client.connection_pool.disconnect()
 
     async def _subscribed(self) -> None:
         """One connection's life: subscribe, merge, then apply what others publish until it fails."""
