@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import anyio
 import jwt
@@ -23,6 +24,17 @@ pytestmark = pytest.mark.anyio
 BURST = 5
 DEADLINE = 30.0
 PASSWORD = "redis-password-never-logged"
+REDIS_TIMEOUT = 2.0
+"""Seconds one Redis command may take. With the default 0.25 s, a loaded test machine (the replicas, the
+clients and the event loop they share all waiting for a core) sometimes let a command that Redis answered at
+once pass its deadline: that replica then decided alone (a shared budget served 6 calls of 5) and showed
+Redis as unavailable until its listener reconnected. A hung Redis costs the first call on each replica this
+long instead, which nothing here measures."""
+
+
+def sharing(redis: RedisServer) -> dict[str, Any]:
+    """The replicas' cluster settings: `redis`, reconnecting every 0.1 s, `REDIS_TIMEOUT` per command."""
+    return {"redis_url": redis.url, "retry_interval": 0.1, "timeout": REDIS_TIMEOUT}
 
 
 async def cluster_view(live: LiveGateway) -> tuple[str, str]:
@@ -42,7 +54,9 @@ async def test_calls_are_served_while_redis_is_away_and_limits_are_shared_again_
     redis = RedisServer(free_port(), tmp_path / "redis", password=PASSWORD)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(running(redis))
-        gateways = await stack.enter_async_context(replicas(tmp_path, redis.url, echo_url, 2, burst=BURST))
+        gateways = await stack.enter_async_context(
+            replicas(tmp_path, redis.url, echo_url, 2, burst=BURST, cluster=sharing(redis))
+        )
         first, second = gateways
 
         async def clients(name: str) -> list[Client]:
@@ -84,7 +98,7 @@ async def test_a_replica_started_before_redis_serves_and_joins_when_it_comes(ech
     redis = RedisServer(free_port(), tmp_path / "redis", password=PASSWORD)  # nothing listens there yet
     async with AsyncExitStack() as stack:
         gateways = await stack.enter_async_context(
-            replicas(tmp_path, redis.url, echo_url, 2, burst=BURST, wait_for_redis=False)
+            replicas(tmp_path, redis.url, echo_url, 2, burst=BURST, wait_for_redis=False, cluster=sharing(redis))
         )
         with anyio.fail_after(DEADLINE):
             for live in gateways:
@@ -106,7 +120,9 @@ async def test_a_hung_redis_costs_calls_nothing_but_its_timeout(echo_url: str, t
     redis = RedisServer(free_port(), tmp_path / "redis", password=PASSWORD)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(running(redis))
-        gateways = await stack.enter_async_context(replicas(tmp_path, redis.url, echo_url, 2, burst=BURST))
+        gateways = await stack.enter_async_context(
+            replicas(tmp_path, redis.url, echo_url, 2, burst=BURST, cluster=sharing(redis))
+        )
         assert redis.process is not None
         redis.process.process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
         try:
