@@ -12,6 +12,7 @@
     ├── NginxError           a rendered nginx config failed validation, or nginx could not be reloaded
     ├── LoginError           signing in, refreshing or reading stored tokens failed (`mcp-aggregator login`)
     ├── SearchError          the tool finder cannot answer (aggregator/search/errors.py has its subclasses)
+    ├── SharedStateUnavailableError  what another replica holds (a task) cannot be reached: Redis is unavailable
     └── UpstreamError        something went wrong talking to one upstream (names it)
         ├── UpstreamUnavailableError   not connected (down, starting, or reconnecting)
         ├── UpstreamTimeoutError       no answer within the upstream's timeout
@@ -179,6 +180,11 @@ class UpstreamTaskCancelledError(UpstreamError):
 
     def __init__(self, upstream: str) -> None:
         super().__init__(upstream, f"Upstream '{upstream}' cancelled its task before it produced a result.")
+
+
+class SharedStateUnavailableError(GatewayError):
+    """Raised when a request names something another replica may hold (a task) and Redis, through which the
+    replicas share it, is unavailable now; the caller may try again. Raised alike whether it exists or not."""
 
 
 class NginxError(GatewayError):

@@ -8,13 +8,17 @@ replica has ended `failed` (its heartbeat lapsed) stays so for everyone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
 
 import mcp_types as types
 
-from aggregator.tasks.shared import LAPSED
+LAPSED = "The replica running this task stopped (its heartbeat lapsed); the outcome of the call is unknown."
+"""How a task ends when its replica is gone: on every replica, and on its own if it comes back."""
+TASK_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+"""What the gateway's task ids look like (`secrets.token_urlsafe`): only such an id is looked up in Redis."""
 
 REPLICA = re.compile(r"[0-9a-f]{16}")
 WRITE = """
@@ -62,3 +66,13 @@ def lapsed(shape: dict[str, Any]) -> dict[str, Any]:
     ended = {key: value for key, value in shape.items() if key != "inputRequests"}
     ended.update(status="failed", statusMessage=LAPSED, error={"code": types.INTERNAL_ERROR, "message": LAPSED})
     return ended
+
+
+def owner_digest(owner: str) -> str:
+    """What shared records keep of a task's owner: enough to compare, nothing to read."""
+    return hashlib.sha256(b"mcp-aggregator task owner\0" + owner.encode("utf-8")).hexdigest()
+
+
+def shareable(task_id: object) -> bool:
+    """Whether `task_id` (as a caller sent it) may name a shared record: a key is never built from anything else."""
+    return isinstance(task_id, str) and TASK_ID.fullmatch(task_id) is not None

@@ -23,23 +23,41 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
 
 import anyio
 from redis.asyncio import Redis
 
 from aggregator.cluster.client import REDIS_ERRORS
 from aggregator.cluster.health import RedisHealth
-from aggregator.cluster.task_records import WRITE, lapsed, parsed
-from aggregator.errors import LimitExceededError
-from aggregator.tasks.shared import CommandHandler, TaskCommand, owner_digest, shareable
-from aggregator.tasks.task import Task
+from aggregator.cluster.task_records import LAPSED, WRITE, lapsed, owner_digest, parsed, shareable
+from aggregator.errors import LimitExceededError, SharedStateUnavailableError
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARACTERS = 1024 * 1024
 """A command longer than this is ignored (answers to a task's questions are small)."""
+
+
+class MirroredTask(Protocol):
+    """What this module reads of a task (`aggregator.tasks.task.Task`)."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def tool(self) -> str: ...
+    @property
+    def terminal(self) -> bool: ...
+    @property
+    def detached(self) -> bool: ...
+    def detailed(self) -> dict[str, Any]: ...
+
+
+CommandHandler = Callable[[Mapping[str, Any]], None]
+"""Applies a command about one of this replica's tasks (`aggregator.tasks.shared.CommandHandler`)."""
 
 
 class SharedTasks:
@@ -55,7 +73,7 @@ class SharedTasks:
         self.replica = secrets.token_hex(8)
         self.channel = f"{prefix}tasks:{self.replica}"
         self._handler: CommandHandler = lambda command: None
-        self._tracked: dict[str, tuple[Task, float]] = {}  # id -> (task, wall-clock end of its lifetime)
+        self._tracked: dict[str, tuple[MirroredTask, float]] = {}  # id -> (task, wall-clock end of its lifetime)
         self._dirty: set[str] = set()
         self._forgotten: set[str] = set()
         self._wake = anyio.Event()
@@ -67,19 +85,21 @@ class SharedTasks:
     def serve(self, handler: CommandHandler) -> None:
         self._handler = handler
 
-    def track(self, task: Task, lifetime: float) -> None:
+    def track(self, task: MirroredTask, lifetime: float) -> None:
         self._tracked[task.task_id] = (task, time.time() + lifetime)
-        task.on_change = self.changed
         self.changed(task)
 
-    def forget(self, task: Task) -> None:
+    def owns(self, owner: str, digest: str) -> bool:
+        return secrets.compare_digest(owner_digest(owner), digest)
+
+    def forget(self, task: MirroredTask) -> None:
         self._tracked.pop(task.task_id, None)
         if task.detached:  # handed to its caller, so perhaps mirrored
             self._dirty.discard(task.task_id)
             self._forgotten.add(task.task_id)
             self._wake.set()
 
-    def changed(self, task: Task) -> None:
+    def changed(self, task: MirroredTask) -> None:
         if task.task_id in self._tracked:
             self._dirty.add(task.task_id)
             self._mirrored.discard(task.task_id)
@@ -169,7 +189,7 @@ class SharedTasks:
             if not written and not task.terminal:  # the others took it as lost while Redis was out of reach
                 logger.warning("cluster.task_lapsed", extra={"task": task_id, "tool": task.tool})
                 self._handler(
-                    {"task": task_id, "owner": owner_digest(task.owner), "command": "lapsed", "responses": {}}
+                    {"task": task_id, "owner": owner_digest(task.owner), "command": "lapsed", "message": LAPSED}
                 )
         if self._written is not None:
             self._written.set()
@@ -199,7 +219,7 @@ class SharedTasks:
         replica, shape = found
         if shape.get("status") not in ("working", "input_required"):
             return True  # finished: nothing to cancel or answer
-        message: TaskCommand = {
+        message = {
             "task": task_id,
             "owner": owner_digest(owner),
             "command": command,
@@ -237,9 +257,14 @@ class SharedTasks:
             self._handler(message)  # type: ignore[arg-type]
 
     async def _record(self, task_id: str, owner: str) -> tuple[str, dict[str, Any]] | None:
-        """(replica, shape) of `owner`'s task `task_id` in Redis, `failed` if its replica is gone; None: unknown."""
-        if not shareable(task_id) or not self._health.available:
+        """(replica, shape) of `owner`'s task `task_id` in Redis, `failed` if its replica is gone; None: unknown.
+
+        Raises `SharedStateUnavailableError` (for any id of the right shape) while Redis is unavailable.
+        """
+        if not shareable(task_id):
             return None
+        if not self._health.available:
+            raise _unreachable(task_id)
         try:
             with anyio.fail_after(self._timeout):
                 text = await self._client.get(self._key(task_id))
@@ -254,7 +279,7 @@ class SharedTasks:
                     alive = bool(await self._client.exists(self._beat_key(record["replica"])))
         except REDIS_ERRORS as error:
             self._health.down(error)
-            return None
+            raise _unreachable(task_id) from None
         if not alive:
             shape = lapsed(shape)
             record["task"] = shape
@@ -270,3 +295,10 @@ class SharedTasks:
 
     def _beat_key(self, replica: str) -> str:
         return f"{self._prefix}replica:{replica}"
+
+
+def _unreachable(task_id: str) -> SharedStateUnavailableError:
+    return SharedStateUnavailableError(
+        f"Task '{task_id}' is not held by this replica, and the store the replicas share tasks through cannot "
+        "be reached now; try again shortly."
+    )

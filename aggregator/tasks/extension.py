@@ -19,9 +19,8 @@ an unknown, expired or another principal's task is one answer, -32602; a limit, 
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 
 import anyio
@@ -35,10 +34,10 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
 from aggregator.config.tasks import TasksSettings
-from aggregator.errors import GatewayError
+from aggregator.errors import GatewayError, SharedStateUnavailableError
 from aggregator.policy.principal import Principal, current_principal
 from aggregator.tasks.runner import TaskRunner
-from aggregator.tasks.shared import LAPSED, SharedTaskRecords, TaskCommand, owner_digest
+from aggregator.tasks.shared import SharedTaskRecords
 from aggregator.tasks.store import TaskStore
 from aggregator.tasks.streams import holding_streams
 from aggregator.tasks.task import EXTENSION, Task, UnknownTaskError, declares_tasks
@@ -140,6 +139,7 @@ class TasksExtension:
             answered = True
             if self.shared is not None:
                 self.shared.track(task, task.expires_at - self.store.clock())
+                task.on_change = self.shared.changed
             logger.info(
                 "task.created", extra={"task": task.task_id, "principal": principal.describe(), "tool": task.tool}
             )
@@ -154,8 +154,9 @@ class TasksExtension:
         task_id, owner = self._checked(ctx, "tasks/get", params)
         if (task := self._find(task_id, owner)) is not None:
             return task.detailed()
-        if self.shared is not None and (shape := await self.shared.read(task_id, owner)) is not None:
-            return shape
+        with _shared_errors():
+            if self.shared is not None and (shape := await self.shared.read(task_id, owner)) is not None:
+                return shape
         raise _unknown(task_id)
 
     async def update(self, ctx: Context, params: TaskParams) -> dict[str, Any]:
@@ -171,15 +172,13 @@ class TasksExtension:
         if (task := self._find(task_id, owner)) is not None:
             self._answer(task, responses)
             return {}
-        shape = await self.shared.read(task_id, owner) if self.shared is not None else None
-        if self.shared is None or shape is None:
-            raise _unknown(task_id)
-        asked = shape.get("inputRequests") or {}
-        _answers(responses, asked)  # refused here as the running replica would refuse them
-        try:
+        with _shared_errors():
+            shape = await self.shared.read(task_id, owner) if self.shared is not None else None
+            if self.shared is None or shape is None:
+                raise _unknown(task_id)
+            asked = shape.get("inputRequests") or {}
+            _answers(responses, asked)  # refused here as the running replica would refuse them
             await self.shared.send(task_id, owner, "update", {key: responses[key] for key in responses.keys() & asked})
-        except GatewayError as error:
-            raise MCPError(types.INVALID_PARAMS, str(error)) from None
         return {}
 
     def _answer(self, task: Task, responses: dict[str, Any]) -> None:
@@ -196,8 +195,10 @@ class TasksExtension:
         task_id, owner = self._checked(ctx, "tasks/cancel", params)
         if (task := self._find(task_id, owner)) is not None:
             self._cancel(task)
-        elif self.shared is None or not await self.shared.send(task_id, owner, "cancel", None):
-            raise _unknown(task_id)
+            return {}
+        with _shared_errors():
+            if self.shared is None or not await self.shared.send(task_id, owner, "cancel", None):
+                raise _unknown(task_id)
         return {}
 
     def _cancel(self, task: Task, where: str = "here") -> None:
@@ -205,17 +206,17 @@ class TasksExtension:
             self.runner.cancel(task)
             logger.info("task.cancel", extra={"task": task.task_id, "tool": task.tool, "from": where})
 
-    def _command(self, command: TaskCommand) -> None:
+    def _command(self, command: Mapping[str, Any]) -> None:
         """tasks/cancel or tasks/update sent by another replica about a task of this one, for the same owner."""
         task = self.store.find(command["task"])
-        if task is None or not secrets.compare_digest(owner_digest(task.owner), command["owner"]):
+        if task is None or self.shared is None or not self.shared.owns(task.owner, command["owner"]):
             logger.warning("task.command_ignored", extra={"task": command["task"][:64], "command": command["command"]})
             return
         if command["command"] == "cancel":
             self._cancel(task, "another replica")
             return
         if command["command"] == "lapsed":
-            self.store.fail(task, {"code": types.INTERNAL_ERROR, "message": LAPSED})
+            self.store.fail(task, {"code": types.INTERNAL_ERROR, "message": str(command.get("message"))})
             self.runner.cancel(task)
             return
         try:
@@ -266,6 +267,17 @@ def _answers(responses: dict[str, Any], asked: dict[str, Any]) -> dict[str, type
                 types.INVALID_PARAMS, f"params.inputResponses['{key}'] is not a response to the request it names."
             ) from None
     return answers
+
+
+@contextmanager
+def _shared_errors() -> Iterator[None]:
+    """Another replica's task cannot be reached now (-32603: try again), or the answers are too large (-32602)."""
+    try:
+        yield
+    except SharedStateUnavailableError as error:
+        raise MCPError(types.INTERNAL_ERROR, str(error)) from None
+    except GatewayError as error:
+        raise MCPError(types.INVALID_PARAMS, str(error)) from None
 
 
 def _unknown(task_id: str) -> MCPError:

@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 import pytest
 
+from aggregator.cluster.task_records import LAPSED, owner_digest
 from aggregator.cluster.tasks import SharedTasks
-from aggregator.tasks.shared import LAPSED, owner_digest
 from tests.cluster.replicas import cluster_of, redis_server, running
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
@@ -224,7 +224,12 @@ async def test_with_redis_down_the_running_replica_serves_its_task_and_the_other
         signals.release["offline"].set()
         await settled(task_of(first, "alice", task_id))
         assert (await here.result("tasks/get", {"taskId": task_id}))["status"] == "completed"
-        assert (await there.error("tasks/get", {"taskId": task_id}))["code"] == -32602  # nothing to read it from
+        unreachable = await there.error("tasks/get", {"taskId": task_id})  # nothing to read it from: try again
+        assert unreachable["code"] == -32603 and "try again" in unreachable["message"]
+        assert await there.error("tasks/get", {"taskId": "no-such-task-0000"}) == {
+            **unreachable,
+            "message": unreachable["message"].replace(task_id, "no-such-task-0000"),
+        }  # (the same for any id: it tells nothing of other principals' tasks)
 
         async with running(redis):  # the same port, empty: as after a crash
             with anyio.fail_after(RECOVERY):

@@ -20,7 +20,7 @@ import httpx2
 import pytest
 from redis.asyncio.client import PubSub
 
-from aggregator.tasks.shared import LAPSED
+from aggregator.cluster.task_records import LAPSED
 from tests.cluster.replicas import RedisServer, redis_server
 from tests.cluster.test_shared_tasks import replica
 from tests.conftest import REPOSITORY
