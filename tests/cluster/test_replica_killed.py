@@ -109,14 +109,18 @@ class Flight:
 
 @dataclass
 class Replica:
+    """One `mcp-aggregator serve` process: its /mcp URL and its output."""
+
     url: str
     process: RunningProcess
 
     @property
     def address(self) -> str:
+        """`host:port`, as nginx's `gateway_replicas` lists it."""
         return urlsplit(self.url).netloc
 
     def adoption_lines(self, after: int = 0) -> list[str]:
+        """Its `cluster.session_adopted` log lines, from output line `after` on."""
         return [line for line in self.process.lines[after:] if ADOPTED_LINE in line]
 
 
