@@ -5,7 +5,7 @@
     revocations.py  SharedRevocations: the local revocation list mirrored to a Redis set, pushed by pub/sub
     registry_sync.py SharedFile: servers.yaml and scopes.yml as admin tools change them, versioned in Redis
     sessions.py     SharedSessions: 2025-11-25 session records (principal digest, version, client, log level)
-    pins.py         SharedPins: tool-definition approvals, holds and rejections, merged tool by tool
+    records.py      SharedRecords: a hash of records merged field by field (the tool-definition pins)
     tasks.py        SharedTasks: 2026-07-28 task records any replica reads; cancel and answers sent to the runner
     task_records.py the shape of those records, and the script that never writes over a finished one
     adoption.py     SessionSharing: writes those records as sessions change; any replica adopts a session by id

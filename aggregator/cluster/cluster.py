@@ -12,15 +12,14 @@ import anyio
 
 from aggregator.cluster.client import REDIS_ERRORS, connect
 from aggregator.cluster.health import RedisHealth
-from aggregator.cluster.pins import SharedPins
 from aggregator.cluster.ratelimit import RedisBuckets
+from aggregator.cluster.records import Records, SharedRecords
 from aggregator.cluster.registry_sync import SharedFile, check_scopes, check_servers
 from aggregator.cluster.revocations import SharedRevocations
 from aggregator.cluster.sessions import SharedSessions
 from aggregator.cluster.tasks import SharedTasks
 from aggregator.config.cluster import ClusterSettings
 from aggregator.policy.revocation import RevocationList
-from aggregator.trust.gate import Gate
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class Cluster:
         revocations: Path,
         servers: Path | None = None,
         scopes: Path | None = None,
-        gate: Gate | None = None,
+        pins: Records | None = None,
     ) -> None:
         assert settings.redis_url is not None
         self._settings = settings
@@ -60,8 +59,12 @@ class Cluster:
         """servers.yaml and scopes.yml as changed through admin tools (`written()`), by kind."""
         self.sessions = SharedSessions(self._client, settings.key_prefix, settings.timeout, self.health)
         """2025-11-25 session records (`aggregator.cluster.adoption` shares the sessions through them)."""
-        self.pins = SharedPins(self._client, settings.key_prefix, settings.timeout, self.health, gate) if gate else None
-        """Tool-definition pins (approvals, holds, rejections) merged with every replica's."""
+        self.pins = (
+            SharedRecords(self._client, settings.key_prefix, "pins", settings.timeout, self.health, pins)
+            if pins is not None
+            else None
+        )
+        """Tool-definition pins (approvals, holds, rejections) merged with every replica's (`pins`: the gate's)."""
         self.tasks = SharedTasks(
             self._client, settings.key_prefix, settings.timeout, self.health, settings.heartbeat_interval
         )

@@ -43,6 +43,7 @@ from aggregator.tools.pinning import PinningAdmin
 from aggregator.tools.registries import RegistriesAdmin, follow
 from aggregator.tracing import Tracing
 from aggregator.trust.gate import Gate
+from aggregator.trust.sharing import PinRecords
 from aggregator.trust.store import PinStore
 from aggregator.upstreams.pool import UpstreamPool
 from aggregator.upstreams.state import Timings
@@ -142,7 +143,10 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
     cluster = None
     if settings.cluster.enabled:
         data = settings.data_dir
-        cluster = Cluster(settings.cluster, data / "revoked.json", settings.servers_file, settings.scopes_file, gate)
+        pins = PinRecords(gate)
+        cluster = Cluster(settings.cluster, data / "revoked.json", settings.servers_file, settings.scopes_file, pins)
+        if cluster.pins is not None:
+            pins.share = cluster.pins.written
     guard = Guard(
         policy=PolicyHolder(settings.scopes_file),
         limiter=RateLimiter(

@@ -14,7 +14,7 @@ Each decision other than "served" is written to the pin store, audited, logged a
 held tool is left out of the catalog, so callers see it exactly like a tool that does not exist.
 Approvals made elsewhere (`mcp-aggregator tools approve`, another process on the same data_dir) reach
 a running gateway through `watch`, which re-reads the pin store whenever its stamp changes; another
-replica's decisions arrive through `merge` (`aggregator.cluster.pins`), and `on_written` tells that
+replica's decisions arrive through `merge` (`aggregator.trust.sharing`), and `on_written` tells that
 replica's peers of this one's.
 """
 

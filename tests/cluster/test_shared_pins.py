@@ -20,8 +20,7 @@ import pytest
 from mcp import Client
 
 from aggregator.cli.main import main
-from aggregator.cluster.pins import SharedPins
-from aggregator.trust.store import Pins
+from aggregator.cluster.records import SharedRecords
 from tests.cluster.replicas import cluster_of, redis_server, running
 from tests.harness import ADMIN, LiveGateway, call_structured, connected, serve_gateway, serve_mcp, text_of
 from tests.trust.shop import SCOPES, Shop
@@ -52,7 +51,7 @@ async def replica(directory: Path, redis_url: str, shop_url: str) -> AsyncIterat
         yield live
 
 
-def pins_of(live: LiveGateway) -> SharedPins:
+def pins_of(live: LiveGateway) -> SharedRecords:
     shared = cluster_of(live).pins
     assert shared is not None
     return shared
@@ -77,8 +76,10 @@ async def verdict(live: LiveGateway, name: str, tool: str, fingerprint: str | No
         )
 
 
-def rejected(server: str, tool: str) -> Callable[[Pins], bool]:
-    return lambda pins: server in pins and tool in pins[server]["rejected"]
+def rejected(live: LiveGateway, server: str, tool: str) -> Callable[[], bool]:
+    gate = live.gateway.catalog.gate
+    assert gate is not None
+    return lambda: server in gate.pins() and tool in gate.pins()[server]["rejected"]
 
 
 async def names_on(client: Client, listener: Listener, wanted: Callable[[set[str]], bool]) -> set[str]:
@@ -108,7 +109,7 @@ async def test_a_verdict_on_one_replica_is_applied_by_every_replica_and_by_one_s
 
         await verdict(first, "reject_tool", "refund")
         with anyio.fail_after(REPLICATED):
-            await pins_of(second).wait_until(rejected("shop", "refund"))
+            await pins_of(second).wait_until(rejected(second, "shop", "refund"))
         assert set(await held(second)) == {"stock"}
         await assert_unknown(caller, "shop__refund", {"shop__refund", "shop__stock"})
 
@@ -189,7 +190,7 @@ async def test_a_forged_shared_record_is_ignored(tmp_path: Path) -> None:
             await client.publish(shared.channel, field)
             await client.hset(shared.key, '["shop"]', "{}")  # type: ignore[misc]
             await client.publish(shared.channel, '["shop"]')
-        await only.log.wait_for("cluster.pins_ignored.*does not match its fingerprint", RECOVERY, mark)
-        await only.log.wait_for("cluster.pins_ignored.*not a \\[server, tool\\] pair", RECOVERY, mark)
+        await only.log.wait_for("trust.shared_pins_ignored.*does not match its fingerprint", RECOVERY, mark)
+        await only.log.wait_for("trust.shared_pins_ignored.*not a \\[server, tool\\] pair", RECOVERY, mark)
         assert "stock" in await held(only)
         await assert_unknown(caller, "shop__stock")
