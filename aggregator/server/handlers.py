@@ -7,10 +7,8 @@ caused them (`aggregator.upstreams.caller`); errors become MCP errors in `aggreg
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
 from typing import Any, TypeVar
 
 import mcp_types as types
@@ -23,7 +21,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from aggregator.catalog.catalog import SEPARATOR, Catalog, Entry
 from aggregator.config.tasks import TasksSettings
-from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
+from aggregator.errors import UnknownNameError, UpstreamUnavailableError
 from aggregator.policy.principal import Principal
 from aggregator.sdk import connection_of
 from aggregator.server.edge import answer
@@ -187,11 +185,7 @@ class GatewayServer:
         entry = self._resolve_tool(name, principal)
         require_task(self.tasks, entry.upstream, entry.original_name, name, current_caller.get())
         upstream = self.pool.get(entry.upstream)
-        size = len(json.dumps(arguments or {}, separators=(",", ":")))
-        if size > self.guard.max_argument_bytes:
-            raise LimitExceededError(
-                f"The arguments of '{name}' are {size} bytes; the limit is {self.guard.max_argument_bytes}."
-            )
+        self.guard.check_arguments(name, arguments)
 
         async def attempt(
             responses: types.InputResponses | None, state: str | None
@@ -200,12 +194,8 @@ class GatewayServer:
                 entry.original_name, arguments, progress=progress, input_responses=responses, request_state=state
             )
 
-        with ExitStack() as slots:
-            slots.enter_context(
-                self.guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe())
-            )
-            slots.enter_context(self.guard.upstream_slots.slot(upstream.name, upstream.name))
-            token = held_slots.set(slots.close)  # released early once the upstream runs the call as its own task
+        with self.guard.call_slots(principal, upstream.name) as release:
+            token = held_slots.set(release)  # released early once the upstream runs the call as its own task
             try:
                 return await interactive(attempt, input_responses, request_state)
             finally:

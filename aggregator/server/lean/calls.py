@@ -10,14 +10,13 @@ through `caller.interactive` as on the SDK path. The result is shaped by the SDK
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import mcp_types as types
 from mcp.server.connection import Connection
 
 from aggregator.catalog.catalog import SEPARATOR, Entry
-from aggregator.errors import LimitExceededError, UnknownNameError, UpstreamUnavailableError
+from aggregator.errors import UnknownNameError, UpstreamUnavailableError
 from aggregator.policy.principal import Principal
 from aggregator.sdk import ResultShaper
 from aggregator.server.edge import answer
@@ -80,19 +79,12 @@ class LeanCalls:
         handlers, guard = self._handlers, self._handlers.guard
         entry = self._resolve_tool(principal, name)
         upstream = handlers.pool.get(entry.upstream)
-        size = len(json.dumps(arguments or {}, separators=(",", ":")))
-        if size > guard.max_argument_bytes:
-            raise LimitExceededError(
-                f"The arguments of '{name}' are {size} bytes; the limit is {guard.max_argument_bytes}."
-            )
+        guard.check_arguments(name, arguments)
 
         async def attempt(responses: types.InputResponses | None, state: str | None) -> ToolResult:
             return await upstream.lean.call_tool(entry.original_name, arguments, responses, state)
 
-        with (
-            guard.principal_slots.slot(f"{principal.issuer}|{principal.subject}", principal.describe()),
-            guard.upstream_slots.slot(upstream.name, upstream.name),
-        ):
+        with guard.call_slots(principal, upstream.name):
             return await interactive(attempt, None, None)
 
     def _resolve_tool(self, principal: Principal, name: str) -> Entry[types.Tool]:
