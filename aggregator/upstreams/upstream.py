@@ -36,13 +36,7 @@ from aggregator.upstreams.failures import CONNECTION_ERRORS, backoff, describe, 
 from aggregator.upstreams.following import ResourceFollowing, advertises_changes
 from aggregator.upstreams.lean_route import LeanRoute
 from aggregator.upstreams.listing import Listing, fetch_listing
-from aggregator.upstreams.relay import (
-    relay_elicitation,
-    relay_log,
-    relay_roots,
-    relay_sampling,
-    speak_for_the_caller,
-)
+from aggregator.upstreams.relay import relay_elicitation, relay_log, relay_roots, relay_sampling, speak_for_the_caller
 from aggregator.upstreams.requests import COMPLETE_RESULT, PROMPT_RESULT, READ_RESULT, TOOL_RESULT, RequestPath
 from aggregator.upstreams.state import Timings, UpstreamState
 from aggregator.upstreams.tasks import call_as_task, current_task_link, offers_tasks
