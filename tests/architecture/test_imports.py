@@ -19,7 +19,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "sdk"}),
     frozenset({"config"}),
     frozenset({"registry", "policy", "tracing"}),
-    frozenset({"upstreams", "search", "nginx", "trust", "cluster", "tasks"}),
+    frozenset({"upstreams", "search", "nginx", "trust", "cluster"}),
+    frozenset({"tasks"}),  # a gateway task's call may run as the upstream's own task
     frozenset({"catalog"}),
     frozenset({"tools"}),
     frozenset({"server"}),
