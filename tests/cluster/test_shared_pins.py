@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import pytest
@@ -21,7 +21,7 @@ from mcp import Client
 
 from aggregator.cli.main import main
 from aggregator.cluster.records import SharedRecords
-from tests.cluster.replicas import cluster_of, redis_server, running
+from tests.cluster.replicas import RedisServer, cluster_of, redis_server, running
 from tests.harness import ADMIN, LiveGateway, call_structured, connected, serve_gateway, serve_mcp, text_of
 from tests.trust.shop import SCOPES, Shop
 from tests.trust.test_pinning import Listener, assert_unknown
@@ -49,6 +49,30 @@ async def replica(directory: Path, redis_url: str, shop_url: str) -> AsyncIterat
         with anyio.fail_after(RECOVERY):
             await cluster_of(live).health.wait(available=True)
         yield live
+
+
+class TwoReplicas(NamedTuple):
+    """A redis-server, the shop's address, two replicas sharing both and a caller of the second."""
+
+    redis: RedisServer
+    shop_url: str
+    first: LiveGateway
+    second: LiveGateway
+    caller: Client
+
+
+@asynccontextmanager
+async def two_replicas(directory: Path, shop: Shop, listener: Listener) -> AsyncIterator[TwoReplicas]:
+    """`replica` twice over a fresh redis-server and `shop` served on loopback, with a legacy-era caller of the
+    second whose tool-list notifications `listener` hears."""
+    async with (
+        redis_server(directory / "redis") as redis,
+        serve_mcp(shop.server) as shop_url,
+        replica(directory / "a", redis.url, shop_url) as first,
+        replica(directory / "b", redis.url, shop_url) as second,
+        second.member("callers", era="legacy", message_handler=listener.on_message) as caller,
+    ):
+        yield TwoReplicas(redis, shop_url, first, second, caller)
 
 
 def pins_of(live: LiveGateway) -> SharedRecords:
@@ -90,13 +114,7 @@ async def names_on(client: Client, listener: Listener, wanted: Callable[[set[str
 async def test_a_verdict_on_one_replica_is_applied_by_every_replica_and_by_one_started_later(tmp_path: Path) -> None:
     shop = Shop()
     listener = Listener()
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        serve_mcp(shop.server) as shop_url,
-        replica(tmp_path / "a", redis.url, shop_url) as first,
-        replica(tmp_path / "b", redis.url, shop_url) as second,
-        second.member("callers", era="legacy", message_handler=listener.on_message) as caller,
-    ):
+    async with two_replicas(tmp_path, shop, listener) as (redis, shop_url, first, second, caller):
         shop.change()
         await refresh(first, second)
         assert set(await held(first)) == set(await held(second)) == {"price", "stock", "refund"}
@@ -126,13 +144,7 @@ async def test_a_verdict_on_one_replica_is_applied_by_every_replica_and_by_one_s
 async def test_an_approval_made_with_the_cli_on_one_replicas_host_reaches_the_others(tmp_path: Path) -> None:
     shop = Shop()
     listener = Listener()
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        serve_mcp(shop.server) as shop_url,
-        replica(tmp_path / "a", redis.url, shop_url) as first,
-        replica(tmp_path / "b", redis.url, shop_url) as second,
-        second.member("callers", era="legacy", message_handler=listener.on_message) as caller,
-    ):
+    async with two_replicas(tmp_path, shop, listener) as (_, _, first, second, caller):
         shop.change()
         await refresh(first, second)
         config = tmp_path / "cli.yaml"
@@ -148,12 +160,8 @@ async def test_a_verdict_made_while_redis_is_down_works_locally_and_reaches_the_
     shop = Shop()
     listener = Listener()
     async with (
-        redis_server(tmp_path / "redis") as redis,
-        serve_mcp(shop.server) as shop_url,
-        replica(tmp_path / "a", redis.url, shop_url) as first,
-        replica(tmp_path / "b", redis.url, shop_url) as second,
+        two_replicas(tmp_path, shop, listener) as (redis, _, first, second, there),
         first.member("callers") as here,
-        second.member("callers", era="legacy", message_handler=listener.on_message) as there,
     ):
         shop.change()
         await refresh(first, second)

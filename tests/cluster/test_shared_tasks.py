@@ -10,17 +10,17 @@ down the running replica still serves its tasks, and the other reads them again 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import pytest
 
 from aggregator.cluster.task_records import LAPSED, owner_digest
 from aggregator.cluster.tasks import SharedTasks
-from tests.cluster.replicas import cluster_of, redis_server, running
+from tests.cluster.replicas import RedisServer, cluster_of, redis_server, running
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
 from tests.tasks.upstream import Signals, serve_gated
@@ -43,6 +43,37 @@ async def replica(
         with anyio.fail_after(RECOVERY):
             await cluster_of(live).health.wait(available=True)
         yield live
+
+
+class TwoReplicas(NamedTuple):
+    """A redis-server, the replica that runs the tasks, a caller of it and a caller of a second replica."""
+
+    redis: RedisServer
+    first: LiveGateway
+    here: Caller
+    there: Caller
+
+
+@asynccontextmanager
+async def two_replicas(
+    directory: Path,
+    upstream: str,
+    *,
+    callers: tuple[str, str] = ("alice", "alice"),
+    capabilities: Mapping[str, Any] = {},
+    **settings: Any,
+) -> AsyncIterator[TwoReplicas]:
+    """Two `replica`s of `upstream` sharing a fresh redis-server (the first with `settings`) and a caller of each,
+    as `callers`, declaring `capabilities`: the first replica runs the tasks, the second only serves them."""
+    here_as, there_as = callers
+    async with (
+        redis_server(directory / "redis") as redis,
+        replica(directory / "a", redis.url, upstream, **settings) as first,
+        replica(directory / "b", redis.url, upstream) as second,
+        caller(first, here_as, **capabilities) as here,
+        caller(second, there_as, **capabilities) as there,
+    ):
+        yield TwoReplicas(redis, first, here, there)
 
 
 def shared(live: LiveGateway) -> SharedTasks:
@@ -73,13 +104,7 @@ async def test_a_task_is_read_and_cancelled_through_the_replica_that_does_not_ru
     tmp_path: Path, gated: tuple[str, Signals]
 ) -> None:
     url, signals = gated
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        replica(tmp_path / "a", redis.url, url) as first,
-        replica(tmp_path / "b", redis.url, url) as second,
-        caller(first, "alice") as here,
-        caller(second, "alice") as there,
-    ):
+    async with two_replicas(tmp_path, url) as (_, first, here, there):
         finishing = await start(here, signals, "finishing")
         await mirrored(first, finishing)
         assert (await there.result("tasks/get", {"taskId": finishing}))["status"] == "working"
@@ -103,13 +128,7 @@ async def test_a_task_is_read_and_cancelled_through_the_replica_that_does_not_ru
 
 async def test_a_question_is_answered_through_the_other_replica(tmp_path: Path, gated: tuple[str, Signals]) -> None:
     url, _ = gated
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        replica(tmp_path / "a", redis.url, url) as first,
-        replica(tmp_path / "b", redis.url, url) as second,
-        caller(first, "alice", elicitation={}) as here,
-        caller(second, "alice", elicitation={}) as there,
-    ):
+    async with two_replicas(tmp_path, url, capabilities={"elicitation": {}}) as (_, first, here, there):
         created = await here.result("tools/call", {"name": "gated__confirm", "arguments": {"label": "deploy"}})
         task_id = str(created["taskId"])
         task = task_of(first, "alice", task_id)
@@ -133,13 +152,7 @@ async def test_another_principal_and_forged_ids_reach_nothing_through_another_re
     tmp_path: Path, gated: tuple[str, Signals]
 ) -> None:
     url, signals = gated
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        replica(tmp_path / "a", redis.url, url) as first,
-        replica(tmp_path / "b", redis.url, url) as second,
-        caller(first, "alice") as alice,
-        caller(second, "bob") as bob,
-    ):
+    async with two_replicas(tmp_path, url, callers=("alice", "bob")) as (redis, first, alice, bob):
         task_id = await start(alice, signals, "private")
         await mirrored(first, task_id)
         unknown = await bob.error("tasks/get", {"taskId": "no-such-task-0000"})
@@ -183,13 +196,8 @@ async def test_a_task_whose_replica_stopped_beating_reads_failed_everywhere(
     tmp_path: Path, gated: tuple[str, Signals]
 ) -> None:
     url, signals = gated
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        replica(tmp_path / "a", redis.url, url, heartbeat=60.0) as first,  # its next beat: long after the test
-        replica(tmp_path / "b", redis.url, url) as second,
-        caller(first, "alice") as here,
-        caller(second, "alice") as there,
-    ):
+    # the first replica's next beat: long after the test
+    async with two_replicas(tmp_path, url, heartbeat=60.0) as (redis, first, here, there):
         task_id = await start(here, signals, "orphan")
         await mirrored(first, task_id)
         async with redis.client() as admin:
@@ -211,13 +219,7 @@ async def test_with_redis_down_the_running_replica_serves_its_task_and_the_other
     tmp_path: Path, gated: tuple[str, Signals]
 ) -> None:
     url, signals = gated
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        replica(tmp_path / "a", redis.url, url) as first,
-        replica(tmp_path / "b", redis.url, url) as second,
-        caller(first, "alice") as here,
-        caller(second, "alice") as there,
-    ):
+    async with two_replicas(tmp_path, url) as (redis, first, here, there):
         task_id = await start(here, signals, "offline")
         await mirrored(first, task_id)
         await redis.kill()
@@ -242,13 +244,7 @@ async def test_a_task_that_expired_on_its_replica_is_unknown_on_every_replica(
     tmp_path: Path, gated: tuple[str, Signals]
 ) -> None:
     url, signals = gated
-    async with (
-        redis_server(tmp_path / "redis") as redis,
-        replica(tmp_path / "a", redis.url, url, ttl=1.0) as first,
-        replica(tmp_path / "b", redis.url, url) as second,
-        caller(first, "alice") as here,
-        caller(second, "alice") as there,
-    ):
+    async with two_replicas(tmp_path, url, ttl=1.0) as (redis, first, here, there):
         task_id = await start(here, signals, "expiring")
         await mirrored(first, task_id)
         await settled(task_of(first, "alice", task_id))  # its time ran out (tasks.ttl): the call was cancelled
