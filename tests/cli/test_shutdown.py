@@ -134,3 +134,5 @@ async def refused(url: str) -> None:
                 await fresh.get(url)
             except httpx2.ConnectError:
                 return
+            except httpx2.RemoteProtocolError:
+                continue  # accepted as the listener closed, then closed unanswered: ask again until refused
