@@ -82,6 +82,8 @@ class SessionSharing:
         self._prune_at = PRUNE_AT
         self.adopted: weakref.WeakValueDictionary[str, Connection] = weakref.WeakValueDictionary()
         """Session id -> the connection of each live session this replica opened from a record."""
+        self.copies: weakref.WeakValueDictionary[str, Connection] = weakref.WeakValueDictionary()
+        """Session id -> the connection of each live shared session held here (opened here or adopted)."""
         shared.ended = self._ended_elsewhere
 
     # the server middleware
@@ -96,6 +98,7 @@ class SessionSharing:
                 record = self._changed(connection, method, ctx.params, result)
                 if record is not None:
                     connection.state[RECORD_STATE_KEY] = record
+                    self.copies[connection.session_id] = connection
                     await self._shared.save(record, self._ttl)
                     self._prune()
         return result
@@ -148,6 +151,8 @@ class SessionSharing:
         """Before a request for `session_id`: adopt the session if this replica does not hold it."""
         if legacy_session(self._manager, session_id) is not None:
             await self._shared.refresh(session_id, self._ttl)
+            if session_id in self._shared.stale:
+                await self._catch_up(scope, session_id)
             return
         if not _SESSION_ID.match(session_id):
             return
@@ -173,7 +178,7 @@ class SessionSharing:
         if not adopted:
             logger.warning("cluster.session_not_adopted", extra={"reason": "session limit", "key": _short(record)})
             return
-        self._shared.adopted(session_id)
+        await self._shared.adopted(session_id)
         self._prune()
         if self._opened is not None:
             self._opened(session_id)
@@ -182,6 +187,22 @@ class SessionSharing:
         )
         if record.subscriptions and (connection := self.adopted.get(session_id)) is not None:
             await self._resubscribe(Request(scope), record, connection)
+
+    async def _catch_up(self, scope: Scope, session_id: str) -> None:
+        """Another replica adopted this session or changed its record since this copy last saw it (the session
+        came back here): take the record's log level, and subscribe to what was subscribed meanwhile."""
+        self._shared.stale.discard(session_id)
+        connection, record = self.copies.get(session_id), await self._shared.load(session_id)
+        if connection is None or record is None or record.owner != owner_digest(requestor_of(scope)):
+            return
+        seen = connection.state.get(RECORD_STATE_KEY)
+        known = set(seen.subscriptions) if isinstance(seen, SessionRecord) else set()
+        if record.log_level is not None:
+            connection.state[self._log_level_key] = record.log_level
+        connection.state[RECORD_STATE_KEY] = record
+        logger.info("cluster.session_caught_up", extra={"key": _short(record)})
+        if added := tuple(uri for uri in record.subscriptions if uri not in known):
+            await self._resubscribe(Request(scope), record.model_copy(update={"subscriptions": added}), connection)
 
     async def _resubscribe(self, request: Request, record: SessionRecord, connection: Connection) -> None:
         """Subscribe the adopted session again to what it had subscribed to, as the request's principal."""
@@ -213,7 +234,7 @@ class SessionSharing:
         if record.log_level is not None:
             connection.state[self._log_level_key] = record.log_level
         connection.state[RECORD_STATE_KEY] = record
-        self.adopted[record.session_id] = connection
+        self.adopted[record.session_id] = self.copies[record.session_id] = connection
 
     async def after(self, scope: Scope, session_id: str, status: int | None) -> None:
         """After a request for `session_id`: a successful DELETE ends the session everywhere."""

@@ -129,7 +129,12 @@ class Cluster:
             pins = [self.pins.channel] if self.pins is not None else []
             with anyio.fail_after(timeout):
                 await pubsub.subscribe(
-                    self.revocations.channel, self.sessions.channel, self.tasks.channel, *files, *pins
+                    self.revocations.channel,
+                    self.sessions.channel,
+                    self.sessions.moved_channel,
+                    self.tasks.channel,
+                    *files,
+                    *pins,
                 )
             await self._reconcile()
             while True:
@@ -142,6 +147,8 @@ class Cluster:
                         await shared.heard(message.get("data"))
                     elif channel == self.sessions.channel:
                         await self.sessions.heard(message.get("data"))
+                    elif channel == self.sessions.moved_channel:
+                        self.sessions.heard_moved(message.get("data"))
                     elif self.pins is not None and channel == self.pins.channel:
                         await self.pins.heard(message.get("data"))
                     elif channel == self.tasks.channel:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -98,6 +99,11 @@ class SharedSessions:
         self._timeout = timeout
         self._health = health
         self.channel = f"{prefix}sessions-ended"
+        self.moved_channel = f"{prefix}sessions-moved"
+        """Where a replica says it adopted a session or changed its record: other replicas' copies are stale."""
+        self._replica = secrets.token_hex(8)
+        self.stale: set[str] = set()
+        """Sessions held here that another replica adopted or changed since: their record is read before next use."""
         self.ended: Ended | None = None
         """Set by whoever holds the sessions (the HTTP edge): called for each session ended elsewhere."""
         self._held: dict[str, str] = {}
@@ -115,8 +121,16 @@ class SharedSessions:
         if len(text) > MAX_RECORD_CHARACTERS:
             logger.warning("cluster.session_not_shared", extra={"reason": "record too long", "characters": len(text)})
             return
-        self._held[_digest(record.session_id)] = record.session_id
-        if await self._call(lambda: self._client.set(self.key(record.session_id), text, ex=_seconds(ttl))) is not None:
+        digest = _digest(record.session_id)
+        self._held[digest] = record.session_id
+
+        async def set_and_publish() -> object:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(self.key(record.session_id), text, ex=_seconds(ttl))
+                pipe.publish(self.moved_channel, f"{self._replica} {digest}")
+                return await pipe.execute()
+
+        if await self._call(set_and_publish) is not None:
             self._refreshed[record.session_id] = time.monotonic()
 
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -136,11 +150,14 @@ class SharedSessions:
             return None
         return record
 
-    def adopted(self, session_id: str) -> None:
-        """This replica now holds `session_id` too (adopted from its record): noted, and counted."""
-        self._held[_digest(session_id)] = session_id
+    async def adopted(self, session_id: str) -> None:
+        """This replica now holds `session_id` too (adopted from its record): noted, counted, and said, so that
+        another replica holding a copy reads the record again before it serves the session next."""
+        digest = _digest(session_id)
+        self._held[digest] = session_id
         self.adoptions += 1
         self._refreshed[session_id] = time.monotonic()
+        await self._call(lambda: self._client.publish(self.moved_channel, f"{self._replica} {digest}"))
 
     async def refresh(self, session_id: str, ttl: float) -> None:
         """The session was used here: its record expires `ttl` seconds from now (pushed back at most once
@@ -174,6 +191,13 @@ class SharedSessions:
         if self.ended is not None:
             await self.ended(session_id)
 
+    def heard_moved(self, message: object) -> None:
+        """Another replica adopted a session or changed its record (`<replica> <digest>`): a copy here is stale."""
+        replica, _, digest = message.partition(" ") if isinstance(message, str) else ("", "", "")
+        if replica and replica != self._replica and (session_id := self._held.get(digest)) is not None:
+            self.stale.add(session_id)
+            logger.info("cluster.session_moved", extra={"key": self.key(session_id)})
+
     def forget_ended(self, alive: Callable[[str], bool]) -> None:
         """Drop what is kept for sessions that ended here without a DELETE (idle expiry, crash)."""
         for digest, session_id in list(self._held.items()):
@@ -187,6 +211,7 @@ class SharedSessions:
     def _forget(self, digest: str) -> None:
         if (session_id := self._held.pop(digest, None)) is not None:
             self._refreshed.pop(session_id, None)
+            self.stale.discard(session_id)
 
     async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Redis command within the timeout; None (and Redis marked down, logged once) if it fails."""

@@ -245,3 +245,33 @@ async def test_an_adopted_session_is_subscribed_again_to_what_it_followed(echo_u
         restored = [line for line in pair.second.log.lines[mark:] if "method=resources/subscribe" in line]
         assert len(restored) == 1 and "outcome=ok" in restored[0], restored
         assert "cluster.subscription_not_restored" not in pair.second.log.output
+
+
+async def test_a_session_back_on_the_replica_that_opened_it_takes_what_changed_elsewhere(
+    echo_url: str, tmp_path: Path
+) -> None:
+    """The replica that answered `initialize` keeps its copy; when the session comes back to it (the replica its id
+    hashes to died), it serves the log level and subscriptions the session set on the other replica meanwhile."""
+    olga = token_for("olga", groups=ADMINS)
+
+    async def send(client: httpx2.AsyncClient, session_id: str, method: str, params: dict[str, Any]) -> None:
+        message = {"jsonrpc": "2.0", "id": 7, "method": method, "params": params}
+        assert "result" in answer(await client.post("/mcp", headers=headers(olga, session_id), json=message))
+
+    async with two_replicas(tmp_path, echo_url) as pair:
+        session_id = await initialize(pair.on_first, "/mcp", olga)
+        await send(pair.on_first, session_id, "logging/setLevel", {"level": "error"})
+        mark = pair.first.log.mark()
+        await send(pair.on_second, session_id, "logging/setLevel", {"level": "debug"})  # adopted there, and changed
+        await send(pair.on_second, session_id, "resources/subscribe", {"uri": HEALTH_URI})
+        await pair.first.log.wait_for("cluster.session_moved", after=mark)
+        copy = sharing_of(pair.first).copies[session_id]
+        assert copy.state[LOG_LEVEL_STATE_KEY] == "error"  # what it last saw, until the session comes back
+
+        back = pair.first.log.mark()
+        await send(pair.on_first, session_id, "resources/list", {})
+        assert copy.state[LOG_LEVEL_STATE_KEY] == "debug"
+        lines = pair.first.log.lines[back:]
+        assert any("cluster.session_caught_up" in line for line in lines)
+        restored = [line for line in lines if "method=resources/subscribe" in line]
+        assert len(restored) == 1 and "outcome=ok" in restored[0], restored
