@@ -191,9 +191,11 @@ class SessionSharing:
     async def _catch_up(self, scope: Scope, session_id: str) -> None:
         """Another replica adopted this session or changed its record since this copy last saw it (the session
         came back here): take the record's log level, and subscribe to what was subscribed meanwhile."""
-        self._shared.stale.discard(session_id)
         connection, record = self.copies.get(session_id), await self._shared.load(session_id)
-        if connection is None or record is None or record.owner != owner_digest(requestor_of(scope)):
+        if record is not None and record.owner != owner_digest(requestor_of(scope)):
+            return  # another principal's request (the SDK answers it 404): it leaves the copy stale
+        self._shared.stale.discard(session_id)
+        if connection is None or record is None:
             return
         seen = connection.state.get(RECORD_STATE_KEY)
         known = set(seen.subscriptions) if isinstance(seen, SessionRecord) else set()

@@ -275,3 +275,23 @@ async def test_a_session_back_on_the_replica_that_opened_it_takes_what_changed_e
         assert any("cluster.session_caught_up" in line for line in lines)
         restored = [line for line in lines if "method=resources/subscribe" in line]
         assert len(restored) == 1 and "outcome=ok" in restored[0], restored
+
+
+async def test_forged_moved_messages_and_another_principal_change_no_copy(echo_url: str, tmp_path: Path) -> None:
+    olga, quinn = token_for("olga", groups=ADMINS), token_for("quinn", groups=USERS)
+    async with two_replicas(tmp_path, echo_url) as pair:
+        kept, moved = await initialize(pair.on_first, "/mcp", olga), await initialize(pair.on_first, "/mcp", olga)
+        shared = cluster_of(pair.first).sessions
+        kept_digest, moved_digest = (shared.key(held).rsplit(":", 1)[1] for held in (kept, moved))
+        for forged in ("", kept_digest, f" {kept_digest}", "x" * 10_000, f"someone {'0' * 64}", f"a b {kept_digest}"):
+            await pair.look.publish(shared.moved_channel, forged)
+        mark = pair.first.log.mark()
+        await pair.look.publish(shared.moved_channel, f"someone {moved_digest}")  # as another replica would
+        await pair.first.log.wait_for("cluster.session_moved", after=mark)  # heard in order: the forged ones too
+        assert shared.stale == {moved}, "only a well-formed message about a held session counts"
+
+        stolen = await call_echo(pair.on_first, "/mcp", quinn, moved, "not mine")
+        assert stolen.status_code == 404
+        assert shared.stale == {moved}, "another principal's request does not catch the copy up"
+        assert echoed(await call_echo(pair.on_first, "/mcp", olga, moved, "mine")) == "mine"
+        assert not shared.stale
