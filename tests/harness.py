@@ -149,10 +149,9 @@ async def serve_upstream(module: str, *, port: int = 0) -> AsyncIterator[str]:
 @asynccontextmanager
 async def serve_conformance_upstream() -> AsyncIterator[str]:
     """Serve tests/servers/conformance_server.py (every fixture the MCP conformance suite calls) in-process."""
-    from tests.servers.conformance_server import MemoryEventStore, build_server
+    from tests.servers.conformance_server import build_app
 
-    app = build_server().streamable_http_app(host="127.0.0.1", event_store=MemoryEventStore(), retry_interval=100)
-    async with serve_asgi(app) as url:
+    async with serve_asgi(build_app("127.0.0.1")) as url:
         yield url
 
 

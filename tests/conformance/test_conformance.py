@@ -1,12 +1,14 @@
 """The official MCP conformance suite, run against the conformance upstream and the gateway fronting it.
 
 The upstream (tests/servers/conformance_server.py) implements every fixture the suite's server
-scenarios call. Run directly it must fail nothing but `UPSTREAM_GAPS`, which proves the fixture
-and this harness. The gateway serves it under an empty prefix, so the suite reaches each fixture
-by its exact name; there a check may fail only if its revision's baseline (baseline-<revision>.txt
-beside this file) lists it, and a listed check that passes fails the test until its entry is
-deleted: the baselines only shrink. A check that passes directly and is only INFO through the
-gateway (it answered so that the suite could not judge) fails like any other unless listed.
+scenarios call, and serves the tasks extension itself. Run directly it must fail nothing but
+`UPSTREAM_GAPS` (none), which proves the fixture and this harness. The gateway serves it under an
+empty prefix, so the suite reaches each fixture by its exact name, and runs each task as the
+upstream's own (aggregator/upstreams/tasks.py); there a check may fail only if its revision's
+baseline (baseline-<revision>.txt beside this file) lists it, and a listed check that passes fails
+the test until its entry is deleted: the baselines only shrink. A check that passes directly and is
+only INFO through the gateway (it answered so that the suite could not judge) fails like any other
+unless listed.
 `-k upstream` or `-k gateway` runs one target.
 """
 
@@ -22,28 +24,12 @@ import pytest
 
 from tests.conformance import harness
 from tests.harness import connected, serve_conformance_upstream, serve_gateway
+from tests.tasks.fixtures import REQUIRED_TASK_TOOLS
 
 BASELINES = Path(__file__).parent
 
-# The fixture does not implement the optional tasks extension (SEP-2663), which the suite runs,
-# unscored, at 2026-07-28. Every other check passes against the upstream directly.
-_TASKS_SCENARIOS = (
-    "tasks-lifecycle",
-    "tasks-capability-negotiation",
-    "tasks-wire-fields",
-    "tasks-request-state-removal",
-    "tasks-mrtr-input",
-    "tasks-request-headers",
-    "tasks-dispatch-and-envelope",
-    "tasks-required-task-error",
-    "tasks-mrtr-composition",
-)
-REQUIRED_TASK_TOOLS = ["failing_job", "test_tool_with_task"]
-"""Fixtures the tasks scenarios expect to run only as tasks (tasks-required-task-error, tasks-mrtr-composition)."""
-UPSTREAM_GAPS: dict[str, dict[str, str]] = {
-    "2025-11-25": {},
-    "2026-07-28": {scenario: "tasks extension not implemented by the fixture" for scenario in _TASKS_SCENARIOS},
-}
+UPSTREAM_GAPS: dict[str, dict[str, str]] = {"2025-11-25": {}, "2026-07-28": {}}
+"""Checks the fixture itself fails, by revision, with the reason: none, the tasks extension (SEP-2663) included."""
 
 pytestmark = [
     pytest.mark.anyio,
@@ -66,12 +52,12 @@ async def upstream() -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 async def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     # An empty prefix: the suite calls every fixture by its upstream name. The tasks scenarios expect
-    # `failing_job` and `test_tool_with_task` to be registered with taskSupport "required": the operator says
-    # so in `tasks.required`, since the 2026-07-28 wire cannot carry it from the upstream.
+    # `failing_job` and `test_tool_with_task` to be registered with taskSupport "required", as the upstream
+    # serves them: the operator says so in `tasks.required`, since the 2026-07-28 wire cannot carry it.
     servers = {"conf": {"transport": "streamable-http", "url": upstream, "prefix": ""}}
     # `stream_hold: 0`: a 2025-11-25 caller's call is answered on the stream it resumes with Last-Event-ID, as
     # `test_reconnection` asks of a server (the stateless 2026-07-28 upstream has no stream of its own to close).
-    tasks = {"required": {"conf": REQUIRED_TASK_TOOLS}, "stream_hold": 0}
+    tasks = {"required": {"conf": list(REQUIRED_TASK_TOOLS)}, "stream_hold": 0}
     async with serve_gateway(tmp_path_factory.mktemp("gateway"), servers=servers, secured=False, tasks=tasks) as live:
         await live.wait_until(connected("conf"))
         yield live.url

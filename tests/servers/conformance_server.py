@@ -11,7 +11,8 @@ them for both protocol eras at one URL:
   requests sent mid-call; logging follows `logging/setLevel`.
 - 2026-07-28 (stateless): the same questions come back as an `InputRequiredResult` and the
   client retries with `inputResponses` and the sealed `requestState`; list changes reach
-  `subscriptions/listen` streams; results carry caching hints.
+  `subscriptions/listen` streams; results carry caching hints. The tasks extension (SEP-2663)
+  is this project's own `TasksExtension` (tests/tasks/fixtures.py), run by the app's lifespan.
 
 Tests run the suite against it directly, or against the gateway fronting it. Run as
 
@@ -60,7 +61,8 @@ from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 
-from tests.tasks.fixtures import TASK_SCHEMAS, task_fixtures
+from aggregator.tasks.extension import TasksExtension
+from tests.tasks.fixtures import TASK_SCHEMAS, install_tasks, task_fixtures
 
 # The suite exercises logging, sampling and roots on purpose, all deprecated in 2026-07-28.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -782,11 +784,11 @@ class ConformanceServer(Server[Any]):
         )
 
 
-def build_server() -> Server[Any]:
-    """The conformance upstream, ready for `streamable_http_app()`."""
+def build_server() -> tuple[Server[Any], TasksExtension]:
+    """The conformance upstream and its tasks extension (to be run while the server is served)."""
     bus = InMemorySubscriptionBus()
     fixtures = ConformanceFixtures(RequestStateSeal(secrets.token_bytes(32)), bus)
-    return ConformanceServer(
+    server = ConformanceServer(
         "mcp-aggregator-conformance-upstream",
         version="1.0.0",
         cache_hints={method: CacheHint(ttl_ms=0, scope="public") for method in get_args(CacheableMethod)},
@@ -803,6 +805,22 @@ def build_server() -> Server[Any]:
         on_completion=fixtures.complete,
         on_set_logging_level=fixtures.set_logging_level,
     )
+    return server, install_tasks(server)
+
+
+def build_app(host: str) -> Starlette:
+    """The conformance upstream over streamable HTTP, its SSE streams resumable; its lifespan runs the tasks."""
+    server, extension = build_server()
+    app = server.streamable_http_app(host=host, event_store=MemoryEventStore(), retry_interval=100)
+    serve = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[Any]:
+        async with extension.running(), serve(app) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def announce_when_serving(app: Starlette, url: str) -> None:
@@ -822,7 +840,7 @@ async def serve(host: str, port: int) -> None:
     listener = socket.create_server((host, port))
     bound_port = listener.getsockname()[1]
     display_host = f"[{host}]" if ":" in host else host
-    app = build_server().streamable_http_app(host=host, event_store=MemoryEventStore(), retry_interval=100)
+    app = build_app(host)
     announce_when_serving(app, f"http://{display_host}:{bound_port}/mcp")
     config = uvicorn.Config(app, http="h11", log_level="warning", lifespan="on")  # h11 strips header OWS
     await uvicorn.Server(config).serve(sockets=[listener])

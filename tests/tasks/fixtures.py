@@ -1,10 +1,13 @@
-"""The tools the conformance suite's `tasks-*` scenarios call, for tests/servers/conformance_server.py.
+"""The tools the conformance suite's `tasks-*` scenarios call, and the tasks extension that serves them, for
+tests/servers/conformance_server.py.
 
-The fixture upstream implements no tasks itself: the gateway makes the tasks (any call of a declaring
-2026-07-28 caller that outlasts `tasks.answer_within`, 0.5 s by default). So the task-supporting
-tools work for a second or more before they answer or ask, and the sync-only `greet` answers at once.
+The fixture upstream serves the tasks extension itself: `install_tasks` puts this project's own
+`TasksExtension` on its low-level server, as `tests.tasks.own_tasks` does, with every request taken
+to come from one principal (`SUITE`). A call of a declaring 2026-07-28 caller that outlasts
+`answer_within` (0.5 s) becomes a task, so the task-supporting tools work for a second before they
+answer or ask, and the sync-only `greet` answers at once. `REQUIRED_TASK_TOOLS` run only as tasks.
 Wiring, in `ConformanceFixtures.__init__`: `served |= task_fixtures()`; at module level:
-`INPUT_SCHEMAS |= TASK_SCHEMAS`.
+`INPUT_SCHEMAS |= TASK_SCHEMAS`; in `build_server`: `install_tasks(server)`, run while served.
 """
 
 from __future__ import annotations
@@ -14,10 +17,31 @@ from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
+from mcp.server import Server
+from mcp.server.context import HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from aggregator.config.tasks import TasksSettings
+from aggregator.policy.principal import AuthMethod, Principal, current_principal
+from aggregator.tasks.extension import TasksExtension
+from aggregator.tasks.task import EXTENSION, declares_tasks
 
 WORK_SECONDS = 1.0
-"""How long the task-supporting tools work first: twice the gateway's default `tasks.answer_within`."""
+"""How long the task-supporting tools work first: twice `TASKS.answer_within` (and the gateway's default)."""
+TASKS = TasksSettings(poll_interval=0.1)
+"""The fixture's tasks: the default `answer_within` (0.5 s); polls asked for every 0.1 s, so that the gateway
+following one of them sees each change soon."""
+REQUIRED_TASK_TOOLS = ("failing_job", "test_tool_with_task")
+"""Fixtures that run only as tasks (taskSupport "required"): tasks-required-task-error and tasks-mrtr-composition
+expect a 2026-07-28 caller that does not declare the extension to be refused with -32021."""
+SUITE = Principal(
+    subject="conformance-suite", client_id="conformance-suite", issuer="fixture", auth_method=AuthMethod.LOCAL
+)
+"""Who the fixture takes every request to come from: it authenticates nobody, and each task needs an owner."""
+
+Context = ServerRequestContext[Any, Any]
+ToolCall = Callable[[Context, types.CallToolRequestParams], Awaitable[HandlerResult]]
 
 
 class Call(Protocol):
@@ -105,6 +129,56 @@ def task_fixtures() -> dict[str, tuple[Handler, str]]:
         "multi_input": (multi_input, "Works a second, then asks two questions at once."),
         "test_tool_with_task": (tool_with_task, "Asks a name, then works a second and greets."),
     }
+
+
+def install_tasks(server: Server[Any]) -> TasksExtension:
+    """Serve the tasks extension on `server`, which has its tools/call handler; run the extension it returns
+    (`running()`) while the server is served."""
+    entry = server.get_request_handler("tools/call")
+    if entry is None:
+        raise RuntimeError("the conformance server has no tools/call handler to serve tasks for")
+    # Below the extension: it hands a declaring caller's call down inside its task, every other call directly.
+    server.add_request_handler("tools/call", types.CallToolRequestParams, _refusing_untasked(entry.handler))
+    extension = TasksExtension(TASKS)
+    extension.install(server)
+    for method in ("tools/call", "tasks/get", "tasks/update", "tasks/cancel"):
+        _as_suite(server, method)
+    return extension
+
+
+def _refusing_untasked(inner: ToolCall) -> ToolCall:
+    """`inner`, refusing with -32021 a 2026-07-28 call of a `REQUIRED_TASK_TOOLS` tool that does not declare tasks
+    (2025-11-25 sessions, which are served no tasks, are answered when the call ends)."""
+
+    async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> HandlerResult:
+        declared = declares_tasks(ctx.meta) or declares_tasks(params.meta)
+        if params.name in REQUIRED_TASK_TOOLS and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and not declared:
+            raise MCPError(
+                types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                f"Tool '{params.name}' runs only as a task: declare the '{EXTENSION}' extension in the request's "
+                "client capabilities to call it.",
+                {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+            )
+        return await inner(ctx, params)
+
+    return call_tool
+
+
+def _as_suite(server: Server[Any], method: str) -> None:
+    """Serve `method` as `SUITE`: the extension makes and finds tasks only for a known principal."""
+    entry = server.get_request_handler(method)
+    if entry is None:
+        raise RuntimeError(f"the conformance server has no {method} handler")
+    inner = entry.handler
+
+    async def handler(ctx: Context, params: Any) -> HandlerResult:
+        token = current_principal.set(SUITE)
+        try:
+            return await inner(ctx, params)
+        finally:
+            current_principal.reset(token)
+
+    server.add_request_handler(method, entry.params_type, handler)
 
 
 def _object(**properties: dict[str, Any]) -> dict[str, Any]:
