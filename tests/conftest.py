@@ -96,6 +96,8 @@ async def gateway_process(
         *(["--insecure-dev"] if insecure_dev else []),
         *extra,
     ]
+    # Data beside the servers file, never in the repository's data/ (which `make demo` uses).
+    env = {"MCP_AGGREGATOR_DATA_DIR": str(servers_file.parent / "data"), **(env or {})}
     async with run_process(argv, cwd=REPOSITORY, env=env) as process:
         line = await process.wait_for(re.compile(r"^READY (\S+)"), STARTUP_DEADLINE)
         yield line.split()[1], process
