@@ -13,7 +13,9 @@
   replica's copy; each use pushes the record's expiry back.
 
 A replica that adopts a session subscribes it again, through the server's own `resources/subscribe`
-handler (checked, logged and audited as the client's own request), to what its record lists.
+handler (checked, logged and audited as the client's own request), to what its record lists. A copy
+another replica has since adopted or changed catches up the same way when the session comes back to
+it, for the record's own principal only (`_catch_up`).
 """
 
 from __future__ import annotations

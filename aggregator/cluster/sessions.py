@@ -6,7 +6,9 @@ protocol version, the client's initialize params (capabilities, clientInfo), its
 its resource subscriptions. It lives under the prefix and a SHA-256 of the session id (a fixed
 shape, whatever a header holds), expires `ttl` seconds (the session idle timeout) after the session
 was last used, and is
-deleted (and the end published, so every replica drops its copy) when the session is deleted.
+deleted (and the end published, so every replica drops its copy) when the session is deleted. A
+replica that writes a record or adopts a session says so (`sessions-moved`): another replica holding
+a copy marks it stale, and reads the record again before it next serves the session.
 
 What is read back is checked as strictly as a request: a record that is not JSON, has another
 shape, names another session, an unknown version or params the SDK would refuse is ignored and
