@@ -24,6 +24,22 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _repository_data() -> dict[str, int]:
+    """The repository's data/ (what `make demo` uses) as name -> modification time, empty when there is none."""
+    try:
+        return {entry.name: entry.stat().st_mtime_ns for entry in (REPOSITORY / "data").iterdir()}
+    except FileNotFoundError:
+        return {}
+
+
+@pytest.fixture(autouse=True)
+def _leaves_the_repository_data_alone() -> Iterator[None]:
+    """No test writes into the repository's data/: the next `make demo` would find its pins and audit log."""
+    before = _repository_data()
+    yield
+    assert _repository_data() == before, "the test wrote into the repository's data/ (give its gateway a data_dir)"
+
+
 @pytest.fixture(scope="session")
 def upstream_portal() -> Iterator[BlockingPortal]:
     """An event loop in its own thread for the session's shared upstreams.

@@ -172,7 +172,8 @@ def test_check_config_connect_reports_names_over_the_host_budget(tmp_path: Path)
     clock = {"transport": "stdio", "command": "mcp-server-time"}
     named = {"time-zones-and-clocks-for-agents": clock, "short": {**clock, "prefix": "t"}}
     servers = write_files(tmp_path, named, None)
-    result = run_command("check-config", str(servers), "--connect")
+    data = {"MCP_AGGREGATOR_DATA_DIR": str(tmp_path / "data")}  # connecting pins the first listing: not in data/
+    result = run_command("check-config", str(servers), "--connect", environment=data)
     assert result.returncode == 1, result.stderr
     assert "tools: 4 exported; 1 over the 64-character host budget" in result.stdout
     assert "mcp__aggregator__time-zones-and-clocks-for-agents__get_current_time (67 chars)" in result.stdout

@@ -204,6 +204,7 @@ async def test_hosts_that_launch_commands_use_stdio(stack: Stack, mode: str) -> 
         command=sys.executable,
         args=["-m", "aggregator", "stdio", "--insecure-dev", "--servers", str(stack.servers_file)],
         cwd=REPOSITORY,
+        env={"MCP_AGGREGATOR_DATA_DIR": str(stack.servers_file.parent / f"stdio-{mode}")},  # not the repository's
     )
     async with Client(command, mode=mode) as client:
         assert client.protocol_version == ERA[mode]
