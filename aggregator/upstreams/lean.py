@@ -101,7 +101,8 @@ class LeanSession:
         meta[PROTOCOL_VERSION_META_KEY] = self.version
         meta[CLIENT_INFO_META_KEY] = CLIENT_INFO
         meta[CLIENT_CAPABILITIES_META_KEY] = tasks_declared(caller.declared_capabilities())  # never tasks here
-        meta.setdefault(LOG_LEVEL_META_KEY, LOG_LEVEL)
+        if not caller.modern:  # a 2026-07-28 caller on this path asked for no logs: the upstream need send none
+            meta.setdefault(LOG_LEVEL_META_KEY, LOG_LEVEL)
         headers["mcp-method"] = method
         name = params.get("name")
         if isinstance(name, str):
