@@ -40,7 +40,8 @@ _ResultT = TypeVar("_ResultT")
 CLIENT_INFO = {"name": "mcp-aggregator", "version": "0.1.0"}
 """What the gateway's upstream client says it is (`Upstream` builds its SDK client with the same)."""
 LOG_LEVEL = "debug"
-"""The log level the gateway's SDK client asks upstreams for; the lean stamp asks for the same."""
+"""The log level the gateway's SDK client asks upstreams for; the lean stamp asks for the same for 2025-11-25
+callers (a 2026-07-28 caller on the lean path asked for no logs, so its calls ask for none)."""
 FIRST_ID = 1 << 40
 """Lean request ids start here, far from the SDK client's counter (from 0), so the two never collide."""
 
