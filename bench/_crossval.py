@@ -101,3 +101,12 @@ def cross_validate(
         for result, table in zip(results, tables[best], strict=True):
             result[test] = table[test]
     return results, picks
+
+
+def pick(
+    configs: Sequence[str], metrics: Callable[[str], Sequence[Metrics]], objective: int = METRICS.index("NDCG@10")
+) -> str:
+    """The config with the best `objective` over all tasks, averaged over catalogs (ties: the earlier)."""
+    return max(
+        configs, key=lambda config: (np.mean([t[:, objective].mean() for t in metrics(config)]), -configs.index(config))
+    )

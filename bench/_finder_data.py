@@ -8,7 +8,7 @@ before the index opens, so only texts never seen before are embedded.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,12 +56,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def document(record: dict[str, Any]) -> ToolDocument:
+def document(record: dict[str, Any], describe: Callable[[str], str] = str) -> ToolDocument:
+    """The document of one tool record; `describe` rewrites its description (to measure a text recipe)."""
     return ToolDocument(
         name=exported(record["server"], record["tool"]),
         server=record["server"],
         title=None,
-        description=record.get("description") or "",
+        description=describe(record.get("description") or ""),
         input_schema=record.get("input_schema") or {},
         server_description=record.get("server_description") or "",
     )
@@ -82,26 +83,37 @@ def tasks_of(path: Path) -> list[Task]:
     ]
 
 
-def load_catalogs(data: Path, own_prompts: Path) -> list[Catalog]:
-    """dev, dev + MCP-Zero distractors, and the own set over MCP-Zero with LiveMCPBench as distractors."""
+def load_catalogs(
+    data: Path, own_prompts: Path, siblings: Path | None = None, describe: Callable[[str], str] = str, suffix: str = ""
+) -> list[Catalog]:
+    """dev, dev + MCP-Zero distractors, and the own set over MCP-Zero with LiveMCPBench as distractors.
+
+    With `siblings`, also the sibling set over that same catalog. `describe` rewrites every tool's
+    description and `suffix` marks the labels of catalogs built so.
+    """
     dev_tools = read_jsonl(data / "livemcpbench" / "tools.jsonl")
     pool = read_jsonl(data / "mcpzero_tools" / "tools.jsonl")
     dev_tasks = tasks_of(data / "livemcpbench" / "queries.jsonl")
     gold_tools = {name.split("__", 1)[1] for task in dev_tasks for name in task.gold}
     dev_servers = {record["server"] for record in dev_tools}
     distractors = [r for r in pool if r["tool"] not in gold_tools and r["server"] not in dev_servers]
-    base = unique(map(document, dev_tools))
-    with_distractors = unique([*base, *map(document, distractors)])
-    own_catalog = unique([*map(document, pool), *base])
+    base = unique(document(record, describe) for record in dev_tools)
+    with_distractors = unique([*base, *(document(record, describe) for record in distractors)])
+    own_catalog = unique([*(document(record, describe) for record in pool), *base])
     own_tasks = tasks_of(own_prompts)
-    missing = [name for task in own_tasks for name in task.gold if name not in {d.name for d in own_catalog}]
+    sibling_tasks = tasks_of(siblings) if siblings is not None else []
+    names = {d.name for d in own_catalog}
+    missing = [name for task in own_tasks + sibling_tasks for name in task.gold if name not in names]
     if missing:
         raise SystemExit(f"gold tools missing from the MCP-Zero pool: {missing}")
-    return [
-        Catalog("dev", base, dev_tasks),
-        Catalog("dev+distractors", with_distractors, dev_tasks),
-        Catalog("own+distractors", own_catalog, own_tasks, report_only=True),
+    catalogs = [
+        Catalog("dev" + suffix, base, dev_tasks),
+        Catalog("dev+distractors" + suffix, with_distractors, dev_tasks),
+        Catalog("own+distractors" + suffix, own_catalog, own_tasks, report_only=True),
     ]
+    if siblings is not None:
+        catalogs.append(Catalog("siblings+distractors" + suffix, own_catalog, sibling_tasks, report_only=True))
+    return catalogs
 
 
 @asynccontextmanager

@@ -12,7 +12,13 @@ Three catalogs, each through the real `ToolIndex` and `Embedder`:
   distractors whose tool name equals a gold tool's or whose server is one of LiveMCPBench's;
 * own: `bench/data/mcpzero_prompts.jsonl`, 106 single-tool prompts written over the MCP-Zero pool
   before the finder was run on them, with LiveMCPBench as distractors. Report-only: nothing is
-  chosen on it.
+  chosen on it;
+* siblings: `bench/data/siblings.jsonl`, 98 single-tool prompts for one of several sibling tools
+  (get / list / create / update / delete / search of one object), over the same catalog as own.
+  Report-only as well.
+
+Each catalog is also built with every description's negative clauses taken out
+(`documents.without_negative_clauses`), to measure that text recipe against today's.
 
 Each task's evidence (dense, server and full-text scores of every tool, `ToolIndex.evidence`) is
 gathered once; rankings are then fused offline with the same `fuse_evidence` the index uses.
@@ -40,10 +46,12 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from aggregator.search import Embedder, Ranking, ToolIndex  # noqa: E402
-from aggregator.search.ranking import TODAY, Evidence, fuse_evidence, top  # noqa: E402
+from aggregator.search import Embedder, Ranking, ToolDocument, ToolIndex  # noqa: E402
+from aggregator.search.documents import without_negative_clauses  # noqa: E402
+from aggregator.search.ranking import TODAY, Evidence, best, fuse_evidence  # noqa: E402
+from aggregator.search.snapshot import Snapshot  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
-from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, server_folds  # noqa: E402
+from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, pick, server_folds  # noqa: E402
 from bench._finder_data import Catalog, load_catalogs, seeded_index  # noqa: E402
 
 WHOLE_WORDS = (12, 20, 30)
@@ -54,6 +62,9 @@ SINGLE_CHANGES = {
     **{f"today, steps only past {n} words": replace(TODAY, whole_query_words=n) for n in WHOLE_WORDS},
 }
 FUSIONS = ("weighted", "rrf", "minmax")
+SIBLING_BONUSES = (0.01, 0.02, 0.05, 0.1, 0.2, 1.0)
+FULL_TEXT_MARGINS = (0.3, 0.2, 0.15, 0.1, 0.05)
+CLAUSES_OUT = " [negative clauses out]"
 GUARD = 0.02  # the finder may trail its better half by at most this much R@5
 
 
@@ -76,6 +87,16 @@ def grid() -> dict[str, Ranking]:
     return configs
 
 
+def issue_families() -> dict[str, dict[str, Ranking]]:
+    """Issue 17's sibling and full-text changes: each family is searched per fold, today first."""
+    bonuses = {f"sibling bonus {b}": replace(TODAY, sibling_bonus=b) for b in SIBLING_BONUSES}
+    margins = {f"full-text margin {m}": replace(TODAY, full_text_margin=m) for m in FULL_TEXT_MARGINS}
+    return {
+        "sibling bonus 0.01-1 (CV)": {"today": TODAY, **bonuses},
+        "full-text only within a dense margin 0.05-0.3 (CV)": {"today": TODAY, **margins},
+    }
+
+
 class Bench:
     """Gathers evidence per catalog and plan setting once, then scores any ranking offline."""
 
@@ -83,10 +104,12 @@ class Bench:
         self.catalogs = catalogs
         self.evidence: dict[tuple[str, PlanSettings], list[Evidence]] = {}
         self.names: dict[str, tuple[str, ...]] = {}
+        self.snapshots: dict[str, Snapshot] = {}
         self._cache: dict[tuple[str, str, str], Metrics] = {}
 
     async def gather(self, catalog: Catalog, index: ToolIndex, settings: Collection[PlanSettings]) -> None:
         self.names[catalog.label] = index.names
+        self.snapshots[catalog.label] = index.snapshot
         allowed = frozenset(index.names)
         for split, whole_words in settings:
             index.ranking = replace(TODAY, split_steps=split, whole_query_words=whole_words)
@@ -98,13 +121,14 @@ class Bench:
         if key not in self._cache:
             rows = {name: row for row, name in enumerate(self.names[catalog.label])}
             evidences = self.evidence[(catalog.label, plan_settings(ranking))]
+            snapshot = self.snapshots[catalog.label]
             table = []
             for task, evidence in zip(catalog.tasks, evidences, strict=True):
                 if half == "full-text only":
                     evidence = replace(evidence, dense=None, server=None)
                 elif half == "vector only":
                     evidence = replace(evidence, full_text=None)
-                ranked = rank(evidence, ranking)
+                ranked = rank(evidence, ranking, snapshot, task.query)
                 table.append(task.metrics(ranked, rows))
             self._cache[key] = np.asarray(table, dtype=np.float64)
         return self._cache[key]
@@ -118,12 +142,13 @@ def plan_settings(ranking: Ranking) -> PlanSettings:
     return ranking.split_steps, ranking.whole_query_words
 
 
-def rank(evidence: Evidence, ranking: Ranking) -> list[int]:
+def rank(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str) -> list[int]:
     scores = fuse_evidence(evidence, ranking)
     rows = evidence.rows
     if evidence.dense is None:
         rows, scores = rows[scores > 0], scores[scores > 0]
-    return [int(rows[i]) for i in top(scores, TOP)]
+    positions, _ = best(snapshot, rows, scores, query, ranking, TOP)
+    return [int(rows[i]) for i in positions]
 
 
 def summary(table: Metrics) -> str:
@@ -135,23 +160,35 @@ async def run(arguments: argparse.Namespace) -> int:
     started = time.perf_counter()
     await embedder.load()
     print(f"model loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    catalogs = load_catalogs(arguments.data, REPOSITORY / "bench" / "data" / "mcpzero_prompts.jsonl")
+    prompts = REPOSITORY / "bench" / "data"
+    catalogs = load_catalogs(arguments.data, prompts / "mcpzero_prompts.jsonl", prompts / "siblings.jsonl")
+    variants = load_catalogs(
+        arguments.data,
+        prompts / "mcpzero_prompts.jsonl",
+        prompts / "siblings.jsonl",
+        without_negative_clauses,
+        CLAUSES_OUT,
+    )
     configs = grid()
     rankings = [*configs.values(), *SINGLE_CHANGES.values(), Ranking()]
     settings = {plan_settings(ranking) for ranking in rankings}
     bench = Bench(catalogs)
     checks: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="finder-quality-") as scratch:
-        for catalog in catalogs:
-            started = time.perf_counter()
-            async with seeded_index(Path(scratch) / catalog.label, catalog, embedder, arguments.cache) as index:
-                await bench.gather(catalog, index, settings)
-                online = await end_to_end(index, catalog, bench)
-            checks.append((f"{catalog.label}: ToolIndex.search agrees with the offline fusion", online))
-            print(
-                f"{catalog.label}: {len(catalog.documents)} tools, evidence in {time.perf_counter() - started:.0f} s",
-                file=sys.stderr,
-            )
+        for group, group_settings in ((catalogs, settings), (variants, {plan_settings(TODAY)})):
+            for documents in unique_documents(group):
+                started = time.perf_counter()
+                sharing = [catalog for catalog in group if catalog.documents is documents]
+                directory = Path(scratch) / sharing[0].label
+                async with seeded_index(directory, sharing[0], embedder, arguments.cache) as index:
+                    for catalog in sharing:
+                        await bench.gather(catalog, index, group_settings)
+                        if group is catalogs:
+                            online = await end_to_end(index, catalog, bench)
+                            checks.append((f"{catalog.label}: ToolIndex.search agrees with the offline fusion", online))
+                labels = ", ".join(catalog.label for catalog in sharing)
+                elapsed = time.perf_counter() - started
+                print(f"{labels}: {len(documents)} tools, evidence in {elapsed:.0f} s", file=sys.stderr)
     dev = [catalog for catalog in catalogs if not catalog.report_only]
     own = [catalog for catalog in catalogs if catalog.report_only]
     folds = server_folds([task.servers for task in dev[0].tasks], arguments.folds)
@@ -188,6 +225,7 @@ async def run(arguments: argparse.Namespace) -> int:
             lines.append(row(half, catalog.label, bench.metrics(catalog, half, ranking, half), base))
         lines.append(row("shipped Ranking()", catalog.label, bench.metrics(catalog, "shipped", shipped), base))
     print("\n" + "\n".join(lines))
+    print("\n" + "\n".join(issue_lines(bench, catalogs, variants, folds)))
     for catalog in catalogs:
         finder = bench.metrics(catalog, "shipped", shipped).mean(axis=0)[1]
         better = max(bench.metrics(catalog, h, r, h).mean(axis=0)[1] for h, r in HALVES.items())
@@ -205,6 +243,44 @@ async def run(arguments: argparse.Namespace) -> int:
     return print_checks(checks)
 
 
+def unique_documents(catalogs: Sequence[Catalog]) -> list[list[ToolDocument]]:
+    """Each distinct document list once (the own and sibling sets share one catalog, so one index)."""
+    return list({id(catalog.documents): catalog.documents for catalog in catalogs}.values())
+
+
+def issue_lines(bench: Bench, catalogs: Sequence[Catalog], variants: Sequence[Catalog], folds: list[int]) -> list[str]:
+    """Issue 17's changes against today on every set: families cross-validated on dev, the report-only
+    sets with the setting picked on all dev tasks, and the negative-clause text recipe."""
+    dev = [catalog for catalog in catalogs if not catalog.report_only]
+    reports = [catalog for catalog in catalogs if catalog.report_only]
+    header = "| change | set | " + " | ".join(METRICS) + " | " + " | ".join(f"Δ{m} [95% CI]" for m in METRICS) + " |"
+    lines = [header, "|" + "---|" * (2 + 2 * len(METRICS))]
+    for catalog in catalogs:
+        lines.append(f"| today | {catalog.label} | {summary(bench.metrics(catalog, 'today', TODAY))} |" + " |" * 4)
+    for family, configs in issue_families().items():
+        labels = list(configs)
+
+        def on_dev(label: str, configs: dict[str, Ranking] = configs) -> list[Metrics]:
+            return [bench.metrics(catalog, label, configs[label]) for catalog in dev]
+
+        tables, picks = cross_validate(labels, on_dev, folds)
+        chosen = pick(labels, on_dev)
+        print(f"{family}: fold picks {picks}; on all dev tasks {chosen!r}")
+        for catalog, table in zip(dev, tables, strict=True):
+            lines.append(row(family, catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+        for catalog in reports:
+            table = bench.metrics(catalog, chosen, configs[chosen])
+            lines.append(row(f"{family}: {chosen}", catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+        for label in labels[1:]:
+            for catalog in catalogs:
+                table = bench.metrics(catalog, label, configs[label])
+                lines.append(row(label, catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+    for catalog, variant in zip(catalogs, variants, strict=True):
+        table = bench.metrics(variant, "today", TODAY)
+        lines.append(row("negative clauses out", catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+    return lines
+
+
 def row(label: str, catalog: str, table: Metrics, baseline: Metrics) -> str:
     intervals = paired_interval(table, baseline)
     return f"| {label} | {catalog} | {summary(table)} | " + " | ".join(i.cell() for i in intervals) + " |"
@@ -217,7 +293,8 @@ async def end_to_end(index: ToolIndex, catalog: Catalog, bench: Bench) -> bool:
     allowed = frozenset(index.names)
     for task, evidence in zip(catalog.tasks, evidences, strict=True):
         result = await index.search(task.query, allowed=allowed, top_k=TOP)
-        if [hit.name for hit in result.hits] != [index.names[row] for row in rank(evidence, index.ranking)]:
+        expected = rank(evidence, index.ranking, index.snapshot, task.query)
+        if [hit.name for hit in result.hits] != [index.names[row] for row in expected]:
             print(f"offline and online rankings differ for {task.query!r}", file=sys.stderr)
             return False
     return True

@@ -36,6 +36,19 @@ _SENTENCE_END = re.compile(r"(?<=[.!?\u3002])\s+")
 SENTENCE_VIEWS = 4
 MIN_SENTENCE_WORDS = 3
 
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+(?=\s|$)|\n|$)")
+# "NOT for articles", "is not suitable for ...", "but not security issues", "rather than ...", "instead of ...":
+# from the cue to the end of its sentence, the words name what the tool is not for.
+_EXCLUSION = re.compile(
+    r"\b(?:not (?:for|suitable for|intended for|meant for|designed for|to be used for|recommended for)"
+    r"|(?:do not|don't|never|should not|must not) use (?:this|it)(?: tool)? (?:for|to|when)"
+    r"|but not (?!yet\b)|rather than|instead of)\b",
+    re.IGNORECASE,
+)
+# "For variant records, use variant_searcher instead.": the whole sentence is about another tool.
+_DANGLING = re.compile(r"[\s,;:\-]*\.(?:\s*[.!?])*")
+_REDIRECT = re.compile(r"\buse\b[^.!?\n]{1,80}?\binstead\b(?! of)|\binstead,? use\b", re.IGNORECASE)
+
 
 def name_words(name: str) -> str:
     """`get_current_stock_price`, `getStockPrice`, `get-stock.price` -> `get current stock price`, ...
@@ -44,6 +57,33 @@ def name_words(name: str) -> str:
     both read them better as words.
     """
     return _SPACES.sub(" ", _SEPARATORS.sub(" ", _CAMEL_BOUNDARY.sub(" ", name))).strip()
+
+
+def negative_clauses(description: str) -> list[str]:
+    """The parts of `description` that say what the tool is not for, or which other tool to use instead.
+
+    To a bag of words or an embedding, "Not for listing many keys" reads like "listing many keys":
+    these parts match the requests the tool should not answer.
+    """
+    found = []
+    for match in _SENTENCE.finditer(description):
+        sentence = match.group(0)
+        if _REDIRECT.search(sentence):
+            found.append(sentence.strip())
+        elif (exclusion := _EXCLUSION.search(sentence)) is not None:
+            found.append(sentence[exclusion.start() :].strip())
+    return [part for part in found if part]
+
+
+def without_negative_clauses(description: str) -> str:
+    """`description` without its `negative_clauses`; a sentence cut at its cue ends where the cue was."""
+    clauses = negative_clauses(description)
+    if not clauses:
+        return description
+    kept = description
+    for clause in clauses:
+        kept = kept.replace(clause, "." if clause[-1] in ".!?" else "", 1)
+    return _squash(_DANGLING.sub(".", kept)).lstrip(". ")
 
 
 def _squash(text: str) -> str:

@@ -22,11 +22,13 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from aggregator.search import siblings
 from aggregator.search.embedder import Vectors
-from aggregator.search.query import MAX_STEPS
+from aggregator.search.query import MAX_STEPS, plan_query
 from aggregator.search.snapshot import Rows, Snapshot
 
 Scores = npt.NDArray[np.float32]
+Ranked = tuple[npt.NDArray[np.intp], Scores]
 Fusion = Literal["weighted", "rrf", "minmax"]
 
 
@@ -46,6 +48,11 @@ class Ranking:
     `minmax_depth`-th best 0, then mixes it with BM25 / best BM25 as `(1 - w) dense + w full-text`.
     `full_text_candidates`: how many full-text hits take part in a fusion.
     `max_steps`: at most this many steps of a multi-step request are encoded (the first ones).
+    `sibling_bonus`: among the `sibling_depth` best tools, a tool whose name's action agrees with the
+    request's (`siblings.py`) counts this much more against its own server's tools (0: off).
+    `full_text_margin`: the full-text half counts only for tools whose dense half is within this of
+    the best dense score (`None`: for every tool), so shared words cannot lift a tool the model
+    places far from the request.
     """
 
     split_steps: bool = True
@@ -57,6 +64,9 @@ class Ranking:
     minmax_depth: int = 20
     full_text_candidates: int = 100
     max_steps: int = MAX_STEPS
+    sibling_bonus: float = 0.0
+    sibling_depth: int = 30
+    full_text_margin: float | None = None
 
 
 TODAY = Ranking(fusion="weighted", server_weight=0.3, full_text_weight=0.3)
@@ -141,6 +151,8 @@ def fuse(dense: Scores | None, full_text: Scores | None, ranking: Ranking) -> Sc
     if dense is None:
         return full_text
     weight = np.float32(ranking.full_text_weight)
+    if ranking.full_text_margin is not None and dense.size:
+        full_text = np.where(dense >= dense.max() - ranking.full_text_margin, full_text, np.float32(0.0))
     if ranking.fusion == "minmax":
         return ((1 - weight) * _rescaled(dense, ranking.minmax_depth) + weight * full_text).astype(np.float32)
     if ranking.fusion == "rrf":
@@ -187,3 +199,28 @@ def top(scores: Scores, count: int) -> npt.NDArray[np.intp]:
         candidates = np.flatnonzero(scores >= threshold)
     order = candidates[np.lexsort((candidates, -scores[candidates]))]
     return order[:count]
+
+
+def best(snapshot: Snapshot, rows: Rows, scores: Scores, query: str, ranking: Ranking, count: int) -> Ranked:
+    """Positions (into `rows`, which `scores` score) of the `count` best, best first, and the score of each place.
+
+    With `ranking.sibling_bonus`, each server's tools among the best `sibling_depth` are re-sorted
+    among the places they hold (`siblings.reorder`); a tool keeps the score of the place it takes,
+    so scores still fall down the list.
+    """
+    if not ranking.sibling_bonus or count <= 0:
+        order = top(scores, count)
+        return order, scores[order]
+    order = top(scores, max(count, ranking.sibling_depth))
+    plan = plan_query(
+        query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
+    )
+    candidates = rows[order]
+    moved = siblings.reorder(
+        snapshot.tool_server[candidates].tolist(),
+        [snapshot.documents[snapshot.names[row]].tool_label for row in candidates],
+        scores[order].tolist(),
+        siblings.actions_of_query(plan.texts),
+        ranking.sibling_bonus,
+    )
+    return order[moved][:count], scores[order][:count]
