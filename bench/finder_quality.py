@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from aggregator.search import Embedder, Ranking, ToolDocument, ToolIndex  # noqa: E402
 from aggregator.search.documents import without_negative_clauses  # noqa: E402
-from aggregator.search.ranking import TODAY, Evidence, best, fuse_evidence  # noqa: E402
+from aggregator.search.ranking import TODAY, Evidence, ranked_rows  # noqa: E402
 from aggregator.search.snapshot import Snapshot  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
 from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, pick, server_folds  # noqa: E402
@@ -143,12 +143,7 @@ def plan_settings(ranking: Ranking) -> PlanSettings:
 
 
 def rank(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str) -> list[int]:
-    scores = fuse_evidence(evidence, ranking)
-    rows = evidence.rows
-    if evidence.dense is None:
-        rows, scores = rows[scores > 0], scores[scores > 0]
-    positions, _ = best(snapshot, rows, scores, query, ranking, TOP)
-    return [int(rows[i]) for i in positions]
+    return [row for row, _ in ranked_rows(snapshot, evidence, query, ranking, TOP)]
 
 
 def summary(table: Metrics) -> str:

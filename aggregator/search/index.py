@@ -31,7 +31,7 @@ from aggregator.search.documents import ToolDocument
 from aggregator.search.embedder import Embedder, Vectors
 from aggregator.search.errors import DuplicateToolError, EmbedderUnavailableError, IndexClosedError
 from aggregator.search.query import plan_query
-from aggregator.search.ranking import Evidence, Ranking, full_text_scores, fuse_evidence, top, view_scores
+from aggregator.search.ranking import Evidence, Ranking, full_text_scores, ranked_rows, view_scores
 from aggregator.search.results import SearchHit, SearchMode, SearchResult, SyncReport
 from aggregator.search.snapshot import EMPTY, Snapshot, build_snapshot, used_keys
 from aggregator.search.store import ToolStore
@@ -184,10 +184,8 @@ class ToolIndex:
         rows = evidence.rows
         if rows.size == 0:
             return SearchResult((), mode, note)
-        scores = fuse_evidence(evidence, self.ranking)
-        if evidence.dense is None:  # full-text only: a tool that matched no word is no answer
-            rows, scores = rows[scores > 0], scores[scores > 0]
-        hits = tuple(_hit(snapshot.documents[snapshot.names[rows[i]]], float(scores[i])) for i in top(scores, top_k))
+        ranked = ranked_rows(snapshot, evidence, query, self.ranking, top_k)
+        hits = tuple(_hit(snapshot.documents[snapshot.names[row]], score) for row, score in ranked)
         return SearchResult(tuple(hit for hit in hits if hit.name in allowed), mode, note)
 
     async def evidence(

@@ -11,6 +11,11 @@ cross-validation over folds split by server with paired bootstrap intervals (doc
 
 Both lose Recall@5 at the 95% level on LiveMCPBench, with and without distractors, and on every
 fold the cross-validation picks the weighted sum with today's constants.
+
+Last, `ranked_rows` lets siblings (one server's tools on one object: `list_buckets`, `get_bucket`,
+`delete_bucket`) trade places when the request's action agrees with a name's (`siblings.py`,
+`Ranking.sibling_bonus`): on the sibling set, R@1 +0.10 and NDCG@10 +0.05 at the 95% level, with
+no interval below zero on any set (docs/finder.md).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from aggregator.search.query import MAX_STEPS, plan_query
 from aggregator.search.snapshot import Rows, Snapshot
 
 Scores = npt.NDArray[np.float32]
-Ranked = tuple[npt.NDArray[np.intp], Scores]
+Hit = tuple[int, float]  # a tool's row and its score
 Fusion = Literal["weighted", "rrf", "minmax"]
 
 
@@ -64,12 +69,12 @@ class Ranking:
     minmax_depth: int = 20
     full_text_candidates: int = 100
     max_steps: int = MAX_STEPS
-    sibling_bonus: float = 0.0
+    sibling_bonus: float = 0.05
     sibling_depth: int = 30
     full_text_margin: float | None = None
 
 
-TODAY = Ranking(fusion="weighted", server_weight=0.3, full_text_weight=0.3)
+TODAY = Ranking(fusion="weighted", server_weight=0.3, full_text_weight=0.3, sibling_bonus=0.0)
 """The ranking before issue 17, spelled out: the baseline every change is measured against."""
 
 
@@ -201,26 +206,31 @@ def top(scores: Scores, count: int) -> npt.NDArray[np.intp]:
     return order[:count]
 
 
-def best(snapshot: Snapshot, rows: Rows, scores: Scores, query: str, ranking: Ranking, count: int) -> Ranked:
-    """Positions (into `rows`, which `scores` score) of the `count` best, best first, and the score of each place.
+def ranked_rows(snapshot: Snapshot, evidence: Evidence, query: str, ranking: Ranking, count: int) -> list[Hit]:
+    """The `count` best rows of `evidence` for `query` under `ranking`, best first, with their scores.
 
-    With `ranking.sibling_bonus`, each server's tools among the best `sibling_depth` are re-sorted
-    among the places they hold (`siblings.reorder`); a tool keeps the score of the place it takes,
-    so scores still fall down the list.
+    The halves are fused; with full-text alone a tool that matched no word is no answer. Then, with
+    `ranking.sibling_bonus`, each server's tools among the best `sibling_depth` are re-sorted among
+    the places they hold (`siblings.reorder`); a tool takes the score of its new place, so scores
+    still fall down the list.
     """
-    if not ranking.sibling_bonus or count <= 0:
-        order = top(scores, count)
-        return order, scores[order]
-    order = top(scores, max(count, ranking.sibling_depth))
-    plan = plan_query(
-        query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
-    )
-    candidates = rows[order]
-    moved = siblings.reorder(
-        snapshot.tool_server[candidates].tolist(),
-        [snapshot.documents[snapshot.names[row]].tool_label for row in candidates],
-        scores[order].tolist(),
-        siblings.actions_of_query(plan.texts),
-        ranking.sibling_bonus,
-    )
-    return order[moved][:count], scores[order][:count]
+    scores = fuse_evidence(evidence, ranking)
+    rows = evidence.rows
+    if evidence.dense is None:
+        rows, scores = rows[scores > 0], scores[scores > 0]
+    order = top(scores, max(count, ranking.sibling_depth) if ranking.sibling_bonus else count)
+    places = scores[order][:count].tolist()
+    if ranking.sibling_bonus:
+        plan = plan_query(
+            query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
+        )
+        candidates = rows[order]
+        moved = siblings.reorder(
+            snapshot.tool_server[candidates].tolist(),
+            [snapshot.documents[snapshot.names[row]].tool_label for row in candidates],
+            scores[order].tolist(),
+            siblings.actions_of_query(plan.texts),
+            ranking.sibling_bonus,
+        )
+        order = order[moved]
+    return list(zip(rows[order[:count]].tolist(), places, strict=True))

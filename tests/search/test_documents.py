@@ -7,7 +7,7 @@ from dataclasses import replace
 import mcp_types
 
 from aggregator.search import ToolDocument
-from aggregator.search.documents import name_words
+from aggregator.search.documents import name_words, negative_clauses, without_negative_clauses
 from aggregator.search.query import plan_query
 from tests.search.catalog import make_document
 
@@ -54,3 +54,15 @@ def test_a_task_is_split_into_steps_and_a_short_query_is_not() -> None:
     assert plan.steps == ("Find the trending repositories", "read the top one's wiki", "write a summary to /tmp/a.md")
     assert plan.texts[0] == plan.text
     assert plan_query("a, b and c", split_steps=False).steps == ()
+
+
+def test_negative_clauses_are_found_and_can_be_taken_out_of_a_description() -> None:
+    description = "Read the value of one key. Not for listing many keys; use list_keys for that."
+    assert negative_clauses(description) == ["Not for listing many keys; use list_keys for that."]
+    assert without_negative_clauses(description) == "Read the value of one key."
+    pointer = "Search articles about variants. For variant database records, use variant_searcher instead."
+    assert without_negative_clauses(pointer) == "Search articles about variants."
+    cut = "Search variant records (frequency, significance) - NOT for articles about variants! Example: x."
+    assert without_negative_clauses(cut) == "Search variant records (frequency, significance). Example: x."
+    plain = "Fetch version 1.2.3 of a package... or the latest."
+    assert negative_clauses(plain) == [] and without_negative_clauses(plain) == plain

@@ -1,14 +1,20 @@
-"""Ranking arithmetic on a snapshot with made-up vectors: the vectorised code against a plain loop."""
+"""Ranking arithmetic on a snapshot with made-up vectors (the vectorised code against a plain loop), and
+sibling disambiguation with the real model."""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
+import mcp_types
+import numpy as np
+import pytest
+
+from aggregator.search import Embedder, ToolDocument, ToolIndex
 from aggregator.search.documents import text_hash
-from aggregator.search.ranking import Ranking, dense_scores, full_text_scores, fuse, top
+from aggregator.search.ranking import TODAY, Ranking, dense_scores, full_text_scores, fuse, top
 from aggregator.search.siblings import action_of_name, action_of_text, actions_of_query, reorder
 from aggregator.search.snapshot import Snapshot, build_snapshot
-from tests.search.catalog import catalog_documents
+from tests.search.catalog import catalog_documents, names
 
 MODEL = "test-model"
 DIMENSION = 8
@@ -106,3 +112,50 @@ def test_tool_names_and_requests_say_their_action() -> None:
     assert action_of_text("Get rid of the bucket logs-2024") == "delete"
     assert action_of_text("weather in Paris") is None
     assert actions_of_query(["Find the trending repositories", "write a summary to a.md"]) == {"search"}
+
+
+def test_a_full_text_margin_stops_shared_words_lifting_a_tool_the_model_places_far_away() -> None:
+    # The request is speech to text: the model prefers tool 0; tool 1 (text to speech) shares every word.
+    dense = np.array([0.62, 0.55, 0.58], dtype=np.float32)
+    full_text = np.array([0.40, 1.00, 0.00], dtype=np.float32)
+    assert top(fuse(dense, full_text, Ranking()), 3).tolist()[0] == 1
+    guarded = fuse(dense, full_text, Ranking(full_text_margin=0.05))
+    assert top(guarded, 3).tolist() == [0, 2, 1]
+    assert guarded[1] == dense[1]  # outside the margin the full-text half adds nothing
+
+
+def storage_tool(name: str, description: str) -> ToolDocument:
+    schema = {"type": "object", "properties": {"bucket": {"type": "string", "description": "Bucket name"}}}
+    tool = mcp_types.Tool(name=name, description=description, input_schema=schema)
+    return ToolDocument.from_tool(f"storage__{name}", "storage", tool, "Cloud object storage: buckets and their files.")
+
+
+STORAGE = [
+    storage_tool("list_buckets", "Return the names of the buckets in the account."),
+    storage_tool("get_bucket", "Get a bucket's details: region, size, versioning and access policy."),
+    storage_tool("create_bucket", "Create a new bucket."),
+    storage_tool("delete_bucket", "Delete an empty bucket."),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("query", "wanted", "before"),
+    [
+        ("show me all my storage buckets", "storage__list_buckets", "storage__get_bucket"),
+        ("show the bucket named logs-2024", "storage__get_bucket", "storage__list_buckets"),
+    ],
+)
+async def test_among_siblings_the_tool_whose_name_does_what_the_request_asks_comes_first(
+    tmp_path: Path, embedder: Embedder, query: str, wanted: str, before: str
+) -> None:
+    documents = [*catalog_documents(), *STORAGE]
+    async with ToolIndex(tmp_path / "index", embedder, ranking=TODAY) as index:
+        await index.sync(documents)
+        earlier = await index.search(query, allowed=names(documents))
+        index.ranking = Ranking()
+        now = await index.search(query, allowed=names(documents))
+    assert earlier.hits[0].name == before  # the descriptions alone put the wrong sibling first
+    assert now.hits[0].name == wanted
+    assert {hit.name for hit in now.hits} == {hit.name for hit in earlier.hits}  # nothing new pulled in
+    assert [hit.score for hit in now.hits] == [hit.score for hit in earlier.hits]  # a tool takes its place's score
