@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpcore2
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -38,6 +41,31 @@ def _leaves_the_repository_data_alone() -> Iterator[None]:
     before = _repository_data()
     yield
     assert _repository_data() == before, "the test wrote into the repository's data/ (give its gateway a data_dir)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_default_tls_context() -> Iterator[None]:
+    """Every HTTP client of the test process shares one default TLS context per trust setting.
+
+    httpx2 builds a fresh context for each client, and reading the system's CA bundle into it costs
+    about 25 ms of CPU. The suite makes thousands of clients (each test client, each gateway's client
+    of each upstream, each console link), all speaking plain HTTP on loopback: the contexts took a
+    third of the CPU of tests/security/test_shared_state.py. Contexts that tests or settings build
+    themselves (`verify=<context>`) are untouched; the environment's SSL_CERT_FILE and SSL_CERT_DIR
+    still apply, since they are part of the key.
+    """
+    build = httpcore2.default_ssl_context
+    contexts: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+
+    def shared(*, _trust_env: bool = True) -> ssl.SSLContext:
+        key = (_trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        if key not in contexts:
+            contexts[key] = build(_trust_env=_trust_env)
+        return contexts[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(httpcore2, "default_ssl_context", shared)
+        yield
 
 
 @pytest.fixture(scope="session")
