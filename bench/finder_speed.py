@@ -4,6 +4,8 @@ Run from the repository root::
 
     python bench/finder_speed.py                      # ~3.3k real tools: short and long queries, ~1 minute
     python bench/finder_speed.py --sizes 1000 10000   # also synthetic catalogs: build, re-sync, latency (~5 min)
+    python bench/finder_speed.py --runtime torch      # the encoder before ONNX Runtime, for comparison
+    python bench/finder_speed.py --no-real --documents 2048   # tool texts: torch against ONNX Runtime (~4 min)
 
 The real catalog is LiveMCPBench plus the MCP-Zero pool (3,269 tools, the dev + distractors catalog
 of `finder_quality.py`; vectors come from its cache, so only unseen texts are embedded). Short
@@ -11,7 +13,12 @@ queries are the 106 single-tool prompts of `bench/data/mcpzero_prompts.jsonl`; l
 the 94 LiveMCPBench tasks (multi-step, up to 90 words). Every query is timed once, after a warm-up
 on other queries, so the query-embedding cache never answers a timed query: p50 and p95 of
 `ToolIndex.search` with every tool allowed and with 100 allowed. Targets: p50 <= 25 ms and
-p95 <= 60 ms for both kinds.
+p95 <= 60 ms for both kinds. The header names the encoder's runtime (ONNX Runtime unless it fell
+back to torch); its exported graph is kept in `--cache/graphs`.
+
+With `--documents N`: the first N tool texts (views) of the real catalog are encoded by both
+runtimes, chunk by chunk as the index sends them (64 texts, every core), the two alternating: wall
+and CPU seconds each, and the largest difference between their vectors.
 
 With `--sizes`:
 
@@ -44,11 +51,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
+import numpy as np
+import numpy.typing as npt
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from aggregator.search import Embedder, ToolDocument, ToolIndex  # noqa: E402
+from aggregator.search.embedder import Runtime  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
 from bench._finder_data import load_catalogs, read_jsonl, seeded_index  # noqa: E402
 
@@ -58,6 +68,8 @@ P50_TARGET_MS = 20.0
 REAL_P50_TARGET_MS = 25.0
 REAL_P95_TARGET_MS = 60.0
 WARMUP = 10
+CHUNK = 64  # the index's EMBED_CHUNK
+RUNTIMES: list[Runtime] = ["torch", "onnxruntime"]
 
 VERBS = ["get", "list", "create", "update", "delete", "search", "find", "fetch", "send", "read", "write"]
 VERBS += ["convert", "analyze", "summarize", "schedule", "book"]
@@ -199,7 +211,8 @@ async def real_catalog(arguments: argparse.Namespace, embedder: Embedder) -> lis
             index.ranking = replace(index.ranking, whole_query_words=arguments.whole_query_words)
             names = [document.name for document in catalog.documents]
             callers = {"all allowed": frozenset(names), "100 allowed": frozenset(random.Random(3).sample(names, 100))}
-            print(f"\n{len(names):,} real tools; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+            load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            print(f"\n{len(names):,} real tools; encoder on {embedder.runtime_in_use}; {load}\n")
             print(
                 "CPU ms: the process's CPU time per search; it stays meaningful when other processes share the cores.\n"
             )
@@ -234,13 +247,38 @@ async def real_catalog(arguments: argparse.Namespace, embedder: Embedder) -> lis
     return checks
 
 
+async def compare_documents(arguments: argparse.Namespace, count: int) -> None:
+    """Tool texts encoded by torch and by ONNX Runtime, alternating chunk by chunk: time and largest difference."""
+    catalog = load_catalogs(arguments.data, REPOSITORY / "bench" / "data" / "mcpzero_prompts.jsonl")[1]
+    texts = [view for document in catalog.documents for view in document.views()][:count]
+    embedders = {runtime: Embedder(runtime=runtime, graph_cache=arguments.cache / "graphs") for runtime in RUNTIMES}
+    for embedder in embedders.values():
+        await embedder.load()
+    seconds = {runtime: [0.0, 0.0] for runtime in embedders}
+    vectors: dict[str, list[npt.NDArray[np.float32]]] = {runtime: [] for runtime in embedders}
+    for number, start in enumerate(range(0, len(texts), CHUNK)):
+        for runtime in RUNTIMES[number % 2 :] + RUNTIMES[: number % 2]:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            vectors[runtime].append(await embedders[runtime].encode_documents(texts[start : start + CHUNK]))
+            seconds[runtime][0] += time.perf_counter() - started
+            seconds[runtime][1] += time.process_time() - cpu_started
+    difference = float(np.max(np.abs(np.concatenate(vectors["torch"]) - np.concatenate(vectors["onnxruntime"]))))
+    print(f"\n{len(texts):,} tool texts in chunks of {CHUNK}, {os.cpu_count()} threads; most apart: {difference:.1e}\n")
+    print("| runtime | wall s | CPU s | texts/s |")
+    print("|---|---|---|---|")
+    for runtime, (wall, cpu) in seconds.items():
+        print(f"| {runtime} | {wall:.1f} | {cpu:.1f} | {len(texts) / wall:.0f} |")
+
+
 async def run(arguments: argparse.Namespace) -> int:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
-    embedder = Embedder()
+    embedder = Embedder(runtime=arguments.runtime, graph_cache=arguments.cache / "graphs")
     started = time.perf_counter()
     await embedder.load()
     load_s = time.perf_counter() - started
     real_checks = await real_catalog(arguments, embedder) if not arguments.no_real else []
+    if arguments.documents:
+        await compare_documents(arguments, arguments.documents)
     results = []
     with tempfile.TemporaryDirectory(prefix="finder-speed-") as scratch:
         for size in arguments.sizes:
@@ -278,6 +316,8 @@ def main() -> None:
     parser.add_argument(
         "--whole-query-words", type=int, help="encode long tasks as their steps only past this many words (Ranking)"
     )
+    parser.add_argument("--runtime", choices=["onnxruntime", "torch"], default="onnxruntime", help="the encoder's")
+    parser.add_argument("--documents", type=int, default=0, help="encode this many tool texts with both runtimes")
     parser.add_argument("--queries", type=int, default=200, help="timed queries per caller (after 20 warm-up)")
     arguments = parser.parse_args()
     sys.exit(anyio.run(run, arguments))
