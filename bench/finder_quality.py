@@ -5,7 +5,7 @@ Run from the repository root::
     python bench/finder_quality.py            # ~2-4 minutes on 2 cores once vectors are cached
     python bench/finder_quality.py --folds 5 --cache /tmp/finder-bench-cache
 
-Three catalogs, each through the real `ToolIndex` and `Embedder`:
+Four sets, each through the real `ToolIndex` and `Embedder`:
 
 * dev: LiveMCPBench (527 tools, 94 labelled multi-step tasks);
 * dev + distractors: the same tasks over LiveMCPBench plus the MCP-Zero pool (~3.3k tools), minus
@@ -21,13 +21,15 @@ Each catalog is also built with every description's negative clauses taken out
 (`documents.without_negative_clauses`), to measure that text recipe against today's.
 
 Each task's evidence (dense, server and full-text scores of every tool, `ToolIndex.evidence`) is
-gathered once; rankings are then fused offline with the same `fuse_evidence` the index uses.
+gathered once; rankings are then fused and cut offline with the same `ranking.ranked_rows` the
+index uses (which also re-sorts siblings, `siblings.py`).
 Rankings with constants are judged by 5-fold cross-validation over folds split by server
 (`_crossval.py`): each fold's constants are chosen on the other folds. Every row shows its mean
 difference from today's ranking (`ranking.TODAY`) with a 95% paired bootstrap interval; `+` means
 the interval clears zero. Vectors of the tool texts are cached under `--cache` (content-addressed,
 so a changed text is the only one embedded again). Finally the shipped default `Ranking()` is run
-end to end through `ToolIndex.search` and must agree with the offline fusion.
+end to end through `ToolIndex.search` and must agree with the offline fusion. Issue 17's changes
+(sibling bonus, full-text margin, negative clauses out) get a table of their own on all four sets.
 """
 
 from __future__ import annotations
