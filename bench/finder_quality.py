@@ -29,7 +29,10 @@ difference from today's ranking (`ranking.TODAY`) with a 95% paired bootstrap in
 the interval clears zero. Vectors of the tool texts are cached under `--cache` (content-addressed,
 so a changed text is the only one embedded again). Finally the shipped default `Ranking()` is run
 end to end through `ToolIndex.search` and must agree with the offline fusion. Issue 17's changes
-(sibling bonus, full-text margin, negative clauses out) get a table of their own on all four sets.
+(sibling bonus, full-text margin, negative clauses out) get a table of their own on all four sets,
+and so do the multi-step changes (server coherence, step coverage, round-robin of the steps'
+rankings; `multistep.py`), against the ranking shipped before them (`BEFORE_MULTISTEP`). For step
+coverage each task's texts are also scored one by one (`Evidence.text_dense`).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ sys.path.insert(0, str(REPOSITORY))
 
 from aggregator.search import Embedder, Ranking, ToolDocument, ToolIndex  # noqa: E402
 from aggregator.search.documents import without_negative_clauses  # noqa: E402
-from aggregator.search.ranking import TODAY, Evidence, ranked_rows  # noqa: E402
+from aggregator.search.query import plan_query  # noqa: E402
+from aggregator.search.ranking import TODAY, Evidence, fuse, ranked_rows, top, view_scores_by_text  # noqa: E402
 from aggregator.search.snapshot import Snapshot  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
 from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, pick, server_folds  # noqa: E402
@@ -67,6 +71,11 @@ FUSIONS = ("weighted", "rrf", "minmax")
 SIBLING_BONUSES = (0.01, 0.02, 0.05, 0.1, 0.2, 1.0)
 FULL_TEXT_MARGINS = (0.3, 0.2, 0.15, 0.1, 0.05)
 CLAUSES_OUT = " [negative clauses out]"
+BEFORE_MULTISTEP = replace(TODAY, sibling_bonus=0.05)
+"""The shipped ranking before the multi-step changes: the baseline of their table."""
+COHERENCE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+COVERAGE = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 3.0)
+ROUND_ROBIN = "round-robin: the fused list, then each text's list"
 GUARD = 0.02  # the finder may trail its better half by at most this much R@5
 
 
@@ -99,11 +108,29 @@ def issue_families() -> dict[str, dict[str, Ranking]]:
     }
 
 
+def multistep_families() -> dict[str, dict[str, Ranking]]:
+    """The multi-step changes (`multistep.py`) on top of the ranking shipped before them, that ranking first."""
+    before = {"before multi-step": BEFORE_MULTISTEP}
+    coherence = {f"server coherence {w}": replace(BEFORE_MULTISTEP, server_coherence=w) for w in COHERENCE}
+    coverage = {f"step coverage {w}": replace(BEFORE_MULTISTEP, step_coverage=w) for w in COVERAGE}
+    both = {
+        f"coherence {c} + coverage {w}": replace(BEFORE_MULTISTEP, server_coherence=c, step_coverage=w)
+        for c in (0.2, 0.3, 0.5)
+        for w in (0.1, 0.2, 0.5)
+    }
+    return {
+        "server coherence 0.1-1 (CV)": {**before, **coherence},
+        "step coverage 0.05-3 (CV)": {**before, **coverage},
+        "coherence 0.2-0.5 x coverage 0.1-0.5 (CV)": {**before, **both},
+    }
+
+
 class Bench:
     """Gathers evidence per catalog and plan setting once, then scores any ranking offline."""
 
-    def __init__(self, catalogs: Sequence[Catalog]) -> None:
+    def __init__(self, catalogs: Sequence[Catalog], embedder: Embedder) -> None:
         self.catalogs = catalogs
+        self.embedder = embedder
         self.evidence: dict[tuple[str, PlanSettings], list[Evidence]] = {}
         self.names: dict[str, tuple[str, ...]] = {}
         self.snapshots: dict[str, Snapshot] = {}
@@ -115,8 +142,19 @@ class Bench:
         allowed = frozenset(index.names)
         for split, whole_words in settings:
             index.ranking = replace(TODAY, split_steps=split, whole_query_words=whole_words)
-            found = [await index.evidence(task.query, allowed=allowed, top_k=TOP) for task in catalog.tasks]
+            found = [await self.each_text(index, task.query, allowed) for task in catalog.tasks]
             self.evidence[(catalog.label, (split, whole_words))] = found
+
+    async def each_text(self, index: ToolIndex, query: str, allowed: frozenset[str]) -> Evidence:
+        """`ToolIndex.evidence` plus the dense and server scores of each of the query's texts alone."""
+        evidence = await index.evidence(query, allowed=allowed, top_k=TOP)
+        ranking = index.ranking
+        plan = plan_query(
+            query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
+        )
+        vectors = await self.embedder.encode_queries(plan.texts)  # from the query cache: evidence encoded them
+        text_dense, text_server = view_scores_by_text(index.snapshot, evidence.rows, vectors)
+        return replace(evidence, text_dense=text_dense, text_server=text_server)
 
     def metrics(self, catalog: Catalog, label: str, ranking: Ranking, half: str | None = None) -> Metrics:
         key = (catalog.label, label, half or "")
@@ -130,7 +168,10 @@ class Bench:
                     evidence = replace(evidence, dense=None, server=None)
                 elif half == "vector only":
                     evidence = replace(evidence, full_text=None)
-                ranked = rank(evidence, ranking, snapshot, task.query)
+                if label == ROUND_ROBIN:
+                    ranked = round_robin(evidence, ranking, snapshot, task.query)
+                else:
+                    ranked = rank(evidence, ranking, snapshot, task.query)
                 table.append(task.metrics(ranked, rows))
             self._cache[key] = np.asarray(table, dtype=np.float64)
         return self._cache[key]
@@ -146,6 +187,24 @@ def plan_settings(ranking: Ranking) -> PlanSettings:
 
 def rank(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str) -> list[int]:
     return [row for row, _ in ranked_rows(snapshot, evidence, query, ranking, TOP)]
+
+
+def round_robin(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str, depth: int = 40) -> list[int]:
+    """For a request with steps, the fused ranking and each text's own ranking interleaved, first
+    places first (a tool already taken is skipped); a single-step request ranks as `rank` does."""
+    fused = [row for row, _ in ranked_rows(snapshot, evidence, query, ranking, depth)]
+    if len(plan_query(query).texts) < 2 or evidence.text_dense is None or evidence.text_server is None:
+        return fused[:TOP]
+    lists = [fused]
+    for dense, server in zip(evidence.text_dense, evidence.text_server, strict=True):
+        scores = fuse(dense + np.float32(ranking.server_weight) * server, evidence.full_text, ranking)
+        lists.append(evidence.rows[top(scores, depth)].tolist())
+    found: list[int] = []
+    for place in range(depth):
+        for ranked in lists:
+            if place < len(ranked) and ranked[place] not in found:
+                found.append(ranked[place])
+    return found[:TOP]
 
 
 def summary(table: Metrics) -> str:
@@ -169,7 +228,7 @@ async def run(arguments: argparse.Namespace) -> int:
     configs = grid()
     rankings = [*configs.values(), *SINGLE_CHANGES.values(), Ranking()]
     settings = {plan_settings(ranking) for ranking in rankings}
-    bench = Bench(catalogs)
+    bench = Bench(catalogs, embedder)
     checks: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="finder-quality-") as scratch:
         for group, group_settings in ((catalogs, settings), (variants, {plan_settings(TODAY)})):
@@ -183,9 +242,9 @@ async def run(arguments: argparse.Namespace) -> int:
                         if group is catalogs:
                             online = await end_to_end(index, catalog, bench)
                             checks.append((f"{catalog.label}: ToolIndex.search agrees with the offline fusion", online))
-                labels = ", ".join(catalog.label for catalog in sharing)
+                shared_by = ", ".join(catalog.label for catalog in sharing)
                 elapsed = time.perf_counter() - started
-                print(f"{labels}: {len(documents)} tools, evidence in {elapsed:.0f} s", file=sys.stderr)
+                print(f"{shared_by}: {len(documents)} tools, evidence in {elapsed:.0f} s", file=sys.stderr)
     dev = [catalog for catalog in catalogs if not catalog.report_only]
     own = [catalog for catalog in catalogs if catalog.report_only]
     folds = server_folds([task.servers for task in dev[0].tasks], arguments.folds)
@@ -223,6 +282,28 @@ async def run(arguments: argparse.Namespace) -> int:
         lines.append(row("shipped Ranking()", catalog.label, bench.metrics(catalog, "shipped", shipped), base))
     print("\n" + "\n".join(lines))
     print("\n" + "\n".join(issue_lines(bench, catalogs, variants, folds)))
+    print("\n" + "\n".join(multistep_lines(bench, catalogs, folds)))
+    shipped_before = {c.label: bench.metrics(c, "before multi-step", BEFORE_MULTISTEP) for c in catalogs}
+    for catalog in catalogs:
+        single = [len(plan_query(task.query).texts) == 1 for task in catalog.tasks]
+        same = all(
+            rank(evidence, shipped, bench.snapshots[catalog.label], task.query)
+            == rank(evidence, BEFORE_MULTISTEP, bench.snapshots[catalog.label], task.query)
+            for task, evidence, one in zip(
+                catalog.tasks, bench.evidence[(catalog.label, plan_settings(shipped))], single, strict=True
+            )
+            if one
+        )
+        checks.append(
+            (f"{catalog.label}: {sum(single)} single-step queries rank as before the multi-step changes", same)
+        )
+        intervals = paired_interval(bench.metrics(catalog, "shipped", shipped), shipped_before[catalog.label])
+        checks.append(
+            (
+                f"{catalog.label}: shipped no worse than before the multi-step changes at the 95% level",
+                all(i.high >= 0 for i in intervals),
+            )
+        )
     for catalog in catalogs:
         finder = bench.metrics(catalog, "shipped", shipped).mean(axis=0)[1]
         better = max(bench.metrics(catalog, h, r, h).mean(axis=0)[1] for h, r in HALVES.items())
@@ -248,14 +329,44 @@ def unique_documents(catalogs: Sequence[Catalog]) -> list[list[ToolDocument]]:
 def issue_lines(bench: Bench, catalogs: Sequence[Catalog], variants: Sequence[Catalog], folds: list[int]) -> list[str]:
     """Issue 17's changes against today on every set: families cross-validated on dev, the report-only
     sets with the setting picked on all dev tasks, and the negative-clause text recipe."""
-    dev = [catalog for catalog in catalogs if not catalog.report_only]
-    reports = [catalog for catalog in catalogs if catalog.report_only]
     header = "| change | set | " + " | ".join(METRICS) + " | " + " | ".join(f"Δ{m} [95% CI]" for m in METRICS) + " |"
     lines = [header, "|" + "---|" * (2 + 2 * len(METRICS))]
     for catalog in catalogs:
         lines.append(f"| today | {catalog.label} | {summary(bench.metrics(catalog, 'today', TODAY))} |" + " |" * 4)
-    for family, configs in issue_families().items():
+    lines += family_lines(bench, catalogs, folds, issue_families())
+    for catalog, variant in zip(catalogs, variants, strict=True):
+        table = bench.metrics(variant, "today", TODAY)
+        lines.append(row("negative clauses out", catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+    return lines
+
+
+def multistep_lines(bench: Bench, catalogs: Sequence[Catalog], folds: list[int]) -> list[str]:
+    """The multi-step changes against the ranking shipped before them, on every set, as `issue_lines` does."""
+    header = "| change | set | " + " | ".join(METRICS) + " | " + " | ".join(f"Δ{m} [95% CI]" for m in METRICS) + " |"
+    lines = [header, "|" + "---|" * (2 + 2 * len(METRICS))]
+    for catalog in catalogs:
+        table = bench.metrics(catalog, "before multi-step", BEFORE_MULTISTEP)
+        lines.append(f"| before multi-step | {catalog.label} | {summary(table)} |" + " |" * 4)
+    lines += family_lines(bench, catalogs, folds, multistep_families())
+    for catalog in catalogs:
+        table = bench.metrics(catalog, ROUND_ROBIN, BEFORE_MULTISTEP)
+        lines.append(
+            row(ROUND_ROBIN, catalog.label, table, bench.metrics(catalog, "before multi-step", BEFORE_MULTISTEP))
+        )
+    return lines
+
+
+def family_lines(
+    bench: Bench, catalogs: Sequence[Catalog], folds: list[int], families: dict[str, dict[str, Ranking]]
+) -> list[str]:
+    """Each family cross-validated on dev, then its pick on all dev tasks on the report-only sets, then
+    every setting on every set; all against the family's first ranking."""
+    dev = [catalog for catalog in catalogs if not catalog.report_only]
+    reports = [catalog for catalog in catalogs if catalog.report_only]
+    lines = []
+    for family, configs in families.items():
         labels = list(configs)
+        first = labels[0]
 
         def on_dev(label: str, configs: dict[str, Ranking] = configs) -> list[Metrics]:
             return [bench.metrics(catalog, label, configs[label]) for catalog in dev]
@@ -264,17 +375,16 @@ def issue_lines(bench: Bench, catalogs: Sequence[Catalog], variants: Sequence[Ca
         chosen = pick(labels, on_dev)
         print(f"{family}: fold picks {picks}; on all dev tasks {chosen!r}")
         for catalog, table in zip(dev, tables, strict=True):
-            lines.append(row(family, catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+            lines.append(row(family, catalog.label, table, bench.metrics(catalog, first, configs[first])))
         for catalog in reports:
             table = bench.metrics(catalog, chosen, configs[chosen])
-            lines.append(row(f"{family}: {chosen}", catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+            lines.append(
+                row(f"{family}: {chosen}", catalog.label, table, bench.metrics(catalog, first, configs[first]))
+            )
         for label in labels[1:]:
             for catalog in catalogs:
                 table = bench.metrics(catalog, label, configs[label])
-                lines.append(row(label, catalog.label, table, bench.metrics(catalog, "today", TODAY)))
-    for catalog, variant in zip(catalogs, variants, strict=True):
-        table = bench.metrics(variant, "today", TODAY)
-        lines.append(row("negative clauses out", catalog.label, table, bench.metrics(catalog, "today", TODAY)))
+                lines.append(row(label, catalog.label, table, bench.metrics(catalog, first, configs[first])))
     return lines
 
 

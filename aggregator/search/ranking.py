@@ -16,6 +16,10 @@ Last, `ranked_rows` lets siblings (one server's tools on one object: `list_bucke
 `delete_bucket`) trade places when the request's action agrees with a name's (`siblings.py`,
 `Ranking.sibling_bonus`): on the sibling set, R@1 +0.10 and NDCG@10 +0.05 at the 95% level, with
 no interval below zero on any set (docs/finder.md).
+
+For a request that splits into steps, `ranked_rows` can also lift the tools of a server the task
+points to (`Ranking.server_coherence`) and each step's best tools (`Ranking.step_coverage`);
+see `multistep.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from aggregator.search import siblings
+from aggregator.search import multistep, siblings
 from aggregator.search.embedder import Vectors
 from aggregator.search.query import MAX_STEPS, plan_query
 from aggregator.search.snapshot import Rows, Snapshot
@@ -58,6 +62,10 @@ class Ranking:
     `full_text_margin`: the full-text half counts only for tools whose dense half is within this of
     the best dense score (`None`: for every tool), so shared words cannot lift a tool the model
     places far from the request.
+    `server_coherence`: for a request with steps, a tool gains this much x the best score among its
+    server's tools (`multistep.server_coherence`; 0: off).
+    `step_coverage`: for a request with steps, a tool gains this much x its distance below the best
+    tool of the text it comes closest to (`multistep.step_coverage`; 0: off). Needs `Evidence.text_dense`.
     """
 
     split_steps: bool = True
@@ -72,6 +80,8 @@ class Ranking:
     sibling_bonus: float = 0.05
     sibling_depth: int = 30
     full_text_margin: float | None = None
+    server_coherence: float = 0.0
+    step_coverage: float = 0.0
 
 
 TODAY = Ranking(fusion="weighted", server_weight=0.3, full_text_weight=0.3, sibling_bonus=0.0)
@@ -84,12 +94,16 @@ class Evidence:
 
     `dense`: the tool's best view against the query's best text; `server`: its server's best
     similarity; `full_text`: its BM25 divided by the best among the rows (0 when not matched).
+    `text_dense` and `text_server`: the same as `dense` and `server` for each query text alone
+    (texts x rows, `view_scores_by_text`), for `Ranking.step_coverage`; `None` when not gathered.
     """
 
     rows: Rows
     dense: Scores | None
     server: Scores | None
     full_text: Scores | None
+    text_dense: Scores | None = None
+    text_server: Scores | None = None
 
 
 def view_scores(snapshot: Snapshot, rows: Rows, queries: Vectors) -> tuple[Scores, Scores]:
@@ -116,6 +130,12 @@ def view_scores(snapshot: Snapshot, rows: Rows, queries: Vectors) -> tuple[Score
         by_server = np.where(snapshot.server_embedded, by_server, np.float32(0.0))
         servers = by_server[snapshot.tool_server[rows]].astype(np.float32)
     return tools, servers
+
+
+def view_scores_by_text(snapshot: Snapshot, rows: Rows, queries: Vectors) -> tuple[Scores, Scores]:
+    """`view_scores` for each query text alone: two texts x rows matrices (their row-wise max is `view_scores`)."""
+    pairs = [view_scores(snapshot, rows, queries[text : text + 1]) for text in range(queries.shape[0])]
+    return np.stack([tools for tools, _ in pairs]), np.stack([servers for _, servers in pairs])
 
 
 def dense_scores(snapshot: Snapshot, rows: Rows, queries: Vectors, ranking: Ranking) -> Scores:
@@ -209,21 +229,24 @@ def top(scores: Scores, count: int) -> npt.NDArray[np.intp]:
 def ranked_rows(snapshot: Snapshot, evidence: Evidence, query: str, ranking: Ranking, count: int) -> list[Hit]:
     """The `count` best rows of `evidence` for `query` under `ranking`, best first, with their scores.
 
-    The halves are fused; with full-text alone a tool that matched no word is no answer. Then, with
-    `ranking.sibling_bonus`, each server's tools among the best `sibling_depth` are re-sorted among
-    the places they hold (`siblings.reorder`); a tool takes the score of its new place, so scores
-    still fall down the list.
+    The halves are fused; with full-text alone a tool that matched no word is no answer. A request
+    with steps then gets the multi-step adjustments (`multistep.py`) when `ranking` turns them on.
+    Last, with `ranking.sibling_bonus`, each server's tools among the best `sibling_depth` are
+    re-sorted among the places they hold (`siblings.reorder`); a tool takes the score of its new
+    place, so scores still fall down the list.
     """
     scores = fuse_evidence(evidence, ranking)
     rows = evidence.rows
+    plan = plan_query(
+        query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
+    )
+    if plan.steps and evidence.dense is not None:
+        scores = _multistep(snapshot, evidence, scores, ranking)
     if evidence.dense is None:
         rows, scores = rows[scores > 0], scores[scores > 0]
     order = top(scores, max(count, ranking.sibling_depth) if ranking.sibling_bonus else count)
     places = scores[order][:count].tolist()
     if ranking.sibling_bonus:
-        plan = plan_query(
-            query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
-        )
         candidates = rows[order]
         moved = siblings.reorder(
             snapshot.tool_server[candidates].tolist(),
@@ -234,3 +257,14 @@ def ranked_rows(snapshot: Snapshot, evidence: Evidence, query: str, ranking: Ran
         )
         order = order[moved]
     return list(zip(rows[order[:count]].tolist(), places, strict=True))
+
+
+def _multistep(snapshot: Snapshot, evidence: Evidence, scores: Scores, ranking: Ranking) -> Scores:
+    """`scores` with server coherence and then step coverage (when each text's scores were gathered) applied."""
+    scores = multistep.server_coherence(scores, snapshot.tool_server[evidence.rows], ranking.server_coherence)
+    if not ranking.step_coverage or evidence.text_dense is None:
+        return scores
+    servers = evidence.text_server if evidence.text_server is not None else np.zeros_like(evidence.text_dense)
+    by_text = [_dense(dense, server, ranking) for dense, server in zip(evidence.text_dense, servers, strict=True)]
+    fused = np.stack([fuse(dense, evidence.full_text, ranking) for dense in by_text])
+    return multistep.step_coverage(scores, fused, ranking.step_coverage)
