@@ -1,9 +1,10 @@
-"""The sentence-transformers model on ONNX Runtime: torch's vectors, in about a third of the CPU per query.
+"""The sentence-transformers model on ONNX Runtime: torch's vectors, for a third of the encoding CPU.
 
-A query is a handful of tokens, so torch's per-operator overhead is most of its cost; ONNX Runtime
-runs the same float32 graph with fused attention and layer norms. Measured side by side on 2 shared
-cores (docs/finder.md, "Query path"): short queries' encoding CPU about 21 -> 7 ms, tool documents
-about 40% less CPU. The vectors equal torch's (max |difference| ~2e-7; `tests/search/test_embedder.py`).
+A query is a handful of tokens, so torch's per-operator overhead is much of its cost; ONNX Runtime
+runs the same float32 graph with its layer norms and GELU fused. Measured side by side on 2 shared
+cores (docs/finder.md, "Query path"): encoding a short query 21 -> 7 ms CPU, a short query's whole
+search 25 -> 14 ms CPU at p50, a long task's 68 -> 38 ms, tool documents 40% less CPU. The vectors
+equal torch's (largest difference ~2e-7; `tests/search/test_embedder.py` holds them to 1e-5).
 
 The graph is exported from the loaded torch model itself (the transformer, mean pooling and
 normalisation; batch and sequence axes dynamic) with torch's TorchScript exporter, which needs the
@@ -13,9 +14,12 @@ weights, its configuration and the versions that shape the graph, and is written
 file, fsync, rename). A graph, cached or new, is used only if it reproduces torch's vectors on a
 probe batch of short, long and truncated texts: a damaged or foreign file is rebuilt, not trusted.
 
-One session serves both paths with ONE intra-op thread: documents run on several worker threads at
-once (`Session.run` is thread-safe and releases the GIL), which took 21 s for 1,024 tool texts
-against 35 s for one session with two intra-op threads, and keeps one copy of the weights (~106 MB).
+One session (~106 MB resident) serves both paths with ONE intra-op thread; `Session.run` is
+thread-safe and releases the GIL, so the embedder deals a call's document batches out to worker
+threads. 768 tool texts in the index's chunks of 64, interleaved (load ~4.5): torch on 2 threads
+69.6 s wall / 44.6 s CPU; this session with batches dealt to 2 threads 39.1 / 26.8, on one thread
+41.5 / 27.0, with texts dealt evenly to 2 threads 57.9 / 43.2 (two forward passes at once on
+these 2 cores cost more CPU than they save).
 """
 
 from __future__ import annotations
@@ -71,9 +75,16 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One forward pass over `texts`, padded to the longest of them."""
+        return self.run(*self.tokenize(texts))
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Token ids and attention mask of `texts`, truncated and padded to the batch's longest (batch x tokens)."""
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
-        mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
+        return ids, np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
+
+    def run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Vectors:
+        """The unit vectors of tokenized texts (`tokenize` and `run` are timed apart by the benchmark)."""
         (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
