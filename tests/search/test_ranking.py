@@ -1,8 +1,9 @@
-"""Ranking arithmetic on a snapshot with made-up vectors (the vectorised code against a plain loop), and
-sibling disambiguation with the real model."""
+"""Ranking arithmetic on a snapshot with made-up vectors (the vectorised code against a plain loop),
+sibling disambiguation and the multi-step adjustments with the real model."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import mcp_types
@@ -11,7 +12,17 @@ import pytest
 
 from aggregator.search import Embedder, ToolDocument, ToolIndex
 from aggregator.search.documents import text_hash
-from aggregator.search.ranking import TODAY, Ranking, dense_scores, full_text_scores, fuse, top
+from aggregator.search.query import plan_query
+from aggregator.search.ranking import (
+    TODAY,
+    Ranking,
+    dense_scores,
+    full_text_scores,
+    fuse,
+    ranked_rows,
+    top,
+    view_scores_by_text,
+)
 from aggregator.search.siblings import action_of_name, action_of_text, actions_of_query, reorder
 from aggregator.search.snapshot import Snapshot, build_snapshot
 from tests.search.catalog import catalog_documents, names
@@ -159,3 +170,85 @@ async def test_among_siblings_the_tool_whose_name_does_what_the_request_asks_com
     assert now.hits[0].name == wanted
     assert {hit.name for hit in now.hits} == {hit.name for hit in earlier.hits}  # nothing new pulled in
     assert [hit.score for hit in now.hits] == [hit.score for hit in earlier.hits]  # a tool takes its place's score
+
+
+def task_tool(server: str, name: str, description: str) -> ToolDocument:
+    schema = {"type": "object", "properties": {"path": {"type": "string", "description": "File path"}}}
+    tool = mcp_types.Tool(name=name, description=description, input_schema=schema)
+    about = {
+        "music": "Analyse music and audio recordings.",
+        "media": "Convert and edit video and audio files.",
+        "maps": "OpenStreetMap: places, addresses and routes.",
+        "parking": "City parking payments.",
+    }
+    return ToolDocument.from_tool(f"{server}__{name}", server, tool, about[server])
+
+
+TASK_TOOLS = [
+    task_tool("music", "load", "Load an audio file and return its samples and sample rate."),
+    task_tool("music", "beat_track", "Estimate the tempo and the beat positions of a loaded signal."),
+    task_tool("music", "mfcc", "Compute Mel-frequency cepstral coefficients of a loaded signal."),
+    task_tool("music", "chroma_cqt", "Compute a chromagram from a constant-Q transform."),
+    task_tool("media", "convert_audio", "Convert an audio file to another format such as mp3 or wav."),
+    task_tool("media", "trim_video", "Cut a video file to a time range."),
+    task_tool("maps", "find_parking_facilities", "Find parking facilities near a location."),
+    task_tool("maps", "find_nearby_places", "Find points of interest near a location."),
+    task_tool("parking", "pay_parking", "Pay for a parking session with your plate number."),
+    task_tool("parking", "parking_zones", "List the parking zones and their prices in a city."),
+]
+BEFORE = Ranking()  # both multi-step adjustments off
+
+
+@pytest.mark.anyio
+async def test_with_server_coherence_the_tools_of_the_server_a_task_needs_rise_together(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    documents = [*catalog_documents(), *TASK_TOOLS]
+    task = "Load the recording /music/song.wav, then track its beats and compute its MFCCs"
+    async with ToolIndex(tmp_path / "index", embedder, ranking=BEFORE) as index:
+        await index.sync(documents)
+        before = await index.search(task, allowed=names(documents), top_k=4)
+        index.ranking = replace(BEFORE, server_coherence=0.3)
+        now = await index.search(task, allowed=names(documents), top_k=4)
+    assert "media__convert_audio" in [hit.name for hit in before.hits]  # another server's audio tool sat among them
+    assert {hit.name for hit in now.hits} == {"music__load", "music__beat_track", "music__mfcc", "music__chroma_cqt"}
+
+
+@pytest.mark.anyio
+async def test_with_step_coverage_a_four_step_task_gets_a_tool_for_each_step_in_its_top_five(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    documents = [*catalog_documents(), *TASK_TOOLS]
+    task = (
+        "Get the weather forecast for Paris, the stock price of AAPL and my upcoming meetings, "
+        "then email a summary to my boss"
+    )
+    async with ToolIndex(tmp_path / "index", embedder) as index:
+        await index.sync(documents)
+        evidence = await index.evidence(task, allowed=names(documents))
+        vectors = await embedder.encode_queries(plan_query(task).texts)
+        text_dense, text_server = view_scores_by_text(index.snapshot, evidence.rows, vectors)
+        evidence = replace(evidence, text_dense=text_dense, text_server=text_server)
+
+        def top_five(ranking: Ranking) -> list[str]:
+            return [index.names[row] for row, _ in ranked_rows(index.snapshot, evidence, task, ranking, 5)]
+
+        before, now = top_five(BEFORE), top_five(replace(BEFORE, step_coverage=1.0))
+    assert "mail__send_email" not in before  # the last step's tool came sixth: a second weather tool took its place
+    for tool in ("weather__get_forecast", "stocks__get_quote", "calendar__list_events", "mail__send_email"):
+        assert tool in now
+
+
+@pytest.mark.anyio
+async def test_a_single_step_request_ranks_exactly_as_without_the_multi_step_adjustments(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    documents = [*catalog_documents(), *TASK_TOOLS]
+    query = "Where can I park near the Forbidden City?"
+    assert plan_query(query).steps == ()
+    async with ToolIndex(tmp_path / "index", embedder, ranking=BEFORE) as index:
+        await index.sync(documents)
+        before = await index.search(query, allowed=names(documents), top_k=6)
+        index.ranking = replace(BEFORE, server_coherence=1.0, step_coverage=1.0)
+        now = await index.search(query, allowed=names(documents), top_k=6)
+    assert now.hits == before.hits
