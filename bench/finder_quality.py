@@ -54,7 +54,16 @@ sys.path.insert(0, str(REPOSITORY))
 from aggregator.search import Embedder, Ranking, ToolDocument, ToolIndex  # noqa: E402
 from aggregator.search.documents import without_negative_clauses  # noqa: E402
 from aggregator.search.query import plan_query  # noqa: E402
-from aggregator.search.ranking import TODAY, Evidence, fuse, ranked_rows, top, view_scores_by_text  # noqa: E402
+from aggregator.search.ranking import (  # noqa: E402
+    TODAY,
+    Evidence,
+    Scores,
+    fuse,
+    fuse_evidence,
+    ranked_rows,
+    top,
+    view_scores_by_text,
+)
 from aggregator.search.snapshot import Snapshot  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
 from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, pick, server_folds  # noqa: E402
@@ -189,16 +198,62 @@ def rank(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str) -
     return [row for row, _ in ranked_rows(snapshot, evidence, query, ranking, TOP)]
 
 
+def multistep_analysis(bench: Bench, dev: Sequence[Catalog]) -> list[str]:
+    """How a task's gold tools share servers, and where the ranking shipped before the multi-step
+    changes puts them: in the fused top 10, in some text's own top 10, or how deep when missed."""
+    lines = []
+    for catalog in dev:
+        snapshot = bench.snapshots[catalog.label]
+        rows = {name: row for row, name in enumerate(bench.names[catalog.label])}
+        evidences = bench.evidence[(catalog.label, plan_settings(BEFORE_MULTISTEP))]
+        several = sharing = found = by_text = total = 0
+        missed: list[int] = []
+        for task, evidence in zip(catalog.tasks, evidences, strict=True):
+            gold = {rows[name] for name in task.gold if name in rows}
+            servers = [int(snapshot.tool_server[row]) for row in gold]
+            several += len(gold) > 1
+            sharing += len(gold) > 1 and len(set(servers)) < len(servers)
+            ranked = rank(evidence, BEFORE_MULTISTEP, snapshot, task.query)
+            scores = fuse_evidence(evidence, BEFORE_MULTISTEP)
+            in_text_top = {
+                row
+                for scores_of_text in each_text_scores(evidence, BEFORE_MULTISTEP)
+                for row in evidence.rows[top(scores_of_text, TOP)].tolist()
+            }
+            total += len(gold)
+            found += len(gold & set(ranked))
+            by_text += len((gold - set(ranked)) & in_text_top)
+            position = {row: place for place, row in enumerate(evidence.rows[top(scores, scores.size)].tolist(), 1)}
+            missed += [position[row] for row in gold - set(ranked)]
+        depth = np.asarray(missed)
+        lines.append(
+            f"{catalog.label}: {sharing} of {several} tasks with several gold tools have 2+ on one server; "
+            f"gold in the top 10: {found} of {total}; of the {len(missed)} missed, {by_text} are in some text's "
+            f"own top 10; fused rank of the missed: 11-20 {int(((depth > 10) & (depth <= 20)).sum())}, "
+            f"21-50 {int(((depth > 20) & (depth <= 50)).sum())}, 51-100 {int(((depth > 50) & (depth <= 100)).sum())}, "
+            f"> 100 {int((depth > 100).sum())}"
+        )
+    return lines
+
+
+def each_text_scores(evidence: Evidence, ranking: Ranking) -> list[Scores]:
+    """Every tool's fused score against each of the query's texts alone (`Bench.each_text` gathered them)."""
+    if evidence.text_dense is None or evidence.text_server is None:
+        raise ValueError("the evidence holds no scores per text")
+    weight = np.float32(ranking.server_weight)
+    return [
+        fuse((dense + weight * server).astype(np.float32), evidence.full_text, ranking)
+        for dense, server in zip(evidence.text_dense, evidence.text_server, strict=True)
+    ]
+
+
 def round_robin(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str, depth: int = 40) -> list[int]:
     """For a request with steps, the fused ranking and each text's own ranking interleaved, first
     places first (a tool already taken is skipped); a single-step request ranks as `rank` does."""
     fused = [row for row, _ in ranked_rows(snapshot, evidence, query, ranking, depth)]
-    if len(plan_query(query).texts) < 2 or evidence.text_dense is None or evidence.text_server is None:
+    if len(plan_query(query).texts) < 2:
         return fused[:TOP]
-    lists = [fused]
-    for dense, server in zip(evidence.text_dense, evidence.text_server, strict=True):
-        scores = fuse(dense + np.float32(ranking.server_weight) * server, evidence.full_text, ranking)
-        lists.append(evidence.rows[top(scores, depth)].tolist())
+    lists = [fused, *(evidence.rows[top(scores, depth)].tolist() for scores in each_text_scores(evidence, ranking))]
     found: list[int] = []
     for place in range(depth):
         for ranked in lists:
@@ -282,6 +337,7 @@ async def run(arguments: argparse.Namespace) -> int:
         lines.append(row("shipped Ranking()", catalog.label, bench.metrics(catalog, "shipped", shipped), base))
     print("\n" + "\n".join(lines))
     print("\n" + "\n".join(issue_lines(bench, catalogs, variants, folds)))
+    print("\n" + "\n".join(multistep_analysis(bench, dev)))
     print("\n" + "\n".join(multistep_lines(bench, catalogs, folds)))
     shipped_before = {c.label: bench.metrics(c, "before multi-step", BEFORE_MULTISTEP) for c in catalogs}
     for catalog in catalogs:
