@@ -114,8 +114,9 @@ class Stage:
         return anyio.current_time() - started
 
 
-@pytest.fixture
-async def stage(tmp_path: Path, echo_url: str) -> AsyncIterator[Stage]:
+@asynccontextmanager
+async def staged(directory: Path, echo_url: str) -> AsyncIterator[Stage]:
+    """A gateway in `directory` (echo and who behind it), the caching nginx in front of it, and its renderer."""
     async with serve_mcp(headers_server.create_server()) as who_url:
         servers = {
             "echo": {"transport": "streamable-http", "url": echo_url},
@@ -123,7 +124,7 @@ async def stage(tmp_path: Path, echo_url: str) -> AsyncIterator[Stage]:
         }
         nginx = nginx_settings(free_port(), auth_cache_ttl=TTL, reload_debounce=DEBOUNCE)
         async with serve_gateway(
-            tmp_path, servers=servers, scopes=SCOPES, scopes_reload_interval=POLICY_INTERVAL, nginx=nginx
+            directory, servers=servers, scopes=SCOPES, scopes_reload_interval=POLICY_INTERVAL, nginx=nginx
         ) as live:
             await live.wait_until(connected(*servers))
             own = live.gateway.settings
@@ -139,6 +140,21 @@ async def stage(tmp_path: Path, echo_url: str) -> AsyncIterator[Stage]:
             async with running_nginx(settings) as running, NginxRenderer(settings, servers_file, control):
                 yield Stage(live, running, settings)
             assert running.problems() == []
+
+
+@pytest.fixture(scope="module")
+async def stage(tmp_path_factory: pytest.TempPathFactory, echo_url: str) -> AsyncIterator[Stage]:
+    """The module's stage, for tests that leave scopes.yml as they found it (each measures its own decisions, with
+    tokens and bodies of its own or a key it warms itself; a revocation names a token of the test's own)."""
+    async with staged(tmp_path_factory.mktemp("decision-cache"), echo_url) as shared:
+        yield shared
+
+
+@pytest.fixture
+async def own_stage(tmp_path: Path, echo_url: str) -> AsyncIterator[Stage]:
+    """A stage of the test's own, for tests that change scopes.yml."""
+    async with staged(tmp_path, echo_url) as fresh:
+        yield fresh
 
 
 @asynccontextmanager
@@ -233,20 +249,28 @@ REFUSALS = {
 }
 
 
-@pytest.mark.parametrize("refusal", REFUSALS)
-async def test_a_refusal_is_never_cached_and_a_grant_takes_effect_at_once(stage: Stage, refusal: str) -> None:
+async def refused_twice(stage: Stage, refusal: str) -> None:
+    """The request of `refusal` is refused twice, and judged by the gateway both times."""
     bearer, body, headers, status = REFUSALS[refusal]
     decided = stage.decisions()
     for _ in range(2):
         response = await stage.post(body, bearer, **headers)
         assert response.status_code == status, response.text
     assert stage.decisions() == decided + 2  # both judged by the gateway: the first refusal was not kept
-    if refusal == "a forbidden tool":
-        mark = len(stage.live.log.lines)
-        stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add, slow]", "tools: [echo, add, slow, fail]"))
-        await stage.live.log.wait_for("policy.reloaded", after=mark)
-        granted = await stage.post(call("fail"), ALICE, **modern_headers("fail"))
-        assert granted.status_code == 200  # at once: nginx had no refusal to serve
+
+
+@pytest.mark.parametrize("refusal", [name for name in REFUSALS if name != "a forbidden tool"])
+async def test_a_refusal_is_never_cached(stage: Stage, refusal: str) -> None:
+    await refused_twice(stage, refusal)
+
+
+async def test_a_forbidden_tool_is_refused_every_time_and_a_grant_takes_effect_at_once(own_stage: Stage) -> None:
+    await refused_twice(own_stage, "a forbidden tool")
+    mark = len(own_stage.live.log.lines)
+    own_stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add, slow]", "tools: [echo, add, slow, fail]"))
+    await own_stage.live.log.wait_for("policy.reloaded", after=mark)
+    granted = await own_stage.post(call("fail"), ALICE, **modern_headers("fail"))
+    assert granted.status_code == 200  # at once: nginx had no refusal to serve
 
 
 DISHONEST_BODIES: dict[str, bytes] = {
@@ -297,13 +321,13 @@ async def test_a_revoked_token_is_refused_once_nginx_has_reloaded(stage: Stage, 
 
 
 @pytest.mark.parametrize("era", ERAS)
-async def test_a_reloaded_scopes_file_that_removes_access_takes_effect(stage: Stage, era: Era) -> None:
-    bearer = await stage.warmed(era)
-    mark = len(stage.nginx.process.lines)
-    stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add, slow]", "tools: [add, slow]"))
-    await stage.wait_flushed(mark)
+async def test_a_reloaded_scopes_file_that_removes_access_takes_effect(own_stage: Stage, era: Era) -> None:
+    bearer = await own_stage.warmed(era)
+    mark = len(own_stage.nginx.process.lines)
+    own_stage.live.scopes_file.write_text(SCOPES.replace("tools: [echo, add, slow]", "tools: [add, slow]"))
+    await own_stage.wait_flushed(mark)
     body, headers = era_request(era, 3)
-    refused = await stage.post(body, bearer, **headers)
+    refused = await own_stage.post(body, bearer, **headers)
     assert refused.status_code == 403
     assert refused.json()["error_description"] == "'alice' may not call tool 'echo' of server 'echo'."
 
