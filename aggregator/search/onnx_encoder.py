@@ -102,7 +102,7 @@ def onnx_encoder(model: SentenceTransformer, cache: Path | None, threads: int = 
     path = None if cache is None else cache / f"{graph_digest(model)}.onnx"
     how = "exported"
     if path is not None and path.exists():
-        encoder = _verified(model, path.read_bytes(), threads)
+        encoder = _verified(model, _read(path), threads)
         if encoder is not None:
             return encoder, "cached"
         logger.warning("embedder.onnx_cache_rejected", extra={"path": str(path), "action": "rebuilding"})
@@ -112,8 +112,18 @@ def onnx_encoder(model: SentenceTransformer, cache: Path | None, threads: int = 
     if encoder is None:
         raise RuntimeError("the exported ONNX graph does not reproduce the torch model's vectors")
     if path is not None:
-        _write_atomically(path, graph)
+        try:
+            _write_atomically(path, graph)
+        except OSError as error:  # the graph in memory serves; the next load exports again
+            logger.warning("embedder.onnx_cache_unwritable", extra={"path": str(path), "error": str(error)})
     return encoder, how
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""  # rejected by the probe like any damaged file, and rebuilt
 
 
 def graph_digest(model: SentenceTransformer) -> str:

@@ -179,6 +179,20 @@ async def test_a_damaged_cached_graph_is_rebuilt_not_trusted(
     assert_equal_vectors(await rebuilt.encode_queries(TEXTS), await torch_embedder.encode_queries(TEXTS))
 
 
+async def test_an_unwritable_graph_cache_costs_an_export_per_load_not_the_runtime(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("the graph directory cannot be made under a file")
+    caplog.set_level(logging.INFO, logger="aggregator.search")
+    embedder = Embedder(graph_cache=blocked / "graphs")
+    await embedder.load()
+    assert embedder.runtime_in_use == "onnxruntime" and graph_origins(caplog) == ["exported"]
+    assert [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING] == [
+        "embedder.onnx_cache_unwritable"
+    ]
+
+
 async def test_torch_encodes_when_onnxruntime_is_not_installed(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, torch_embedder: Embedder
 ) -> None:
