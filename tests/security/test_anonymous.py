@@ -16,20 +16,19 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 import jwt
 import pytest
 
 from aggregator.config.logs import KeyValueFormatter
 from aggregator.http.registry_openapi import openapi_document
-from tests.conftest import REPOSITORY, gateway_process
+from tests.commands import run_command_in_thread
+from tests.conftest import gateway_process
 from tests.harness import SECRET, LiveGateway, serve_gateway, token_for
 
 pytestmark = pytest.mark.anyio
@@ -331,30 +330,17 @@ async def test_a_rejected_request_is_one_structured_line(ready: LiveGateway, nam
 CONFIG = {"auth": {"gateway_keys": [{"kid": "tests", "secret_env": "ANONYMOUS_TEST_KEY"}]}, "data_dir": "data"}
 
 
-@pytest.mark.parametrize("host", ["::", "127.0.0.1.example"])  # each a process: the unspecified address, a name
+@pytest.mark.parametrize("host", ["::", "127.0.0.1.example"])  # the unspecified address, a name
 async def test_serve_refuses_to_listen_beyond_loopback_without_public_url(tmp_path: Path, host: str) -> None:
     (tmp_path / "servers.yaml").write_text("servers: {}\n")
     (tmp_path / "gateway.yaml").write_text(json.dumps(CONFIG))
-    command = [
-        sys.executable,
-        "-m",
-        "aggregator",
-        "serve",
-        "--servers",
-        str(tmp_path / "servers.yaml"),
-        "--config",
-        str(tmp_path / "gateway.yaml"),
-        "--host",
-        host,
-        "--port",
-        "0",
-    ]
-    with anyio.fail_after(60):
-        result = await anyio.run_process(command, cwd=REPOSITORY, check=False, env=environment())
+    servers, config = str(tmp_path / "servers.yaml"), str(tmp_path / "gateway.yaml")
+    result = await run_command_in_thread(
+        "serve", "--servers", servers, "--config", config, "--host", host, "--port", "0", environment=environment()
+    )
     assert result.returncode == 2, result.stderr
-    message = result.stderr.decode()
-    assert f"listening on {host} (beyond loopback) needs public_url" in message
-    assert "READY" not in message
+    assert f"listening on {host} (beyond loopback) needs public_url" in result.stderr
+    assert "READY" not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
