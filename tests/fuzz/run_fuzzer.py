@@ -14,6 +14,7 @@ cases, what mcp-fuzzer flagged and how we classify it) is what `tests/fuzz/findi
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import re
@@ -201,8 +202,7 @@ async def campaign(runs: int, runs_per_type: int, seed: int, deadline: float = 6
             background.start_soon(proxy.serve, listener)
             proxied = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/mcp"
             token = token_for("fuzzer", groups=["fuzzers"], ttl=3600)
-            version = await anyio.run_process([sys.executable, "-m", "mcp_fuzzer", "--version"], check=False)
-            result = Campaign(fuzzer=version.stdout.decode().strip())
+            result = Campaign(fuzzer=f"mcp-fuzzer v{importlib.metadata.version('mcp-fuzzer')}")  # as its --version says
             reports = directory / "reports"
             tools = ["--mode", "tools", "--phase", "both", "--runs", str(runs)]
             protocol = ["--mode", "protocol", "--protocol-phase", "aggressive", "--runs-per-type", str(runs_per_type)]
