@@ -3,16 +3,15 @@ before the full-screen console starts; with a good token (or no gateway yet) the
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 import jwt
 import pytest
 
+from aggregator.cli.common import TOKEN_VARIABLE
 from aggregator.policy.vending import mint_token
+from tests.commands import run_command_in_thread
 from tests.harness import AUTH, ERAS, KID, SECRET, Era, LiveGateway, serve_gateway
 from tests.policies import CONSOLE_SCOPES
 from tui.launch import REFUSED, token_problem
@@ -80,15 +79,11 @@ def test_the_admin_endpoint_is_found_from_the_gateways_address(given: str, admin
 async def test_the_command_says_it_in_one_line_and_exits_non_zero(live: LiveGateway, case: str) -> None:
     bearer, expected = TOKENS[case]
     assert expected is not None
-    environment = {key: value for key, value in os.environ.items() if key != "MCP_AGGREGATOR_TOKEN"}
-    command = [sys.executable, "-m", "aggregator", "tui", "--url", live.url]
-    if bearer is not None:
-        environment["MCP_AGGREGATOR_TOKEN"] = bearer
-    with anyio.fail_after(60):
-        finished = await anyio.run_process(command, env=environment, check=False)
+    environment = {} if bearer is None else {TOKEN_VARIABLE: bearer}
+    finished = await run_command_in_thread("tui", "--url", live.url, environment=environment)
     assert finished.returncode == REFUSED
-    lines = finished.stderr.decode().splitlines()
+    lines = finished.stderr.splitlines()
     assert lines == [f"mcp-aggregator tui: {expected.format(url=live.admin_url)}"], (
         lines
     )  # given /mcp, it asks /mcp/admin
-    assert finished.stdout == b""
+    assert finished.stdout == ""
