@@ -9,21 +9,14 @@ import pytest
 from aggregator.tasks.task import EXTENSION
 from tests.harness import LiveGateway
 from tests.tasks.upstream import Signals
-from tests.tasks.wire import DEADLINE, Caller, caller, settled, task_of
+from tests.tasks.wire import DEADLINE, caller, settled, started_call, task_of
 
 pytestmark = pytest.mark.anyio
 
 
-async def start_slow(client: Caller, signals: Signals, label: str) -> dict[str, object]:
-    created = await client.result("tools/call", {"name": "gated__slow", "arguments": {"label": label}})
-    with anyio.fail_after(DEADLINE):
-        await signals.started[label].wait()
-    return created
-
-
 async def test_a_slow_call_becomes_a_task_that_outlives_its_caller(live: LiveGateway, signals: Signals) -> None:
     async with caller(live, "alice") as first:
-        created = await start_slow(first, signals, "outlives")
+        created = await started_call(first, "gated__slow", signals.started, "outlives")
         working = await first.result("tasks/get", {"taskId": created["taskId"]})
     # The caller has disconnected; the call goes on upstream.
     assert created["resultType"] == "task" and created["status"] == "working"
@@ -41,7 +34,7 @@ async def test_a_slow_call_becomes_a_task_that_outlives_its_caller(live: LiveGat
 
 async def test_another_principal_cannot_see_get_answer_or_cancel_a_task(live: LiveGateway, signals: Signals) -> None:
     async with caller(live, "alice") as alice, caller(live, "bob") as bob:
-        created = await start_slow(alice, signals, "private")
+        created = await started_call(alice, "gated__slow", signals.started, "private")
         task_id = created["taskId"]
         unknown = await bob.error("tasks/get", {"taskId": "no-such-task"})
         refused = {
@@ -63,7 +56,7 @@ async def test_another_principal_cannot_see_get_answer_or_cancel_a_task(live: Li
 
 async def test_a_cancelled_task_stops_the_upstream_call(live: LiveGateway, signals: Signals) -> None:
     async with caller(live, "alice") as alice:
-        created = await start_slow(alice, signals, "cancel")
+        created = await started_call(alice, "gated__slow", signals.started, "cancel")
         ack = await alice.result("tasks/cancel", {"taskId": created["taskId"]})
         with anyio.fail_after(DEADLINE):
             await signals.cancelled["cancel"].wait()

@@ -15,7 +15,7 @@ from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
 from tests.tasks.own_tasks import UPSTREAM_SECRET, Seen, serve_tasking
 from tests.tasks.upstream import Signals
-from tests.tasks.wire import DEADLINE, Caller, caller, legacy_session, settled, task_of
+from tests.tasks.wire import DEADLINE, caller, legacy_session, settled, started_call, task_of
 
 pytestmark = pytest.mark.anyio
 
@@ -42,16 +42,9 @@ def seen(tasking: tuple[str, Seen]) -> Seen:
     return tasking[1]
 
 
-async def start_work(client: Caller, seen: Seen, label: str) -> dict[str, object]:
-    created = await client.result("tools/call", {"name": "tasking__work", "arguments": {"label": label}})
-    with anyio.fail_after(DEADLINE):
-        await seen.started[label].wait()
-    return created
-
-
 async def test_a_task_runs_as_the_upstreams_own_task_and_returns_its_result(through: LiveGateway, seen: Seen) -> None:
     async with caller(through, "alice") as alice:
-        created = await start_work(alice, seen, "own")
+        created = await started_call(alice, "tasking__work", seen.started, "own")
         working = await alice.result("tasks/get", {"taskId": created["taskId"]})
         seen.release["own"].set()
         await settled(task_of(through, "alice", str(created["taskId"])))
@@ -69,7 +62,7 @@ async def test_a_task_runs_as_the_upstreams_own_task_and_returns_its_result(thro
 
 async def test_cancelling_the_gateway_task_cancels_the_upstream_task(through: LiveGateway, seen: Seen) -> None:
     async with caller(through, "alice") as alice:
-        created = await start_work(alice, seen, "stop")
+        created = await started_call(alice, "tasking__work", seen.started, "stop")
         await alice.result("tasks/cancel", {"taskId": created["taskId"]})
         with anyio.fail_after(DEADLINE):
             await seen.task_cancels["stop"].wait()  # the upstream got tasks/cancel for its task
@@ -138,7 +131,7 @@ async def test_an_upstream_without_tasks_is_called_as_before(through: LiveGatewa
 
 async def test_another_principal_cannot_reach_a_task_run_upstream(through: LiveGateway, seen: Seen) -> None:
     async with caller(through, "alice") as alice, caller(through, "bob") as bob:
-        created = await start_work(alice, seen, "mine")
+        created = await started_call(alice, "tasking__work", seen.started, "mine")
         refused = [await bob.error(method, {"taskId": created["taskId"]}) for method in ("tasks/get", "tasks/cancel")]
         still = await alice.result("tasks/get", {"taskId": created["taskId"]})
         seen.release["mine"].set()
@@ -153,7 +146,7 @@ async def test_shutting_the_gateway_down_cancels_the_upstream_task(tmp_path: Pat
         serve_upstreams(tmp_path, {"tasking": tasking[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}) as live,
         caller(live, "alice") as alice,
     ):
-        await start_work(alice, seen, "shutdown")
+        await started_call(alice, "tasking__work", seen.started, "shutdown")
     with anyio.fail_after(DEADLINE):
         await seen.task_cancels["shutdown"].wait()
         await seen.cancelled["shutdown"].wait()
@@ -190,10 +183,10 @@ async def test_a_call_followed_as_an_upstream_task_holds_no_concurrency_slot(
         tmp_path, {"tasking": tasking[0]}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0}, limits=limits
     )
     async with gateway as live, caller(live, "alice") as alice:
-        first = await start_work(alice, seen, "side-1")
+        first = await started_call(alice, "tasking__work", seen.started, "side-1")
         with anyio.fail_after(DEADLINE):
             await seen.task_polls["side-1"].wait()  # the gateway follows the upstream's task
-        second = await start_work(alice, seen, "side-2")
+        second = await started_call(alice, "tasking__work", seen.started, "side-2")
         for label in ("side-1", "side-2"):
             seen.release[label].set()
         for created in (first, second):

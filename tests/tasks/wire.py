@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -134,3 +134,11 @@ async def settled(task: Task) -> None:
     with anyio.fail_after(DEADLINE):
         while not task.terminal:
             await task.settled.wait()
+
+
+async def started_call(client: Caller, tool: str, started: Mapping[str, anyio.Event], label: str) -> dict[str, object]:
+    """Call `tool` with `label` (it becomes a task) and wait until the upstream says the call has begun."""
+    created = await client.result("tools/call", {"name": tool, "arguments": {"label": label}})
+    with anyio.fail_after(DEADLINE):
+        await started[label].wait()
+    return created
