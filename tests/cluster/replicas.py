@@ -123,10 +123,16 @@ async def replicas(
             )
             await live.wait_until(connected("echo"))
             gateways.append(live)
-        with anyio.fail_after(STARTUP_DEADLINE):
-            for live in gateways if wait_for_redis else ():
-                await cluster_of(live).health.wait(available=True)
+        if wait_for_redis:
+            await joined(gateways, STARTUP_DEADLINE)
         yield gateways
+
+
+async def joined(gateways: Sequence[LiveGateway], deadline: float) -> None:
+    """Wait until every gateway in `gateways` reaches Redis (fails after `deadline` seconds)."""
+    with anyio.fail_after(deadline):
+        for live in gateways:
+            await cluster_of(live).health.wait(available=True)
 
 
 def cluster_of(live: LiveGateway) -> Cluster:

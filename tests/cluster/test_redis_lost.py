@@ -15,7 +15,7 @@ from mcp import Client
 
 from aggregator.nginx.cache import REVOCATIONS
 from aggregator.policy.revocation import RevocationList
-from tests.cluster.replicas import ADMINS, USERS, RedisServer, calls_served, cluster_of, replicas, running
+from tests.cluster.replicas import ADMINS, USERS, RedisServer, calls_served, cluster_of, joined, replicas, running
 from tests.harness import LiveGateway, token_for
 from tests.processes import free_port
 
@@ -78,9 +78,8 @@ async def test_calls_are_served_while_redis_is_away_and_limits_are_shared_again_
         RevocationList(first.gateway.settings.data_dir / REVOCATIONS).revoke(jti)  # made during the outage
 
         await stack.enter_async_context(running(redis))  # the same port, empty: nothing was saved
+        await joined(gateways, DEADLINE)
         with anyio.fail_after(DEADLINE):
-            for live in gateways:
-                await cluster_of(live).health.wait(available=True)
             await cluster_of(second).revocations.wait_revoked(jti)  # converged
         assert [await cluster_view(live) for live in gateways] == [("connected", "1")] * 2
         sam = await clients("sam")
@@ -108,9 +107,7 @@ async def test_a_replica_started_before_redis_serves_and_joins_when_it_comes(ech
         assert await calls_served(tina, 2 * BURST) == 2 * BURST  # each replica's own budget
 
         await stack.enter_async_context(running(redis))
-        with anyio.fail_after(DEADLINE):
-            for live in gateways:
-                await cluster_of(live).health.wait(available=True)
+        await joined(gateways, DEADLINE)
         uma = [await stack.enter_async_context(live.client("uma", groups=USERS)) for live in gateways]
         assert await calls_served(uma, 2 * BURST) == BURST
         assert not [line for line in gateways[0].log.lines if PASSWORD in line]
@@ -133,8 +130,6 @@ async def test_a_hung_redis_costs_calls_nothing_but_its_timeout(echo_url: str, t
                     await cluster_of(live).health.wait(available=False)
         finally:
             redis.process.process.send_signal(signal.SIGCONT)
-        with anyio.fail_after(DEADLINE):
-            for live in gateways:
-                await cluster_of(live).health.wait(available=True)
+        await joined(gateways, DEADLINE)
         walt = [await stack.enter_async_context(live.client("walt", groups=USERS)) for live in gateways]
         assert await calls_served(walt, 2 * BURST) == BURST

@@ -21,7 +21,7 @@ from mcp import Client
 
 from aggregator.cli.main import main
 from aggregator.cluster.records import SharedRecords
-from tests.cluster.replicas import RedisServer, cluster_of, redis_server, running
+from tests.cluster.replicas import RedisServer, cluster_of, joined, redis_server, running
 from tests.harness import ADMIN, LiveGateway, call_structured, connected, serve_gateway, serve_mcp, text_of
 from tests.trust.shop import SCOPES, Shop
 from tests.trust.test_pinning import Listener, assert_unknown
@@ -46,8 +46,7 @@ async def replica(directory: Path, redis_url: str, shop_url: str) -> AsyncIterat
         cluster={"redis_url": redis_url, "retry_interval": 0.1, "timeout": 2.0},
     ) as live:
         await live.wait_until(connected("shop"))
-        with anyio.fail_after(RECOVERY):
-            await cluster_of(live).health.wait(available=True)
+        await joined([live], RECOVERY)
         yield live
 
 

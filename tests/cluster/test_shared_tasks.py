@@ -20,7 +20,7 @@ import pytest
 
 from aggregator.cluster.task_records import LAPSED, owner_digest
 from aggregator.cluster.tasks import SharedTasks
-from tests.cluster.replicas import RedisServer, cluster_of, redis_server, running
+from tests.cluster.replicas import RedisServer, cluster_of, joined, redis_server, running
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
 from tests.tasks.upstream import Signals, serve_gated
@@ -40,8 +40,7 @@ async def replica(
     async with serve_upstreams(
         directory, {"gated": upstream}, scopes=ADMIN_SCOPES, tasks={"answer_within": 0, **tasks}, cluster=cluster
     ) as live:
-        with anyio.fail_after(RECOVERY):
-            await cluster_of(live).health.wait(available=True)
+        await joined([live], RECOVERY)
         yield live
 
 
