@@ -24,7 +24,7 @@ from tests.cluster.replicas import RedisServer, cluster_of, joined, redis_server
 from tests.harness import LiveGateway, serve_upstreams
 from tests.policies import ADMIN_SCOPES
 from tests.tasks.upstream import Signals, serve_gated
-from tests.tasks.wire import DEADLINE, Caller, caller, settled, task_of
+from tests.tasks.wire import DEADLINE, Caller, caller, settled, started_call, task_of
 
 pytestmark = pytest.mark.anyio
 
@@ -86,11 +86,12 @@ async def mirrored(live: LiveGateway, task_id: str) -> None:
         await tasks.wait_until(lambda: tasks.current(task_id))
 
 
-async def start(client: Caller, signals: Signals, label: str) -> str:
-    created = await client.result("tools/call", {"name": "gated__slow", "arguments": {"label": label}})
-    with anyio.fail_after(DEADLINE):
-        await signals.started[label].wait()
-    return str(created["taskId"])
+async def start(client: Caller, signals: Signals, label: str, runner: LiveGateway) -> str:
+    """Start a task on `runner` (the replica `client` calls) and wait until Redis mirrors it; its id."""
+    created = await started_call(client, "gated__slow", signals.started, label)
+    task_id = str(created["taskId"])
+    await mirrored(runner, task_id)
+    return task_id
 
 
 @pytest.fixture
@@ -104,8 +105,7 @@ async def test_a_task_is_read_and_cancelled_through_the_replica_that_does_not_ru
 ) -> None:
     url, signals = gated
     async with two_replicas(tmp_path, url) as (_, first, here, there):
-        finishing = await start(here, signals, "finishing")
-        await mirrored(first, finishing)
+        finishing = await start(here, signals, "finishing", first)
         assert (await there.result("tasks/get", {"taskId": finishing}))["status"] == "working"
         signals.release["finishing"].set()
         await settled(task_of(first, "alice", finishing))
@@ -114,8 +114,7 @@ async def test_a_task_is_read_and_cancelled_through_the_replica_that_does_not_ru
         assert done["status"] == "completed"
         assert done["result"]["content"] == [{"type": "text", "text": "done finishing"}]
 
-        stopped = await start(here, signals, "stopped")
-        await mirrored(first, stopped)
+        stopped = await start(here, signals, "stopped", first)
         ack = await there.result("tasks/cancel", {"taskId": stopped})
         assert ack["resultType"] == "complete" and "status" not in ack
         with anyio.fail_after(DEADLINE):
@@ -152,8 +151,7 @@ async def test_another_principal_and_forged_ids_reach_nothing_through_another_re
 ) -> None:
     url, signals = gated
     async with two_replicas(tmp_path, url, callers=("alice", "bob")) as (redis, first, alice, bob):
-        task_id = await start(alice, signals, "private")
-        await mirrored(first, task_id)
+        task_id = await start(alice, signals, "private", first)
         unknown = await bob.error("tasks/get", {"taskId": "no-such-task-0000"})
         attempts: dict[str, dict[str, Any]] = {
             "tasks/get": {"taskId": task_id},
@@ -197,8 +195,7 @@ async def test_a_task_whose_replica_stopped_beating_reads_failed_everywhere(
     url, signals = gated
     # the first replica's next beat: long after the test
     async with two_replicas(tmp_path, url, heartbeat=60.0) as (redis, first, here, there):
-        task_id = await start(here, signals, "orphan")
-        await mirrored(first, task_id)
+        task_id = await start(here, signals, "orphan", first)
         async with redis.client() as admin:
             assert await admin.delete(f"mcp-aggregator:replica:{shared(first).replica}") == 1  # as if it lapsed
         failed = await there.result("tasks/get", {"taskId": task_id})
@@ -219,8 +216,7 @@ async def test_with_redis_down_the_running_replica_serves_its_task_and_the_other
 ) -> None:
     url, signals = gated
     async with two_replicas(tmp_path, url) as (redis, first, here, there):
-        task_id = await start(here, signals, "offline")
-        await mirrored(first, task_id)
+        task_id = await start(here, signals, "offline", first)
         await redis.kill()
         signals.release["offline"].set()
         await settled(task_of(first, "alice", task_id))
@@ -244,8 +240,7 @@ async def test_a_task_that_expired_on_its_replica_is_unknown_on_every_replica(
 ) -> None:
     url, signals = gated
     async with two_replicas(tmp_path, url, ttl=1.0) as (redis, first, here, there):
-        task_id = await start(here, signals, "expiring")
-        await mirrored(first, task_id)
+        task_id = await start(here, signals, "expiring", first)
         await settled(task_of(first, "alice", task_id))  # its time ran out (tasks.ttl): the call was cancelled
         assert (await here.error("tasks/get", {"taskId": task_id}))["code"] == -32602  # and the store dropped it
         await mirrored(first, task_id)  # here: its record deleted
