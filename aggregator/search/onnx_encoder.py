@@ -14,12 +14,13 @@ weights, its configuration and the versions that shape the graph, and is written
 file, fsync, rename). A graph, cached or new, is used only if it reproduces torch's vectors on a
 probe batch of short, long and truncated texts: a damaged or foreign file is rebuilt, not trusted.
 
-One session (~130 MB resident) serves both paths with ONE intra-op thread; `Session.run` is
-thread-safe and releases the GIL, so the embedder deals a call's document batches out to worker
-threads. 768 tool texts in the index's chunks of 64, interleaved (load ~4.5): torch on 2 threads
-69.6 s wall / 44.6 s CPU; this session with batches dealt to 2 threads 39.1 / 26.8, on one thread
-41.5 / 27.0, with texts dealt evenly to 2 threads 57.9 / 43.2 (two forward passes at once on
-these 2 cores cost more CPU than they save).
+One session (~130 MB resident) serves both paths with ONE intra-op thread (`Session.run` is
+thread-safe and releases the GIL, so queries need no lock). Documents go two at a time, longest
+first: on one thread padding is pure waste and batching saves little. 640 tool texts in the
+index's chunks of 64, interleaved (two runs; batches of 8 took 11.1 s in both): 8.5 s CPU in
+batches of 2, 8.7 of 1, 9.4 of 4, 16.9 of 16, 26.4 of 32, and 39.9 s on torch (2 threads, 32). Two worker threads
+running passes at once cost more CPU than they saved on these 2 cores (768 texts in batches of
+32: 43.2 s CPU against 27.0 on one thread).
 """
 
 from __future__ import annotations

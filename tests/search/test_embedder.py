@@ -113,7 +113,7 @@ async def test_onnx_runtime_encodes_queries_to_torchs_vectors(embedder: Embedder
 
 
 async def test_onnx_runtime_encodes_documents_to_torchs_vectors(embedder: Embedder, torch_embedder: Embedder) -> None:
-    documents = [f"{text} ({number})" for number in range(12) for text in TEXTS]  # several batches, several threads
+    documents = [f"{text} ({number})" for number in range(12) for text in TEXTS]  # many batches, of mixed lengths
     assert_equal_vectors(await embedder.encode_documents(documents), await torch_embedder.encode_documents(documents))
 
 
