@@ -133,7 +133,7 @@ async def test_a_token_refused_while_running_shows_a_banner(live: LiveGateway, h
         assert str(bar.render()).startswith("✕ The gateway rejected the token: token ")
         assert reason in str(bar.render()) and "Start the console with a new token" in str(bar.render())
         assert bar.has_class("-rejected")
-        assert notes.has("Token refused")
+        await until(pilot, lambda: notes.has("Token refused"), "the notification")  # a message, handled after the state
         assert {service.state for service in app.snapshot.services} == {UNKNOWN}
         assert app.is_running
 
