@@ -40,7 +40,7 @@ def index(args: argparse.Namespace) -> int:
     quiet_model_loading()
     gateway = build_gateway(settings, servers)
     uri = settings.search_uri or settings.data_dir / "index"
-    embedder = Embedder(settings.search_model)
+    embedder = Embedder(settings.search_model, graph_cache=settings.data_dir / "encoder")
     enabled = sum(spec.enabled for spec in servers.servers.values())
 
     async def run() -> None:

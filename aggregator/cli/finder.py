@@ -44,10 +44,11 @@ def search(args: argparse.Namespace) -> int:
     configure_logging("warning")
     quiet_model_loading()
     uri = settings.search_uri or str(settings.data_dir / "index")
-    return anyio.run(_search_stored, uri, settings.search_model, args.query, args.top_k, args.full_text)
+    graphs = settings.data_dir / "encoder"
+    return anyio.run(_search_stored, uri, settings.search_model, graphs, args.query, args.top_k, args.full_text)
 
 
-async def _search_stored(uri: str, model: str | None, query: str, top_k: int, full_text: bool) -> int:
+async def _search_stored(uri: str, model: str | None, graphs: Path, query: str, top_k: int, full_text: bool) -> int:
     from aggregator.search import Embedder, EmbedderUnavailableError, ToolIndex  # LanceDB loads only here
     from aggregator.search.store import ToolStore
 
@@ -63,7 +64,7 @@ async def _search_stored(uri: str, model: str | None, query: str, top_k: int, fu
         store.close()
     if not documents:
         return _fail(f"the tool index at {uri} holds no tools: run `mcp-aggregator index --config FILE`")
-    embedder = Embedder(model)
+    embedder = Embedder(model, graph_cache=graphs)
     async with ToolIndex(uri, embedder, load_model=False) as index:
         if not full_text:
             with contextlib.suppress(EmbedderUnavailableError):  # the result's note says so

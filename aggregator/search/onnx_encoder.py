@@ -97,6 +97,14 @@ class OnnxEncoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+_EXPORTS_KEPT = 2
+_EXPORTED: dict[str, bytes] = {}
+"""Graphs this process exported and verified, by `graph_digest`: an export is a pure function of the
+weights and versions the digest covers, and takes seconds of CPU, so a second `Embedder` of the same
+model in one process (each gateway, `ToolIndex` or CLI command has its own) reuses it. Each use is
+verified again on the probe."""
+
+
 def onnx_encoder(model: SentenceTransformer, cache: Path | None, threads: int = 1) -> tuple[OnnxEncoder, str]:
     """An encoder equal to `model` running on `threads` intra-op threads, and how its graph was obtained.
 
@@ -107,7 +115,8 @@ def onnx_encoder(model: SentenceTransformer, cache: Path | None, threads: int = 
     # Fail fast, before seconds of export, when the runtime is missing.
     import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
 
-    path = None if cache is None else cache / f"{graph_digest(model)}.onnx"
+    digest = graph_digest(model)
+    path = None if cache is None else cache / f"{digest}.onnx"
     how = "exported"
     if path is not None and path.exists():
         encoder = _verified(model, str(path), threads)  # read by the runtime: no second copy in Python
@@ -115,10 +124,13 @@ def onnx_encoder(model: SentenceTransformer, cache: Path | None, threads: int = 
             return encoder, "cached"
         logger.warning("embedder.onnx_cache_rejected", extra={"path": str(path), "action": "rebuilding"})
         how = "rebuilt"
-    graph = export_graph(model)
+    graph = _EXPORTED.get(digest) or export_graph(model)
     encoder = _verified(model, graph, threads)
     if encoder is None:
         raise RuntimeError("the exported ONNX graph does not reproduce the torch model's vectors")
+    if len(_EXPORTED) >= _EXPORTS_KEPT:
+        _EXPORTED.clear()
+    _EXPORTED[digest] = graph
     if path is not None:
         try:
             _write_atomically(path, graph)

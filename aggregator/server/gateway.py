@@ -218,6 +218,7 @@ def build_gateway(settings: Settings, servers: ServersFile, tracing: Tracing | N
         lambda: server.catalog.tools(),
         server.visible_tools,
         settings.data_dir / "finder-prior.json" if settings.search_learning else None,
+        settings.data_dir / "encoder",
     )
 
     async def describe(principal: Principal, arguments: DescribeTool) -> dict[str, Any]:

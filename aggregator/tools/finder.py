@@ -74,8 +74,10 @@ class Finder:
         tools: Callable[[], Iterable[Entry[Any]]],
         visible: Callable[[Principal], Iterable[Entry[Any]]],
         learning: Path | None = None,
+        graph_cache: Path | None = None,
     ) -> None:
         self._uri = uri
+        self._graph_cache = graph_cache
         self._learning = learning
         self.prior: UsagePrior | None = None
         """What the finder learned from use; None while it is off (`learning` None) or not loaded yet."""
@@ -97,7 +99,8 @@ class Finder:
         await self._wanted.wait()
         if self._learning is not None:
             self.prior = await anyio.to_thread.run_sync(UsagePrior.load, self._learning)
-        async with ToolIndex(self._uri, Embedder(self._model)) as index, anyio.create_task_group() as tasks:
+        embedder = Embedder(self._model, graph_cache=self._graph_cache)
+        async with ToolIndex(self._uri, embedder) as index, anyio.create_task_group() as tasks:
             await index.sync(self.documents())
             self._index = index
             self._opened.set()
