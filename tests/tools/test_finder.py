@@ -59,6 +59,12 @@ async def test_relevant_tools_come_first_with_their_schemas(finding: LiveGateway
     assert forecast["note"] is None
 
 
+async def test_the_encoder_graph_is_kept_in_the_data_dir_for_the_next_start(finding: LiveGateway) -> None:
+    kept = list((finding.gateway.settings.data_dir / "encoder").glob("*.onnx"))
+    assert len(kept) == 1 and kept[0].stat().st_size > 1_000_000  # the exported graph, not a stub
+    assert not list(kept[0].parent.glob("*.tmp"))  # written whole: nothing half-written beside it
+
+
 async def test_a_restricted_caller_never_sees_a_forbidden_tool(finding: LiveGateway) -> None:
     async with connect(finding, ["finder-users", "echo-only"]) as client:
         for query in ("weather__get_forecast", "get_forecast weather forecast city", "weather alerts", "anything"):
