@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from aggregator.config.files import write_atomically
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -133,7 +133,7 @@ def onnx_encoder(model: SentenceTransformer, cache: Path | None, threads: int = 
     _EXPORTED[digest] = graph
     if path is not None:
         try:
-            _write_atomically(path, graph)
+            write_atomically(path, graph)
         except OSError as error:  # the graph in memory serves; the next load exports again
             logger.warning("embedder.onnx_cache_unwritable", extra={"path": str(path), "error": str(error)})
     return encoder, how
@@ -221,20 +221,6 @@ def _configured(tokenizer: Any, max_tokens: int) -> Tokenizer:
     copy.enable_truncation(max_tokens)
     copy.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
     return copy
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _pooled(transformer: Any) -> Any:
