@@ -110,7 +110,6 @@ class Embedder:
         self._graph_cache = graph_cache
         self._onnx: OnnxEncoder | None = None
         self._encode_query: Encode | None = None
-        self.runtime_in_use: Runtime | None = None
         self._failure: str | None = None
         self._model_lock = threading.Lock()
         self._load_lock: anyio.Lock | None = None
@@ -120,6 +119,13 @@ class Embedder:
         self.dimension: int | None = None
         self.documents_encoded = 0
         self.queries_encoded = 0
+
+    @property
+    def runtime_in_use(self) -> Runtime | None:
+        """What encodes texts once the model has loaded: ONNX Runtime, or torch as its fallback."""
+        if self._model is None:
+            return None
+        return "torch" if self._onnx is None else "onnxruntime"
 
     @property
     def ready(self) -> bool:
@@ -152,7 +158,6 @@ class Embedder:
                 raise EmbedderUnavailableError(self.model_id, self._failure) from error
             self.dimension = int(model.get_embedding_dimension() or 0)
             self._onnx, self._encode_query = onnx, encode_query
-            self.runtime_in_use = "torch" if onnx is None else "onnxruntime"
             self._model = model
             self._loaded_event().set()
             seconds = round(time.perf_counter() - started, 2)
