@@ -6,19 +6,17 @@
 - The URLs the gateway hands out (401 challenges, RFC 9728 metadata, registry remotes) never come
   from the request's Host header: `public_url` when set, else the address the gateway is bound to
   (or a configured nginx listen address, when the Host names exactly that).
-- `serve` refuses to listen beyond loopback without `public_url` (exit 2, a message saying why).
+- `serve` refuses to listen beyond loopback without `public_url` (test_binding.py).
 - A rejected request is logged as one structured line, never a traceback.
 - Everything else an anonymous caller can reach says only what is documented.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -27,8 +25,6 @@ import pytest
 
 from aggregator.config.logs import KeyValueFormatter
 from aggregator.http.registry_openapi import openapi_document
-from tests.commands import run_command_in_thread
-from tests.conftest import gateway_process
 from tests.harness import SECRET, LiveGateway, serve_gateway, token_for
 
 pytestmark = pytest.mark.anyio
@@ -325,63 +321,3 @@ async def test_a_rejected_request_is_one_structured_line(ready: LiveGateway, nam
     line = KeyValueFormatter().format(refusals[0])
     assert "\n" not in line
     assert f" {event} " in line and ("reason=" in line or "status=" in line)
-
-
-CONFIG = {"auth": {"gateway_keys": [{"kid": "tests", "secret_env": "ANONYMOUS_TEST_KEY"}]}, "data_dir": "data"}
-
-
-@pytest.mark.parametrize("host", ["::", "127.0.0.1.example"])  # the unspecified address, a name
-async def test_serve_refuses_to_listen_beyond_loopback_without_public_url(tmp_path: Path, host: str) -> None:
-    (tmp_path / "servers.yaml").write_text("servers: {}\n")
-    (tmp_path / "gateway.yaml").write_text(json.dumps(CONFIG))
-    servers, config = str(tmp_path / "servers.yaml"), str(tmp_path / "gateway.yaml")
-    result = await run_command_in_thread(
-        "serve", "--servers", servers, "--config", config, "--host", host, "--port", "0", environment=environment()
-    )
-    assert result.returncode == 2, result.stderr
-    assert f"listening on {host} (beyond loopback) needs public_url" in result.stderr
-    assert "READY" not in result.stdout + result.stderr
-
-
-@pytest.mark.parametrize(
-    ("host", "config"),
-    [
-        ("127.0.0.2", CONFIG),
-        ("0.0.0.0", {**CONFIG, "public_url": PUBLIC_URL}),
-    ],
-    ids=["other loopback address", "public_url set"],
-)
-async def test_serve_starts_on_loopback_or_with_public_url(tmp_path: Path, host: str, config: dict[str, Any]) -> None:
-    (tmp_path / "servers.yaml").write_text("servers: {}\n")
-    (tmp_path / "gateway.yaml").write_text(json.dumps(config))
-    extra = ("--config", str(tmp_path / "gateway.yaml"), "--host", host)
-    async with gateway_process(tmp_path / "servers.yaml", *extra, env=environment(), insecure_dev=False) as (url, _):
-        assert url == config.get("public_url", url)
-
-
-def environment() -> dict[str, str]:
-    return {"ANONYMOUS_TEST_KEY": SECRET}
-
-
-@pytest.mark.parametrize(
-    ("host", "public_url", "refused"),
-    [
-        ("0.0.0.0", None, True),
-        ("::", None, True),
-        ("192.0.2.10", None, True),
-        ("gateway.example", None, True),
-        ("127.0.0.1.example", None, True),
-        ("127.0.0.1", None, False),
-        ("127.0.0.2", None, False),
-        ("::1", None, False),
-        ("localhost", None, False),
-        ("0.0.0.0", PUBLIC_URL, False),
-    ],
-)
-def test_which_binds_need_public_url(host: str, public_url: str | None, refused: bool) -> None:
-    """The rule the two process tests above show end to end, for every kind of bind address."""
-    from aggregator.cli.serve import _refuse_unnamed
-    from aggregator.config.settings import load_settings
-
-    settings = load_settings(None, host=host, public_url=public_url)
-    assert (_refuse_unnamed(settings) is not None) == refused
