@@ -41,7 +41,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,20 +54,12 @@ sys.path.insert(0, str(REPOSITORY))
 from aggregator.search import Embedder, Ranking, ToolDocument, ToolIndex  # noqa: E402
 from aggregator.search.documents import without_negative_clauses  # noqa: E402
 from aggregator.search.query import plan_query  # noqa: E402
-from aggregator.search.ranking import (  # noqa: E402
-    TODAY,
-    Evidence,
-    Scores,
-    fuse,
-    fuse_evidence,
-    ranked_rows,
-    top,
-    view_scores_by_text,
-)
-from aggregator.search.snapshot import Snapshot  # noqa: E402
+from aggregator.search.ranking import TODAY  # noqa: E402
 from bench._checks import print_checks  # noqa: E402
-from bench._crossval import METRICS, TOP, Metrics, cross_validate, paired_interval, pick, server_folds  # noqa: E402
+from bench._crossval import METRICS, TOP, cross_validate, paired_interval, server_folds  # noqa: E402
+from bench._finder_bench import Bench, family_lines, header, plan_settings, rank, row, summary  # noqa: E402
 from bench._finder_data import Catalog, load_catalogs, seeded_index  # noqa: E402
+from bench._multistep import BEFORE_MULTISTEP, multistep_analysis, multistep_lines  # noqa: E402
 
 WHOLE_WORDS = (12, 20, 30)
 HALVES = {"full-text only": TODAY, "vector only": TODAY}
@@ -80,11 +72,6 @@ FUSIONS = ("weighted", "rrf", "minmax")
 SIBLING_BONUSES = (0.01, 0.02, 0.05, 0.1, 0.2, 1.0)
 FULL_TEXT_MARGINS = (0.3, 0.2, 0.15, 0.1, 0.05)
 CLAUSES_OUT = " [negative clauses out]"
-BEFORE_MULTISTEP = replace(TODAY, sibling_bonus=0.05)
-"""The shipped ranking before the multi-step changes: the baseline of their table."""
-COHERENCE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
-COVERAGE = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 3.0)
-ROUND_ROBIN = "round-robin: the fused list, then each text's list"
 GUARD = 0.02  # the finder may trail its better half by at most this much R@5
 
 
@@ -115,155 +102,6 @@ def issue_families() -> dict[str, dict[str, Ranking]]:
         "sibling bonus 0.01-1 (CV)": {"today": TODAY, **bonuses},
         "full-text only within a dense margin 0.05-0.3 (CV)": {"today": TODAY, **margins},
     }
-
-
-def multistep_families() -> dict[str, dict[str, Ranking]]:
-    """The multi-step changes (`multistep.py`) on top of the ranking shipped before them, that ranking first."""
-    before = {"before multi-step": BEFORE_MULTISTEP}
-    coherence = {f"server coherence {w}": replace(BEFORE_MULTISTEP, server_coherence=w) for w in COHERENCE}
-    coverage = {f"step coverage {w}": replace(BEFORE_MULTISTEP, step_coverage=w) for w in COVERAGE}
-    both = {
-        f"coherence {c} + coverage {w}": replace(BEFORE_MULTISTEP, server_coherence=c, step_coverage=w)
-        for c in (0.2, 0.3, 0.5)
-        for w in (0.1, 0.2, 0.5)
-    }
-    return {
-        "server coherence 0.1-1 (CV)": {**before, **coherence},
-        "step coverage 0.05-3 (CV)": {**before, **coverage},
-        "coherence 0.2-0.5 x coverage 0.1-0.5 (CV)": {**before, **both},
-    }
-
-
-class Bench:
-    """Gathers evidence per catalog and plan setting once, then scores any ranking offline."""
-
-    def __init__(self, catalogs: Sequence[Catalog], embedder: Embedder) -> None:
-        self.catalogs = catalogs
-        self.embedder = embedder
-        self.evidence: dict[tuple[str, PlanSettings], list[Evidence]] = {}
-        self.names: dict[str, tuple[str, ...]] = {}
-        self.snapshots: dict[str, Snapshot] = {}
-        self._cache: dict[tuple[str, str, str], Metrics] = {}
-
-    async def gather(self, catalog: Catalog, index: ToolIndex, settings: Collection[PlanSettings]) -> None:
-        self.names[catalog.label] = index.names
-        self.snapshots[catalog.label] = index.snapshot
-        allowed = frozenset(index.names)
-        for split, whole_words in settings:
-            index.ranking = replace(TODAY, split_steps=split, whole_query_words=whole_words)
-            found = [await self.each_text(index, task.query, allowed) for task in catalog.tasks]
-            self.evidence[(catalog.label, (split, whole_words))] = found
-
-    async def each_text(self, index: ToolIndex, query: str, allowed: frozenset[str]) -> Evidence:
-        """`ToolIndex.evidence` plus the dense and server scores of each of the query's texts alone."""
-        evidence = await index.evidence(query, allowed=allowed, top_k=TOP)
-        ranking = index.ranking
-        plan = plan_query(
-            query, split_steps=ranking.split_steps, whole_words=ranking.whole_query_words, max_steps=ranking.max_steps
-        )
-        vectors = await self.embedder.encode_queries(plan.texts)  # from the query cache: evidence encoded them
-        text_dense, text_server = view_scores_by_text(index.snapshot, evidence.rows, vectors)
-        return replace(evidence, text_dense=text_dense, text_server=text_server)
-
-    def metrics(self, catalog: Catalog, label: str, ranking: Ranking, half: str | None = None) -> Metrics:
-        key = (catalog.label, label, half or "")
-        if key not in self._cache:
-            rows = {name: row for row, name in enumerate(self.names[catalog.label])}
-            evidences = self.evidence[(catalog.label, plan_settings(ranking))]
-            snapshot = self.snapshots[catalog.label]
-            table = []
-            for task, evidence in zip(catalog.tasks, evidences, strict=True):
-                if half == "full-text only":
-                    evidence = replace(evidence, dense=None, server=None)
-                elif half == "vector only":
-                    evidence = replace(evidence, full_text=None)
-                if label == ROUND_ROBIN:
-                    ranked = round_robin(evidence, ranking, snapshot, task.query)
-                else:
-                    ranked = rank(evidence, ranking, snapshot, task.query)
-                table.append(task.metrics(ranked, rows))
-            self._cache[key] = np.asarray(table, dtype=np.float64)
-        return self._cache[key]
-
-
-PlanSettings = tuple[bool, int | None]
-
-
-def plan_settings(ranking: Ranking) -> PlanSettings:
-    """The settings of `ranking` that change what is searched, not how the evidence is fused."""
-    return ranking.split_steps, ranking.whole_query_words
-
-
-def rank(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str) -> list[int]:
-    return [row for row, _ in ranked_rows(snapshot, evidence, query, ranking, TOP)]
-
-
-def multistep_analysis(bench: Bench, dev: Sequence[Catalog]) -> list[str]:
-    """How a task's gold tools share servers, and where the ranking shipped before the multi-step
-    changes puts them: in the fused top 10, in some text's own top 10, or how deep when missed."""
-    lines = []
-    for catalog in dev:
-        snapshot = bench.snapshots[catalog.label]
-        rows = {name: row for row, name in enumerate(bench.names[catalog.label])}
-        evidences = bench.evidence[(catalog.label, plan_settings(BEFORE_MULTISTEP))]
-        several = sharing = found = by_text = total = 0
-        missed: list[int] = []
-        for task, evidence in zip(catalog.tasks, evidences, strict=True):
-            gold = {rows[name] for name in task.gold if name in rows}
-            servers = [int(snapshot.tool_server[row]) for row in gold]
-            several += len(gold) > 1
-            sharing += len(gold) > 1 and len(set(servers)) < len(servers)
-            ranked = rank(evidence, BEFORE_MULTISTEP, snapshot, task.query)
-            scores = fuse_evidence(evidence, BEFORE_MULTISTEP)
-            in_text_top = {
-                row
-                for scores_of_text in each_text_scores(evidence, BEFORE_MULTISTEP)
-                for row in evidence.rows[top(scores_of_text, TOP)].tolist()
-            }
-            total += len(gold)
-            found += len(gold & set(ranked))
-            by_text += len((gold - set(ranked)) & in_text_top)
-            position = {row: place for place, row in enumerate(evidence.rows[top(scores, scores.size)].tolist(), 1)}
-            missed += [position[row] for row in gold - set(ranked)]
-        depth = np.asarray(missed)
-        lines.append(
-            f"{catalog.label}: {sharing} of {several} tasks with several gold tools have 2+ on one server; "
-            f"gold in the top 10: {found} of {total}; of the {len(missed)} missed, {by_text} are in some text's "
-            f"own top 10; fused rank of the missed: 11-20 {int(((depth > 10) & (depth <= 20)).sum())}, "
-            f"21-50 {int(((depth > 20) & (depth <= 50)).sum())}, 51-100 {int(((depth > 50) & (depth <= 100)).sum())}, "
-            f"> 100 {int((depth > 100).sum())}"
-        )
-    return lines
-
-
-def each_text_scores(evidence: Evidence, ranking: Ranking) -> list[Scores]:
-    """Every tool's fused score against each of the query's texts alone (`Bench.each_text` gathered them)."""
-    if evidence.text_dense is None or evidence.text_server is None:
-        raise ValueError("the evidence holds no scores per text")
-    weight = np.float32(ranking.server_weight)
-    return [
-        fuse((dense + weight * server).astype(np.float32), evidence.full_text, ranking)
-        for dense, server in zip(evidence.text_dense, evidence.text_server, strict=True)
-    ]
-
-
-def round_robin(evidence: Evidence, ranking: Ranking, snapshot: Snapshot, query: str, depth: int = 40) -> list[int]:
-    """For a request with steps, the fused ranking and each text's own ranking interleaved, first
-    places first (a tool already taken is skipped); a single-step request ranks as `rank` does."""
-    fused = [row for row, _ in ranked_rows(snapshot, evidence, query, ranking, depth)]
-    if len(plan_query(query).texts) < 2:
-        return fused[:TOP]
-    lists = [fused, *(evidence.rows[top(scores, depth)].tolist() for scores in each_text_scores(evidence, ranking))]
-    found: list[int] = []
-    for place in range(depth):
-        for ranked in lists:
-            if place < len(ranked) and ranked[place] not in found:
-                found.append(ranked[place])
-    return found[:TOP]
-
-
-def summary(table: Metrics) -> str:
-    return " | ".join(f"{value:.3f}" for value in table.mean(axis=0))
 
 
 async def run(arguments: argparse.Namespace) -> int:
@@ -307,10 +145,7 @@ async def run(arguments: argparse.Namespace) -> int:
     families = {f"{fusion} (CV)": [label for label in configs if label.startswith(fusion)] for fusion in FUSIONS}
     families["any (CV)"] = list(configs)
     baseline = [bench.metrics(catalog, "today", TODAY) for catalog in dev]
-    header = (
-        "| ranking | catalog | " + " | ".join(METRICS) + " | " + " | ".join(f"Δ{m} [95% CI]" for m in METRICS) + " |"
-    )
-    lines = [header, "|" + "---|" * (2 + 2 * len(METRICS))]
+    lines = header("ranking", "catalog")
     for catalog, table in zip(dev, baseline, strict=True):
         lines.append(f"| today | {catalog.label} | {summary(table)} |" + " |" * len(METRICS))
         for half, ranking in HALVES.items():
@@ -385,8 +220,7 @@ def unique_documents(catalogs: Sequence[Catalog]) -> list[list[ToolDocument]]:
 def issue_lines(bench: Bench, catalogs: Sequence[Catalog], variants: Sequence[Catalog], folds: list[int]) -> list[str]:
     """Issue 17's changes against today on every set: families cross-validated on dev, the report-only
     sets with the setting picked on all dev tasks, and the negative-clause text recipe."""
-    header = "| change | set | " + " | ".join(METRICS) + " | " + " | ".join(f"Δ{m} [95% CI]" for m in METRICS) + " |"
-    lines = [header, "|" + "---|" * (2 + 2 * len(METRICS))]
+    lines = header("change", "set")
     for catalog in catalogs:
         lines.append(f"| today | {catalog.label} | {summary(bench.metrics(catalog, 'today', TODAY))} |" + " |" * 4)
     lines += family_lines(bench, catalogs, folds, issue_families())
@@ -394,59 +228,6 @@ def issue_lines(bench: Bench, catalogs: Sequence[Catalog], variants: Sequence[Ca
         table = bench.metrics(variant, "today", TODAY)
         lines.append(row("negative clauses out", catalog.label, table, bench.metrics(catalog, "today", TODAY)))
     return lines
-
-
-def multistep_lines(bench: Bench, catalogs: Sequence[Catalog], folds: list[int]) -> list[str]:
-    """The multi-step changes against the ranking shipped before them, on every set, as `issue_lines` does."""
-    header = "| change | set | " + " | ".join(METRICS) + " | " + " | ".join(f"Δ{m} [95% CI]" for m in METRICS) + " |"
-    lines = [header, "|" + "---|" * (2 + 2 * len(METRICS))]
-    for catalog in catalogs:
-        table = bench.metrics(catalog, "before multi-step", BEFORE_MULTISTEP)
-        lines.append(f"| before multi-step | {catalog.label} | {summary(table)} |" + " |" * 4)
-    lines += family_lines(bench, catalogs, folds, multistep_families())
-    for catalog in catalogs:
-        table = bench.metrics(catalog, ROUND_ROBIN, BEFORE_MULTISTEP)
-        lines.append(
-            row(ROUND_ROBIN, catalog.label, table, bench.metrics(catalog, "before multi-step", BEFORE_MULTISTEP))
-        )
-    return lines
-
-
-def family_lines(
-    bench: Bench, catalogs: Sequence[Catalog], folds: list[int], families: dict[str, dict[str, Ranking]]
-) -> list[str]:
-    """Each family cross-validated on dev, then its pick on all dev tasks on the report-only sets, then
-    every setting on every set; all against the family's first ranking."""
-    dev = [catalog for catalog in catalogs if not catalog.report_only]
-    reports = [catalog for catalog in catalogs if catalog.report_only]
-    lines = []
-    for family, configs in families.items():
-        labels = list(configs)
-        first = labels[0]
-
-        def on_dev(label: str, configs: dict[str, Ranking] = configs) -> list[Metrics]:
-            return [bench.metrics(catalog, label, configs[label]) for catalog in dev]
-
-        tables, picks = cross_validate(labels, on_dev, folds)
-        chosen = pick(labels, on_dev)
-        print(f"{family}: fold picks {picks}; on all dev tasks {chosen!r}")
-        for catalog, table in zip(dev, tables, strict=True):
-            lines.append(row(family, catalog.label, table, bench.metrics(catalog, first, configs[first])))
-        for catalog in reports:
-            table = bench.metrics(catalog, chosen, configs[chosen])
-            lines.append(
-                row(f"{family}: {chosen}", catalog.label, table, bench.metrics(catalog, first, configs[first]))
-            )
-        for label in labels[1:]:
-            for catalog in catalogs:
-                table = bench.metrics(catalog, label, configs[label])
-                lines.append(row(label, catalog.label, table, bench.metrics(catalog, first, configs[first])))
-    return lines
-
-
-def row(label: str, catalog: str, table: Metrics, baseline: Metrics) -> str:
-    intervals = paired_interval(table, baseline)
-    return f"| {label} | {catalog} | {summary(table)} | " + " | ".join(i.cell() for i in intervals) + " |"
 
 
 async def end_to_end(index: ToolIndex, catalog: Catalog, bench: Bench) -> bool:

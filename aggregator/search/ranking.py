@@ -264,7 +264,13 @@ def _multistep(snapshot: Snapshot, evidence: Evidence, scores: Scores, ranking: 
     scores = multistep.server_coherence(scores, snapshot.tool_server[evidence.rows], ranking.server_coherence)
     if not ranking.step_coverage or evidence.text_dense is None:
         return scores
+    return multistep.step_coverage(scores, fuse_by_text(evidence, ranking), ranking.step_coverage)
+
+
+def fuse_by_text(evidence: Evidence, ranking: Ranking) -> Scores:
+    """Each row's fused score against each query text alone (texts x rows; `evidence.text_dense` must be gathered)."""
+    if evidence.text_dense is None:
+        raise ValueError("the evidence holds no scores per text")
     servers = evidence.text_server if evidence.text_server is not None else np.zeros_like(evidence.text_dense)
     by_text = [_dense(dense, server, ranking) for dense, server in zip(evidence.text_dense, servers, strict=True)]
-    fused = np.stack([fuse(dense, evidence.full_text, ranking) for dense in by_text])
-    return multistep.step_coverage(scores, fused, ranking.step_coverage)
+    return np.stack([fuse(dense, evidence.full_text, ranking) for dense in by_text])
